@@ -1,0 +1,168 @@
+"""Every error a client can see, one class each, in OpenAI's error shape.
+
+    CircuitError                     status, type, code, message; `body()` is the wire shape
+    ├── InvalidRequest               400  malformed JSON, missing or ill-typed fields
+    ├── AuthenticationFailed         401  missing, unknown or revoked key
+    ├── NotFound                     404  unknown path
+    ├── MethodNotAllowed             405
+    ├── PayloadTooLarge              413  body over `max_body_bytes`
+    ├── UnsupportedMediaType         415  a body that is not JSON
+    ├── RateLimitExceeded            429  requests/tokens per minute, with Retry-After
+    ├── QuotaExceeded                429  daily USD budget spent
+    ├── ServiceUnavailable           503  no target can serve (breaker open); fixed body
+    └── UpstreamError                     a provider failed; `retryable` drives retry/breaker
+        ├── UpstreamRejected         the upstream's own 400/404/409/422/429, passed through
+        ├── UpstreamFailed           502  5xx, bad credentials upstream, unreadable answer
+        ├── UpstreamUnreachable      502  connection refused or reset before an answer
+        ├── UpstreamTimeout          504  no first byte, or a stream idle, past its timeout
+        └── StreamBroken             the upstream stream ended mid-way (becomes an SSE error event)
+
+The gateway maps these to HTTP in one place (`circuit.gateway.responses`).
+"""
+
+from __future__ import annotations
+
+
+class CircuitError(Exception):
+    """Base of every client-visible error."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        """The error in OpenAI's shape."""
+        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+
+
+class InvalidRequest(CircuitError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class AuthenticationFailed(CircuitError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFound(CircuitError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class MethodNotAllowed(CircuitError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(CircuitError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UnsupportedMediaType(CircuitError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class RateLimitExceeded(CircuitError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class QuotaExceeded(CircuitError):
+    status = 429
+    type = "insufficient_quota"
+    code = "quota_exceeded"
+
+
+class ServiceUnavailable(CircuitError):
+    """No target can serve. Its body is fixed by contract, so clients can match on it."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "service_unavailable"
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__(
+            "Upstream provider temporarily unavailable",
+            headers={"retry-after": str(max(1, retry_after))},
+        )
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class UpstreamError(CircuitError):
+    """A provider failed. `retryable` says whether a second try may succeed."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+    retryable = True
+    #: Whether the provider's breaker should count this as a failure.
+    breaker_failure = True
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream refused the request for a reason the client can act on."""
+
+    retryable = False
+    breaker_failure = False
+
+    def __init__(self, status: int, message: str, *, type: str, code: str | None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, code=code or "upstream_rejected", headers=headers)
+        self.status = status
+        self.type = type
+        if status == 429:
+            # Rate limited upstream: another try (or another target) may well succeed.
+            self.retryable = True
+            self.breaker_failure = True
+
+
+class UpstreamFailed(UpstreamError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamUnreachable(UpstreamError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_unreachable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    type = "upstream_error"
+    code = "upstream_timeout"
+
+
+class StreamBroken(UpstreamError):
+    """The upstream stream failed after its first byte; never retried."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_stream_broken"
+    retryable = False

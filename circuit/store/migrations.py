@@ -1,0 +1,94 @@
+"""Numbered schema migrations, applied in order on start by every store.
+
+A migration is a function `mNNN_name(schema)` registered with `@migration`; it writes SQL that both
+SQLite and PostgreSQL accept, asking `schema` for the few things that differ between them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Schema(Protocol):
+    """What a migration may use: the dialect's words and a way to run SQL."""
+
+    dialect: str  # "sqlite" | "postgres"
+
+    def execute(self, sql: str) -> None: ...
+
+    @property
+    def id_column(self) -> str:
+        """An auto-increment integer primary key column definition."""
+        ...
+
+
+@dataclass(frozen=True)
+class Migration:
+    number: int
+    name: str
+    apply: Callable[[Schema], None]
+
+
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Callable[[Schema], None]) -> Callable[[Schema], None]:
+    """Register `fn`, named `mNNN_description`, as migration number NNN."""
+    match = re.fullmatch(r"m(\d{3})_(\w+)", fn.__name__)
+    if not match:
+        raise ValueError(f"migration {fn.__name__} must be named mNNN_description")
+    number = int(match.group(1))
+    if any(m.number == number for m in MIGRATIONS):
+        raise ValueError(f"migration number {number} is taken")
+    MIGRATIONS.append(Migration(number, match.group(2), fn))
+    MIGRATIONS.sort(key=lambda m: m.number)
+    return fn
+
+
+@migration
+def m001_requests_and_keys(schema: Schema) -> None:
+    schema.execute(f"""
+        CREATE TABLE requests (
+            {schema.id_column},
+            request_id TEXT NOT NULL,
+            timestamp TEXT NOT NULL,
+            key_name TEXT,
+            provider TEXT,
+            model TEXT,
+            upstream_model TEXT,
+            stream INTEGER NOT NULL DEFAULT 0,
+            status_code INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            error_code TEXT,
+            error_message TEXT,
+            tokens_input INTEGER NOT NULL DEFAULT 0,
+            tokens_output INTEGER NOT NULL DEFAULT 0,
+            tokens_cached INTEGER NOT NULL DEFAULT 0,
+            cost_micros BIGINT,
+            usage_source TEXT,
+            finish_reason TEXT,
+            latency_ms REAL,
+            ttfb_ms REAL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            partial_text TEXT,
+            cost_usd REAL
+        )""")
+    schema.execute("CREATE INDEX requests_timestamp ON requests (timestamp)")
+    schema.execute("CREATE INDEX requests_key_timestamp ON requests (key_name, timestamp)")
+    schema.execute("CREATE INDEX requests_request_id ON requests (request_id)")
+    schema.execute("""
+        CREATE TABLE keys (
+            name TEXT PRIMARY KEY,
+            key_hash TEXT NOT NULL UNIQUE,
+            key_prefix TEXT NOT NULL,
+            daily_limit_usd REAL,
+            rpm INTEGER,
+            tpm INTEGER,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            revoked_at TEXT,
+            version INTEGER NOT NULL DEFAULT 1
+        )""")

@@ -1,0 +1,71 @@
+"""The rows the store keeps: what the gateway writes and the CLI reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Literal
+
+RequestStatus = Literal["ok", "failed", "rejected", "client_disconnected"]
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One chat-completion request, whatever became of it."""
+
+    request_id: str
+    timestamp: str  # ISO-8601 UTC with milliseconds, e.g. 2026-11-26T03:44:56.123Z
+    key_name: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    upstream_model: str | None = None
+    stream: bool = False
+    status_code: int = 0
+    status: RequestStatus = "ok"
+    error_code: str | None = None
+    error_message: str | None = None
+    tokens_input: int = 0
+    tokens_output: int = 0
+    tokens_cached: int = 0
+    cost_micros: int | None = None  # None: the model has no price
+    usage_source: str | None = None  # provider | local
+    finish_reason: str | None = None
+    latency_ms: float | None = None
+    ttfb_ms: float | None = None
+    attempts: int = 0
+    partial_text: str | None = None
+
+    @property
+    def cost_usd(self) -> float | None:
+        return None if self.cost_micros is None else self.cost_micros / 1_000_000
+
+
+#: Column order of the `requests` table as the writer inserts it.
+REQUEST_COLUMNS: tuple[str, ...] = (
+    *(f.name for f in fields(RequestRecord)),
+    "cost_usd",
+)
+
+
+def request_row(record: RequestRecord) -> tuple:
+    """The record as a tuple in `REQUEST_COLUMNS` order."""
+    return (
+        record.request_id, record.timestamp, record.key_name, record.provider, record.model,
+        record.upstream_model, int(record.stream), record.status_code, record.status,
+        record.error_code, record.error_message, record.tokens_input, record.tokens_output,
+        record.tokens_cached, record.cost_micros, record.usage_source, record.finish_reason,
+        record.latency_ms, record.ttfb_ms, record.attempts, record.partial_text, record.cost_usd,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    """A client key as stored: never the secret, only its hash and a short prefix."""
+
+    name: str
+    key_hash: str
+    key_prefix: str
+    daily_limit_usd: float | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    created_at: str = ""
+    revoked_at: str | None = None

@@ -1,0 +1,164 @@
+"""SQLite storage: the embedded default, one file, WAL so the CLI and gateways share it."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+
+from circuit.store.base import KeyExists, KeyNotFound
+from circuit.store.migrations import MIGRATIONS
+from circuit.store.records import REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
+
+_INSERT_REQUEST = (
+    f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in REQUEST_COLUMNS)})"
+)
+_KEY_FIELDS = ("name", "key_hash", "key_prefix", "daily_limit_usd", "rpm", "tpm", "created_at",
+               "revoked_at")
+
+
+def utc_now() -> str:
+    """Now, as the ISO-8601 UTC text every timestamp column holds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _SQLiteSchema:
+    dialect = "sqlite"
+    id_column = "id INTEGER PRIMARY KEY"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str) -> None:
+        self._conn.execute(sql)
+
+
+class SQLiteStore:
+    """The Store interface on one SQLite file. Each thread gets its own connection."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    # -- connections -------------------------------------------------------------------------
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit mode: transactions are explicit, so a reader never holds a lock.
+            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def exists(self) -> bool:
+        """Whether the database file is there (the CLI must not create one by reading)."""
+        return self.path.is_file()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        conn = self.connection()
+        conn.execute("PRAGMA journal_mode = WAL")
+        # IMMEDIATE takes the write lock first, so workers starting together migrate once.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS circuit_migrations "
+                "(number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            done = {row[0] for row in conn.execute("SELECT number FROM circuit_migrations")}
+            schema = _SQLiteSchema(conn)
+            for step in MIGRATIONS:
+                if step.number in done:
+                    continue
+                step.apply(schema)
+                conn.execute("INSERT INTO circuit_migrations VALUES (?, ?, ?)",
+                             (step.number, step.name, utc_now()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def applied_migrations(self) -> list[int]:
+        return [row[0] for row in self.connection().execute(
+            "SELECT number FROM circuit_migrations ORDER BY number")]
+
+    # -- request records ---------------------------------------------------------------------
+
+    def insert_requests(self, records: Sequence[RequestRecord]) -> None:
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_INSERT_REQUEST, [request_row(r) for r in records])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def recent_requests(self, limit: int = 10) -> list[dict]:
+        rows = self.connection().execute(
+            "SELECT * FROM requests ORDER BY timestamp DESC, id DESC LIMIT ?", (limit,))
+        return [dict(row) for row in rows]
+
+    def find_requests(self, request_id: str) -> list[dict]:
+        rows = self.connection().execute(
+            "SELECT * FROM requests WHERE request_id = ? ORDER BY id", (request_id,))
+        return [dict(row) for row in rows]
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def load_keys(self) -> list[KeyRow]:
+        rows = self.connection().execute(f"SELECT {', '.join(_KEY_FIELDS)} FROM keys")
+        return [KeyRow(**dict(row)) for row in rows]
+
+    def keys_fingerprint(self) -> str:
+        # Every change bumps a row's version, so the sum moves on any change, however quick.
+        count, versions = self.connection().execute(
+            "SELECT count(*), coalesce(sum(version), 0) FROM keys").fetchone()
+        return f"{count}:{versions}"
+
+    def add_key(self, row: KeyRow) -> None:
+        record = asdict(row)
+        record["created_at"] = record["created_at"] or utc_now()
+        record["updated_at"] = utc_now()
+        try:
+            sqlite_utils.Database(self.connection())["keys"].insert(record)
+        except sqlite3.IntegrityError:
+            raise KeyExists(row.name) from None
+
+    def update_key(self, name: str, **changes: object) -> KeyRow:
+        allowed = {"daily_limit_usd", "rpm", "tpm", "revoked_at"}
+        if not changes or not set(changes) <= allowed:
+            raise ValueError(f"cannot change {sorted(set(changes) - allowed) or 'nothing'}")
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        conn = self.connection()
+        cursor = conn.execute(
+            f"UPDATE keys SET {assignments}, updated_at = ?, version = version + 1 WHERE name = ?",
+            (*changes.values(), utc_now(), name))
+        if cursor.rowcount == 0:
+            raise KeyNotFound(name)
+        row = conn.execute(f"SELECT {', '.join(_KEY_FIELDS)} FROM keys WHERE name = ?",
+                           (name,)).fetchone()
+        return KeyRow(**dict(row))
