@@ -1,0 +1,590 @@
+"""A fake OpenAI-compatible upstream: a real HTTP server speaking OpenAI's wire format.
+
+    with FakeOpenAI() as upstream:
+        upstream.script(Behaviour(status=429, retry_after="1"), Behaviour())
+        client = openai.OpenAI(base_url=upstream.base_url, api_key="sk-provider")
+        ...
+        assert upstream.received[0].api_key == "sk-provider"
+
+Endpoints: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``. Both require
+``Authorization: Bearer <non-empty>``, else 401 in OpenAI's error shape.
+
+Replies are deterministic. One word = one token:
+
+* reply text: ``Behaviour.reply`` or ``reply_for(messages)`` =
+  ``"Echo: <first 40 chars of last user message>. This is a deterministic reply from the
+  fake upstream."``; it is split on whitespace and re-joined with single spaces;
+* ``max_completion_tokens`` (else ``max_tokens``) truncates to that many words, with
+  ``finish_reason="length"``; otherwise ``"stop"``;
+* ``prompt_tokens = words in all message contents + 3 * len(messages) + 3``
+  (see ``count_prompt_tokens``), ``completion_tokens = words emitted``.
+
+Streaming emits exactly OpenAI's sequence of ``chat.completion.chunk`` events: a role
+chunk (``delta={"role": "assistant", "content": "", "refusal": null}``), one chunk per
+word (leading space on every word but the first), a chunk with an empty delta and the
+finish_reason, then - only if ``stream_options.include_usage`` - a ``"choices": []``
+chunk carrying usage (and every earlier chunk carries ``"usage": null``), then
+``data: [DONE]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.fakes.server_thread import ServerThread
+
+DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o4-mini")
+SYSTEM_FINGERPRINT = "fp_fa4e0000ed"
+REPLY_SUFFIX = "This is a deterministic reply from the fake upstream."
+
+# Realistic OpenAI error (type, code) per status when the Behaviour doesn't say.
+_DEFAULT_ERRORS: dict[int, tuple[str, str | None, str]] = {
+    400: ("invalid_request_error", None, "Invalid request."),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+    403: ("permission_denied", "unsupported_country_region_territory", "Forbidden."),
+    404: ("invalid_request_error", "model_not_found", "The model does not exist."),
+    408: ("server_error", "timeout", "Request timed out."),
+    409: ("invalid_request_error", "conflict", "Conflict."),
+    422: ("invalid_request_error", None, "Unprocessable entity."),
+    429: (
+        "requests",
+        "rate_limit_exceeded",
+        "Rate limit reached for requests. Please try again in 1s.",
+    ),
+    500: (
+        "server_error",
+        None,
+        "The server had an error while processing your request. Sorry about that!",
+    ),
+    502: ("server_error", "bad_gateway", "Bad gateway."),
+    503: (
+        "server_error",
+        "service_unavailable",
+        "The engine is currently overloaded, please try again later.",
+    ),
+    504: ("server_error", "gateway_timeout", "Gateway timeout."),
+}
+
+
+@dataclass
+class Behaviour:
+    """How the fake answers one chat request. Defaults = a well-behaved OpenAI."""
+
+    status: int = 200
+    """Non-200: answer ``{"error": {"message", "type", "code", "param"}}`` with this status."""
+    error_type: str | None = None
+    """``error.type`` (default depends on status, e.g. 429 -> "requests", 5xx -> "server_error")."""
+    retry_after: str | None = None
+    """Sent as the ``Retry-After`` header with an error response."""
+    hang: float = 0.0
+    """Seconds to sleep before sending response headers (to trigger gateway timeouts)."""
+    chunk_delay: float = 0.0
+    """Stream: seconds to sleep between consecutive SSE events (including before [DONE])."""
+    first_chunk_delay: float = 0.0
+    """Stream: seconds to sleep after the headers are sent, before the first SSE event."""
+    drop_after_chunks: int | None = None
+    """Stream: send the role chunk and N content (word) chunks, then abort the TCP connection
+    (broken chunked body: no finish chunk, no usage, no [DONE])."""
+    send_usage: bool = True
+    """False = never send usage: no usage chunk / ``usage`` keys in a stream even with
+    ``include_usage``, and no ``usage`` key in a JSON response."""
+    malformed_sse: bool = False
+    """Stream: emit an invalid-JSON ``data:`` event after half of the word chunks."""
+    reply: str | None = None
+    """Override the reply text (still split into words and truncated by max_tokens)."""
+    # --- extras -------------------------------------------------------------------
+    error_code: str | None = None
+    """``error.code`` (default depends on status)."""
+    error_message: str | None = None
+    """``error.message`` (default depends on status)."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra response headers (any status, JSON or stream)."""
+
+
+@dataclass
+class ReceivedRequest:
+    """One chat request as the fake saw it."""
+
+    body: dict[str, Any] | None  # parsed JSON (None if it wasn't valid JSON)
+    raw: bytes
+    headers: dict[str, str]  # lower-cased names
+    api_key: str | None  # the Bearer token, None if absent/empty
+    path: str = "/v1/chat/completions"
+    behaviour: Behaviour | None = None  # what the fake did (None: rejected before scripting)
+
+    @property
+    def authorization(self) -> str | None:
+        return self.headers.get("authorization")
+
+
+# ---------------------------------------------------------------------- pure helpers
+
+
+def _text_of(content: Any) -> str:
+    """Text of a message's content: a string, or the text parts of a content-part list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif isinstance(part, str):
+                parts.append(part)
+        return " ".join(parts)
+    return ""
+
+
+def count_prompt_tokens(messages: list[Any]) -> int:
+    """Words across all message contents + 3 per message + 3 (OpenAI-ish priming)."""
+    words = sum(len(_text_of(m.get("content")).split()) for m in messages if isinstance(m, dict))
+    return words + 3 * len(messages) + 3
+
+
+def reply_for(messages: list[Any]) -> str:
+    """The default deterministic reply to ``messages``."""
+    last_user = ""
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") == "user":
+            last_user = _text_of(m.get("content"))
+            break
+    return f"Echo: {last_user[:40]}. {REPLY_SUFFIX}"
+
+
+def reply_words(body: dict[str, Any], behaviour: Behaviour) -> tuple[list[str], str]:
+    """(words to emit, finish_reason) for a request under a behaviour."""
+    messages = body.get("messages") or []
+    text = behaviour.reply if behaviour.reply is not None else reply_for(messages)
+    words = text.split()
+    limit = body.get("max_completion_tokens")
+    if limit is None:
+        limit = body.get("max_tokens")
+    if isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit < len(words):
+        return words[:limit], "length"
+    return words, "stop"
+
+
+def usage_object(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def error_body(
+    status: int,
+    *,
+    message: str | None = None,
+    type_: str | None = None,
+    code: str | None = None,
+    param: str | None = None,
+) -> dict[str, Any]:
+    d_type, d_code, d_message = _DEFAULT_ERRORS.get(
+        status,
+        ("server_error" if status >= 500 else "invalid_request_error", None, f"HTTP {status}"),
+    )
+    return {
+        "error": {
+            "message": message if message is not None else d_message,
+            "type": type_ if type_ is not None else d_type,
+            "param": param,
+            "code": code if code is not None else d_code,
+        }
+    }
+
+
+def _sse(obj: Any) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+SSE_DONE = b"data: [DONE]\n\n"
+MALFORMED_SSE_EVENT = b'data: {"id": "chatcmpl-garbage", "choices": [ {{{ not json\n\n'
+
+
+class _DroppedByServer(Exception):
+    """We aborted the connection on purpose (drop_after_chunks)."""
+
+
+# ---------------------------------------------------------------------- the fake
+
+
+class FakeOpenAI:
+    """A real HTTP server on 127.0.0.1 that impersonates api.openai.com/v1."""
+
+    def __init__(self, models: tuple[str, ...] | list[str] = DEFAULT_MODELS) -> None:
+        self.models: list[str] = list(models)
+        self.default = Behaviour()
+        self.received: list[ReceivedRequest] = []
+        self.calls = 0
+        self.connections_closed_by_client = 0
+        self.models_calls = 0
+        self._queue: collections.deque[Behaviour] = collections.deque()
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._server = ServerThread(self._make_app())
+
+    # ------------------------------------------------------------------ control API
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>/v1``."""
+        return self._server.url + "/v1"
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>`` (no /v1)."""
+        return self._server.url
+
+    def start(self) -> FakeOpenAI:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def script(self, *behaviours: Behaviour) -> None:
+        """Queue behaviours; each authorized chat request consumes one, in order.
+
+        When the queue is empty, ``self.default`` is used.
+        """
+        with self._lock:
+            self._queue.extend(behaviours)
+
+    @property
+    def pending(self) -> int:
+        """Scripted behaviours not consumed yet."""
+        with self._lock:
+            return len(self._queue)
+
+    def reset(self) -> None:
+        """Clear the script queue, received requests, counters and the default behaviour."""
+        with self._lock:
+            self._queue.clear()
+            self.received.clear()
+            self.calls = 0
+            self.connections_closed_by_client = 0
+            self.models_calls = 0
+            self.default = Behaviour()
+
+    @property
+    def last(self) -> ReceivedRequest:
+        return self.received[-1]
+
+    def wait_for(self, predicate: Any, timeout: float = 2.0, interval: float = 0.005) -> bool:
+        """Poll ``predicate()`` until truthy or ``timeout``; returns the final result.
+
+        Disconnects are observed asynchronously by the server thread, so e.g.
+        ``fake.wait_for(lambda: fake.connections_closed_by_client == 1)``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if predicate():
+                return True
+            if time.monotonic() >= deadline:
+                return bool(predicate())
+            time.sleep(interval)
+
+    # ------------------------------------------------------------------ internals
+
+    def _next_behaviour(self) -> Behaviour:
+        with self._lock:
+            return self._queue.popleft() if self._queue else self.default
+
+    def _next_id(self) -> tuple[str, str]:
+        with self._lock:
+            self._seq += 1
+            n = self._seq
+        return f"chatcmpl-fake{n:016d}", f"req_fake{n:024x}"
+
+    def _count_client_gone(self) -> None:
+        with self._lock:
+            self.connections_closed_by_client += 1
+
+    def _make_app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._handle_chat)
+        app.router.add_get("/v1/models", self._handle_models)
+        return app
+
+    @staticmethod
+    def _api_key(request: web.Request) -> str | None:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None
+        return token
+
+    @staticmethod
+    def _json_error(
+        status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> web.Response:
+        return web.Response(
+            status=status,
+            body=orjson.dumps(body),
+            content_type="application/json",
+            headers=headers or {},
+        )
+
+    def _unauthorized(self) -> web.Response:
+        return self._json_error(
+            401,
+            error_body(
+                401,
+                message=(
+                    "You didn't provide an API key. You need to provide your API key in an "
+                    "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+                ),
+                code=None,
+            ),
+        )
+
+    async def _handle_models(self, request: web.Request) -> web.StreamResponse:
+        self.models_calls += 1
+        if self._api_key(request) is None:
+            return self._unauthorized()
+        data = [
+            {"id": m, "object": "model", "created": 1715367049, "owned_by": "system"}
+            for m in self.models
+        ]
+        return web.Response(
+            body=orjson.dumps({"object": "list", "data": data}), content_type="application/json"
+        )
+
+    async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        api_key = self._api_key(request)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        rec = ReceivedRequest(
+            body=body if isinstance(body, dict) else None,
+            raw=raw,
+            headers=headers,
+            api_key=api_key,
+            path=request.path,
+        )
+        with self._lock:
+            self.received.append(rec)
+            self.calls += 1
+
+        if api_key is None:
+            return self._unauthorized()
+        if not isinstance(body, dict):
+            return self._json_error(
+                400,
+                error_body(
+                    400,
+                    message="We could not parse the JSON body of your request.",
+                    code=None,
+                ),
+            )
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            return self._json_error(
+                400,
+                error_body(
+                    400,
+                    message="Missing required parameter: 'messages'.",
+                    code="missing_required_parameter",
+                    param="messages",
+                ),
+            )
+        if not isinstance(body.get("model"), str):
+            return self._json_error(
+                400,
+                error_body(
+                    400,
+                    message="Missing required parameter: 'model'.",
+                    code="missing_required_parameter",
+                    param="model",
+                ),
+            )
+
+        behaviour = self._next_behaviour()
+        rec.behaviour = behaviour
+        completion_id, request_id = self._next_id()
+        try:
+            if behaviour.hang > 0:
+                await asyncio.sleep(behaviour.hang)
+            if behaviour.status != 200:
+                return self._error_response(behaviour, request_id)
+            if body.get("stream") is True:
+                return await self._stream(request, body, behaviour, completion_id, request_id)
+            return self._completion(body, behaviour, completion_id, request_id)
+        except _DroppedByServer:
+            # Transport already aborted; CancelledError makes aiohttp drop the connection
+            # quietly (no error log, no attempt to finish the response).
+            raise asyncio.CancelledError() from None
+        except asyncio.CancelledError:
+            # Handler cancelled: the client disconnected (ServerThread enables aiohttp's
+            # handler_cancellation) - or the server is shutting down, which doesn't count.
+            if self._server.running:
+                self._count_client_gone()
+            raise
+        except ConnectionResetError:
+            # A write hit a transport the client already closed.
+            if self._server.running:
+                self._count_client_gone()
+            raise asyncio.CancelledError() from None
+
+    def _error_response(self, behaviour: Behaviour, request_id: str) -> web.Response:
+        headers = {"x-request-id": request_id, **behaviour.headers}
+        if behaviour.retry_after is not None:
+            headers["Retry-After"] = behaviour.retry_after
+        body = error_body(
+            behaviour.status,
+            message=behaviour.error_message,
+            type_=behaviour.error_type,
+            code=behaviour.error_code,
+        )
+        return self._json_error(behaviour.status, body, headers)
+
+    def _completion(
+        self, body: dict[str, Any], behaviour: Behaviour, completion_id: str, request_id: str
+    ) -> web.Response:
+        words, finish_reason = reply_words(body, behaviour)
+        obj: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": " ".join(words),
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": usage_object(count_prompt_tokens(body["messages"]), len(words)),
+            "service_tier": "default",
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+        }
+        if not behaviour.send_usage:
+            del obj["usage"]
+        return web.Response(
+            body=orjson.dumps(obj),
+            content_type="application/json",
+            headers={"x-request-id": request_id, **behaviour.headers},
+        )
+
+    async def _stream(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        behaviour: Behaviour,
+        completion_id: str,
+        request_id: str,
+    ) -> web.StreamResponse:
+        words, finish_reason = reply_words(body, behaviour)
+        stream_options = body.get("stream_options")
+        include_usage = (
+            behaviour.send_usage
+            and isinstance(stream_options, dict)
+            and stream_options.get("include_usage") is True
+        )
+        created = int(time.time())
+        model = body["model"]
+
+        def chunk(choices: list[dict[str, Any]]) -> dict[str, Any]:
+            c: dict[str, Any] = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "service_tier": "default",
+                "system_fingerprint": SYSTEM_FINGERPRINT,
+                "choices": choices,
+            }
+            if include_usage:
+                c["usage"] = None
+            return c
+
+        def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
+            return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+
+        resp = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "x-request-id": request_id,
+                **behaviour.headers,
+            },
+        )
+        await resp.prepare(request)  # StreamResponse flushes the headers right away
+
+        sent_events = 0
+
+        async def send(data: bytes) -> None:
+            nonlocal sent_events
+            delay = behaviour.first_chunk_delay if sent_events == 0 else behaviour.chunk_delay
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await resp.write(data)
+            sent_events += 1
+
+        await send(_sse(chunk(choice({"role": "assistant", "content": "", "refusal": None}))))
+        garbage_at = len(words) // 2 if behaviour.malformed_sse else -1
+        for i, word in enumerate(words):
+            if behaviour.drop_after_chunks is not None and i >= behaviour.drop_after_chunks:
+                await self._abort(request)
+            if i == garbage_at:
+                await send(MALFORMED_SSE_EVENT)
+            await send(_sse(chunk(choice({"content": word if i == 0 else " " + word}))))
+        if behaviour.drop_after_chunks is not None:
+            # N >= number of words: still drop before the finish chunk.
+            await self._abort(request)
+        if garbage_at == len(words):  # no words at all: still emit the garbage
+            await send(MALFORMED_SSE_EVENT)
+        await send(_sse(chunk(choice({}, finish_reason))))
+        if include_usage:
+            final = chunk([])
+            final["usage"] = usage_object(count_prompt_tokens(body["messages"]), len(words))
+            await send(_sse(final))
+        await send(SSE_DONE)
+        await resp.write_eof()
+        return resp
+
+    @staticmethod
+    async def _abort(request: web.Request) -> None:
+        """Abort the TCP connection mid-body, after the kernel has taken what we wrote."""
+        transport = request.transport
+        if transport is not None:
+            # abort() discards anything still buffered in the transport; let it drain first
+            # so the client really receives the N chunks before the connection breaks.
+            for _ in range(200):
+                if transport.get_write_buffer_size() == 0:
+                    break
+                await asyncio.sleep(0.005)
+            transport.abort()
+        raise _DroppedByServer()
