@@ -1,0 +1,63 @@
+"""StreamTally: what a relayed stream said, gathered as it passes, without holding it up."""
+
+from __future__ import annotations
+
+import orjson
+
+from circuit.accounting.usage import Usage
+from circuit.providers.openai import usage_from_openai
+
+
+class MalformedChunk(ValueError):
+    """An upstream event that is not a JSON chat-completion chunk."""
+
+
+class StreamTally:
+    """Observes `chat.completion.chunk` payloads: text, finish reason, usage, upstream errors."""
+
+    __slots__ = ("pieces", "usage", "finish_reason", "error", "_forward_usage")
+
+    def __init__(self, client_wants_usage: bool) -> None:
+        self.pieces: list[str] = []
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.error: dict | None = None
+        self._forward_usage = client_wants_usage
+
+    def observe(self, payload: bytes) -> bool:
+        """Take in one payload; return whether the client should receive it."""
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise MalformedChunk("upstream sent an event that is not JSON") from None
+        if not isinstance(chunk, dict):
+            raise MalformedChunk("upstream sent an event that is not a JSON object")
+        if "error" in chunk:
+            self.error = chunk["error"] if isinstance(chunk["error"], dict) else {
+                "message": str(chunk["error"])}
+            return True
+        choices = chunk.get("choices")
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = usage_from_openai(usage)
+        if choices:
+            choice = choices[0]
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict):
+                content = delta.get("content")
+                if isinstance(content, str):
+                    self.pieces.append(content)
+                for call in delta.get("tool_calls") or ():
+                    function = call.get("function") if isinstance(call, dict) else None
+                    if isinstance(function, dict):
+                        self.pieces.append(function.get("name") or "")
+                        self.pieces.append(function.get("arguments") or "")
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+            return True
+        # The usage-only chunk the gateway asked for: hidden from a client that did not ask.
+        return self._forward_usage or not usage
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)

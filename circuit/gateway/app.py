@@ -1,0 +1,83 @@
+"""create_app: the FastAPI application around one Gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from circuit import __version__
+from circuit.config import Settings, load_settings
+from circuit.errors import CircuitError
+from circuit.gateway.flow import ChatFlow
+from circuit.gateway.request_id import RequestIdMiddleware
+from circuit.gateway.responses import EXCEPTION_HANDLERS, error_response, json_response
+from circuit.gateway.runtime import Gateway
+from circuit.logs import configure_logging
+
+#: Documents the endpoint for OpenAPI clients; the body itself is read raw (see chat_request).
+_CHAT_BODY_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["model", "messages"],
+            "properties": {
+                "model": {"type": "string", "minLength": 1},
+                "messages": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["role"],
+                    "properties": {"role": {"type": "string"}}}},
+                "stream": {"type": "boolean"},
+                "max_tokens": {"type": "integer", "minimum": 1},
+                "max_completion_tokens": {"type": "integer", "minimum": 1},
+                "stream_options": {"type": "object"},
+            },
+        }}},
+    }
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The gateway app; settings are loaded from every source when not given."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    gateway = Gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(title="Circuit", version=__version__, lifespan=lifespan,
+                  exception_handlers=EXCEPTION_HANDLERS, docs_url=None, redoc_url=None)
+    app.state.gateway = gateway
+    chat = ChatFlow(gateway)
+
+    @app.post("/v1/chat/completions", openapi_extra=_CHAT_BODY_SCHEMA,
+              summary="Create a chat completion (OpenAI-compatible, JSON or SSE)")
+    async def chat_completions(request: Request) -> Response:
+        return await chat(request)
+
+    @app.get("/v1/models", summary="List the models the gateway serves")
+    async def list_models(request: Request) -> Response:
+        try:
+            gateway.keys.authenticate(request.headers.get("authorization"))
+            models = await gateway.router.default.list_models()
+        except CircuitError as error:
+            return error_response(error)
+        return json_response({"object": "list", "data": [
+            {"id": m, "object": "model", "created": 0, "owned_by": gateway.router.default.name}
+            for m in models]})
+
+    @app.get("/healthz", summary="The process is alive")
+    async def healthz() -> Response:
+        return json_response({"status": "ok", "version": __version__})
+
+    app.add_middleware(RequestIdMiddleware)
+    return app

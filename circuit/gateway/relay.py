@@ -1,0 +1,120 @@
+"""StreamRelay: passes an upstream stream to the client as it arrives, and settles it at the end.
+
+Each network read from upstream becomes one write to the client; accounting only looks at the
+events on their way through. A watcher notices a client that leaves, even while the upstream is
+silent, and cancels the relay so the upstream call is dropped at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter
+
+import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from circuit.accounting.stream_tally import MalformedChunk, StreamTally
+from circuit.errors import CircuitError, StreamBroken, UpstreamError
+from circuit.providers.base import ChunkStream
+
+_DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(slots=True)
+class StreamOutcome:
+    """How a relayed stream ended, for settlement."""
+
+    status: str = "ok"  # ok | failed | client_disconnected
+    error: CircuitError | None = None
+    first_byte_at: float | None = None
+
+
+class StreamRelay(Response):
+    """An ASGI response relaying `stream`; calls `settle(tally, outcome)` exactly once."""
+
+    def __init__(self, stream: ChunkStream, tally: StreamTally,
+                 settle: Callable[[StreamTally, StreamOutcome], None],
+                 headers: dict[str, str]) -> None:
+        self._stream = stream
+        self._tally = tally
+        self._settle = settle
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
+                         (b"cache-control", b"no-cache"),
+                         (b"x-accel-buffering", b"no"),
+                         *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        outcome = StreamOutcome()
+        client_gone = asyncio.Event()
+        watcher = asyncio.create_task(_watch_disconnect(receive, client_gone,
+                                                        asyncio.current_task()))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await self._pump(send, outcome)
+        except asyncio.CancelledError:
+            if not client_gone.is_set():
+                outcome.status = "failed"
+                outcome.error = StreamBroken("The gateway stopped mid-stream",
+                                             code="gateway_shutdown")
+                raise
+            asyncio.current_task().uncancel()
+            outcome.status = "client_disconnected"
+        except OSError:
+            outcome.status = "client_disconnected"
+        finally:
+            watcher.cancel()
+            # Settle before awaiting anything: a late cancellation must not skip the record.
+            self._settle(self._tally, outcome)
+            # The connection is being dropped either way.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._stream.aclose()
+
+    async def _pump(self, send: Send, outcome: StreamOutcome) -> None:
+        tally = self._tally
+        try:
+            async for payloads in self._stream:
+                out = [b"data: " + p + b"\n\n" for p in payloads if tally.observe(p)]
+                if out:
+                    await send({"type": "http.response.body", "body": b"".join(out),
+                                "more_body": True})
+                    if outcome.first_byte_at is None:
+                        outcome.first_byte_at = perf_counter()
+                if tally.error is not None:
+                    outcome.status = "failed"
+                    outcome.error = StreamBroken(str(tally.error.get("message") or "upstream error"),
+                                                 code=str(tally.error.get("code") or
+                                                          "upstream_stream_error"))
+                    break
+        except UpstreamError as error:
+            await self._fail(send, outcome, error)
+            return
+        except MalformedChunk as exc:
+            await self._fail(send, outcome, StreamBroken(str(exc), code="bad_upstream_response"))
+            return
+        await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+
+    async def _fail(self, send: Send, outcome: StreamOutcome, error: CircuitError) -> None:
+        # The client gets the error as an event in OpenAI's shape, then a clean end.
+        outcome.status = "failed"
+        outcome.error = error
+        event = b"data: " + orjson.dumps(error.body()) + b"\n\n"
+        await send({"type": "http.response.body", "body": event + _DONE, "more_body": False})
+        if outcome.first_byte_at is None:
+            outcome.first_byte_at = perf_counter()
+
+
+async def _watch_disconnect(receive: Receive, client_gone: asyncio.Event,
+                            relay: asyncio.Task | None) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            client_gone.set()
+            if relay is not None:
+                relay.cancel()
+            return

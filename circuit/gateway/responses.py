@@ -1,0 +1,70 @@
+"""Errors to HTTP, in one place, and the JSON responses the gateway sends."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from circuit.errors import (
+    CircuitError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+)
+
+log = logging.getLogger("circuit.gateway")
+
+
+def json_response(content: object, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+def error_response(error: CircuitError) -> Response:
+    """The HTTP answer for a client-visible error: OpenAI's shape, its status, its headers."""
+    return json_response(error.body(), error.status, error.headers)
+
+
+async def _circuit_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CircuitError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(NotFound(f"Unknown path {request.url.path}"))
+    if exc.status_code == 405:
+        return error_response(MethodNotAllowed(
+            f"Method {request.method} is not allowed on {request.url.path}"))
+    error = CircuitError(str(exc.detail), code="http_error")
+    error.status = exc.status_code
+    error.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    return error_response(error)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return error_response(InvalidRequest(f"{where or 'body'}: {first.get('msg', 'invalid')}"))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    # A bug, not bad input: the client gets the shape and no traceback; the log gets the detail.
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(CircuitError("The gateway failed unexpectedly; see its log."))
+
+
+EXCEPTION_HANDLERS = {
+    CircuitError: _circuit_error,
+    HTTPException: _http_error,
+    RequestValidationError: _validation_error,
+    Exception: _unexpected_error,
+}

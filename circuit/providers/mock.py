@@ -1,0 +1,146 @@
+"""The built-in mock provider: deterministic, realistic OpenAI answers without a network.
+
+It answers any model name with a reply derived from the last user message, honours `max_tokens`,
+streams one chunk per word and reports usage counted with the real tokenizer, so a new user (and
+the tests) see exactly what a real upstream would produce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from circuit.accounting.tokens import TokenCounter
+from circuit.accounting.usage import Usage
+from circuit.providers.base import ChatCall, Completion
+
+MOCK_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-5-mini", "mock-echo")
+_WORD = re.compile(r"\s*\S+")
+_ids = itertools.count(1)
+
+
+def _last_user_text(messages: Any) -> str:
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content
+                                if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+class MockProvider:
+    """Answers locally; `delay` seconds between stream chunks makes it feel like a model."""
+
+    reports_stream_usage = True
+
+    def __init__(self, counter: TokenCounter, name: str = "mock", delay: float = 0.0) -> None:
+        self.name = name
+        self._counter = counter
+        self._delay = delay
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    async def list_models(self) -> list[str]:
+        return list(MOCK_MODELS)
+
+    def _answer(self, call: ChatCall) -> tuple[list[str], str, Usage]:
+        prompt = _last_user_text(call.body.get("messages"))
+        excerpt = " ".join(prompt.split()[:12]) or "(nothing)"
+        reply = (f"This is a mock reply from Circuit. You said: {excerpt}. The mock provider "
+                 "answers every request deterministically, so you can try the gateway without "
+                 "an upstream key.")
+        words = _WORD.findall(reply)
+        limit = _max_tokens(call.body)
+        finish = "stop"
+        if limit is not None:
+            kept: list[str] = []
+            for word in words:
+                if self._counter.count_text(call.model, "".join(kept) + word) > limit:
+                    finish = "length"
+                    break
+                kept.append(word)
+            words = kept
+        usage = Usage(input_tokens=self._counter.count_messages(call.model,
+                                                                call.body.get("messages")),
+                      output_tokens=self._counter.count_text(call.model, "".join(words)))
+        return words, finish, usage
+
+    async def complete(self, call: ChatCall) -> Completion:
+        words, finish, usage = self._answer(call)
+        text = "".join(words)
+        body = {
+            "id": f"chatcmpl-mock{next(_ids)}", "object": "chat.completion",
+            "created": int(time.time()), "model": call.model,
+            "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
+                         "message": {"role": "assistant", "content": text, "refusal": None}}],
+            "usage": _usage_json(usage), "system_fingerprint": "fp_circuit_mock",
+        }
+        return Completion(body=orjson.dumps(body), usage=usage, finish_reason=finish, text=text)
+
+    async def open_stream(self, call: ChatCall) -> MockChunkStream:
+        words, finish, usage = self._answer(call)
+        return MockChunkStream(call.model, words, finish, usage, self._delay)
+
+
+def _usage_json(usage: Usage) -> dict[str, Any]:
+    return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.input_tokens + usage.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0,
+                                          "rejected_prediction_tokens": 0}}
+
+
+class MockChunkStream:
+    def __init__(self, model: str, words: list[str], finish: str, usage: Usage,
+                 delay: float) -> None:
+        self._chunks = self._generate(model, words, finish, usage, delay)
+
+    async def _generate(self, model: str, words: list[str], finish: str, usage: Usage,
+                        delay: float) -> AsyncIterator[list[bytes]]:
+        base = {"id": f"chatcmpl-mock{next(_ids)}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": model,
+                "system_fingerprint": "fp_circuit_mock"}
+
+        def chunk(delta: dict, finish_reason: str | None = None) -> bytes:
+            return orjson.dumps({**base, "choices": [{"index": 0, "delta": delta,
+                                                      "logprobs": None,
+                                                      "finish_reason": finish_reason}],
+                                 "usage": None})
+
+        yield [chunk({"role": "assistant", "content": "", "refusal": None})]
+        for word in words:
+            if delay:
+                await asyncio.sleep(delay)
+            yield [chunk({"content": word})]
+        yield [chunk({}, finish),
+               orjson.dumps({**base, "choices": [], "usage": _usage_json(usage)})]
+
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
+        return self._chunks
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
