@@ -1,0 +1,54 @@
+"""Shared fixtures: a fake OpenAI upstream and gateways served on real ports."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.support.gateway_server import GatewayServer
+
+PROVIDER_KEY = "sk-upstream-provider-secret-42"
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def upstream(fake_openai: FakeOpenAI) -> FakeOpenAI:
+    """The fake upstream, reset for this test."""
+    fake_openai.reset()
+    return fake_openai
+
+
+@pytest.fixture(scope="session")
+def mock_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+    """A gateway on the built-in mock provider."""
+    server = GatewayServer(tmp_path_factory.mktemp("mock-gw"), PROVIDER="mock").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def openai_gateway(tmp_path_factory: pytest.TempPathFactory,
+                   fake_openai: FakeOpenAI) -> Iterator[GatewayServer]:
+    """A gateway whose provider is the fake OpenAI upstream, with short timeouts."""
+    server = GatewayServer(
+        tmp_path_factory.mktemp("openai-gw"), PROVIDER="openai",
+        OPENAI_BASE_URL=fake_openai.base_url, OPENAI_API_KEY=PROVIDER_KEY,
+        CIRCUIT_FIRST_BYTE_TIMEOUT=1.0, CIRCUIT_IDLE_TIMEOUT=0.5,
+        CIRCUIT_MAX_BODY_BYTES=64 * 1024,
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def request_id() -> str:
+    """A fresh id to send as x-request-id, so a test finds its own record."""
+    return f"test-{uuid.uuid4().hex[:16]}"
