@@ -117,8 +117,8 @@ class Settings:
     db_path: str = setting("data/circuit.db", "CIRCUIT_DB_PATH",
                            "SQLite database file; created with its folder on start.")
     host: str = setting("127.0.0.1", "CIRCUIT_HOST", "Address `circuit serve` listens on.")
-    port: int = setting(8080, "CIRCUIT_PORT", "Port `circuit serve` listens on.",
-                        _integer(1))
+    port: int = setting(8080, "CIRCUIT_PORT", "Port `circuit serve` listens on (0: any free one).",
+                        _integer(0))
     workers: int = setting(1, "CIRCUIT_WORKERS", "Worker processes for `circuit serve`.",
                            _integer(1))
     max_body_bytes: int = setting(10 * 1024 * 1024, "CIRCUIT_MAX_BODY_BYTES",
@@ -197,7 +197,9 @@ def load_settings(
         for source, table, key in (("toml", toml, f.name), (".env", dotenv, env_name),
                                    ("env", environ, env_name), ("flag", flags, f.name)):
             if key in table:
-                values[f.name] = _parse(f, table[key], env_name if source != "toml" else f.name)
+                label = {"toml": f.name, "flag": "--" + f.name.replace("_", "-")}.get(source,
+                                                                                     env_name)
+                values[f.name] = _parse(f, table[key], label)
                 sources[f.name] = source
     unknown = sorted(k for k, v in toml.items() if k not in {f.name for f in declared_settings()}
                      and k not in ("prices",))

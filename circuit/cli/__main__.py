@@ -1,0 +1,5 @@
+"""`python -m circuit.cli` runs the CLI."""
+
+from circuit.cli.app import main
+
+main()

@@ -1,0 +1,97 @@
+"""Settings come from defaults < circuit.toml < .env < environment < flags; bad ones stop start-up."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from circuit.config import ConfigError, declared_settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_apply_with_no_configuration(tmp_path):
+    settings = load_settings(environ={}, cwd=tmp_path)
+    assert settings.provider == "mock"
+    assert settings.db_path == "data/circuit.db"
+    assert settings.sources == {}
+
+
+def test_each_source_overrides_the_one_before(tmp_path):
+    (tmp_path / "circuit.toml").write_text('port = 9001\nprovider = "mock"\nhost = "0.0.0.0"\n'
+                                           'db_path = "toml.db"\n')
+    (tmp_path / ".env").write_text("CIRCUIT_PORT=9002\nCIRCUIT_DB_PATH=dotenv.db\n")
+    settings = load_settings({"port": 9004}, environ={"CIRCUIT_PORT": "9003"}, cwd=tmp_path)
+    assert settings.port == 9004 and settings.sources["port"] == "flag"
+    assert settings.db_path == "dotenv.db" and settings.sources["db_path"] == ".env"
+    assert settings.host == "0.0.0.0" and settings.sources["host"] == "toml"
+    assert load_settings(environ={"CIRCUIT_PORT": "9003"}, cwd=tmp_path).port == 9003
+
+
+def test_config_file_can_be_named_by_environment(tmp_path):
+    path = tmp_path / "elsewhere.toml"
+    path.write_text("daily_usd_limit = 2.5\n")
+    settings = load_settings(environ={"CIRCUIT_CONFIG": str(path)}, cwd=tmp_path)
+    assert settings.daily_usd_limit == 2.5
+
+
+def test_price_overrides_come_from_the_toml(tmp_path):
+    (tmp_path / "circuit.toml").write_text('[prices."my-model"]\ninput = 1.0\noutput = 2.0\n')
+    settings = load_settings(environ={}, cwd=tmp_path)
+    assert settings.prices["my-model"]["output"] == 2.0
+
+
+@pytest.mark.parametrize("environ, fragment", [
+    ({"PROVIDER": "bedrock"}, "PROVIDER must be one of mock, openai"),
+    ({"CIRCUIT_DAILY_USD_LIMIT": "lots"}, "CIRCUIT_DAILY_USD_LIMIT must be a number"),
+    ({"PROVIDER": "openai"}, "OPENAI_API_KEY is required when PROVIDER=openai"),
+    ({"CIRCUIT_PORT": "eighty"}, "CIRCUIT_PORT must be a whole number"),
+    ({"CIRCUIT_CONFIG": "missing.toml"}, "CIRCUIT_CONFIG: no such file"),
+    ({"CIRCUIT_API_KEYS": "short"}, "CIRCUIT_API_KEYS each key must be at least 8"),
+])
+def test_invalid_settings_raise_one_line_naming_the_setting(tmp_path, environ, fragment):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ=environ, cwd=tmp_path)
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_unknown_toml_setting_is_refused(tmp_path):
+    (tmp_path / "circuit.toml").write_text("provdier = 'mock'\n")
+    with pytest.raises(ConfigError, match="unknown setting 'provdier'"):
+        load_settings(environ={}, cwd=tmp_path)
+
+
+def test_daily_limit_can_be_switched_off(tmp_path):
+    assert load_settings(environ={"CIRCUIT_DAILY_USD_LIMIT": "off"},
+                         cwd=tmp_path).daily_usd_limit is None
+
+
+def test_secrets_are_masked_when_described(tmp_path):
+    settings = load_settings(environ={"OPENAI_API_KEY": "sk-provider-very-secret-1234",
+                                      "CIRCUIT_API_KEYS": "client-key-secret-1"}, cwd=tmp_path)
+    shown = " ".join(value for _, _, value, _ in settings.describe())
+    assert "very-secret" not in shown and "client-key-secret" not in shown
+
+
+def test_every_setting_is_documented_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    missing = [f.metadata["env"] for f in declared_settings() if f.metadata["env"] not in readme]
+    assert missing == []
+
+
+@pytest.mark.parametrize("command", [
+    [sys.executable, "-m", "uvicorn", "circuit.main:app", "--port", "0"],
+    [sys.executable, "-m", "circuit.cli", "serve", "--port", "0"],
+])
+def test_bad_configuration_stops_start_up_with_one_line_and_no_traceback(tmp_path, command):
+    env = {**os.environ, "PROVIDER": "openai", "OPENAI_API_KEY": "", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert "OPENAI_API_KEY is required when PROVIDER=openai" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

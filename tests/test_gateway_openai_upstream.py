@@ -1,0 +1,253 @@
+"""The gateway in front of an OpenAI-compatible upstream that behaves, and misbehaves, over HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from tests.conftest import PROVIDER_KEY
+from tests.fakes.openai_upstream import Behaviour
+from tests.support.gateway_server import CLIENT_KEY
+
+HELLO = [{"role": "user", "content": "Hello from the test"}]
+
+
+def _post(gateway, body: dict, request_id: str, **kwargs) -> httpx.Response:
+    return httpx.post(gateway.url + "/v1/chat/completions", content=orjson.dumps(body),
+                      headers={"Authorization": f"Bearer {CLIENT_KEY}",
+                               "Content-Type": "application/json",
+                               "x-request-id": request_id}, timeout=10, **kwargs)
+
+
+def _sse_events(text: str) -> list[str]:
+    return [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+
+
+# -- behaving upstream -------------------------------------------------------------------------
+
+def test_json_completion_is_relayed_and_recorded_with_provider_usage(openai_gateway, upstream,
+                                                                     request_id):
+    completion = openai_gateway.client().chat.completions.create(
+        model="gpt-4o-mini", messages=HELLO, extra_headers={"x-request-id": request_id})
+    assert completion.choices[0].message.content.startswith("Echo: Hello from the test")
+    row = openai_gateway.record(request_id)
+    assert (row["tokens_input"], row["tokens_output"]) == (
+        completion.usage.prompt_tokens, completion.usage.completion_tokens)
+    assert row["usage_source"] == "provider" and row["provider"] == "openai"
+    assert row["status"] == "ok" and row["cost_usd"] > 0
+
+
+def test_stream_is_relayed_chunk_by_chunk_and_settled_from_provider_usage(openai_gateway,
+                                                                          upstream, request_id):
+    chunks = list(openai_gateway.client().chat.completions.create(
+        model="gpt-4o-mini", messages=HELLO, stream=True,
+        extra_headers={"x-request-id": request_id}))
+    words = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert " ".join(w.strip() for w in words).startswith("Echo: Hello from the test")
+    assert all(not c.usage for c in chunks), "the usage chunk the gateway asked for is hidden"
+    assert upstream.last.body["stream_options"] == {"include_usage": True}
+    row = openai_gateway.record(request_id)
+    assert row["usage_source"] == "provider" and row["tokens_output"] == len(words)
+
+
+def test_request_body_reaches_upstream_as_sent_with_unknown_fields(openai_gateway, upstream,
+                                                                   request_id):
+    body = {"model": "gpt-4o-mini", "messages": HELLO, "temperature": 0.25,
+            "x_vendor_field": {"nested": [1, 2.5, "three"]}}
+    raw = orjson.dumps(body, option=orjson.OPT_INDENT_2)
+    response = httpx.post(openai_gateway.url + "/v1/chat/completions", content=raw,
+                          headers={"Authorization": f"Bearer {CLIENT_KEY}",
+                                   "x-request-id": request_id})
+    assert response.status_code == 200
+    assert upstream.last.raw == raw, "nothing had to change, so the bytes are forwarded as is"
+
+
+def test_upstream_response_fields_unknown_to_the_gateway_reach_the_client(openai_gateway,
+                                                                          upstream, request_id):
+    upstream.script(Behaviour(headers={"x-upstream-note": "kept"}))
+    response = _post(openai_gateway, {"model": "gpt-4o-mini", "messages": HELLO}, request_id)
+    assert response.json()["system_fingerprint"]  # a field the gateway never reads
+    assert response.json()["choices"][0]["message"]["refusal"] is None
+
+
+def test_provider_key_goes_upstream_never_the_client_key(openai_gateway, upstream, request_id):
+    _post(openai_gateway, {"model": "gpt-4o-mini", "messages": HELLO}, request_id)
+    assert upstream.last.api_key == PROVIDER_KEY
+    assert CLIENT_KEY.encode() not in openai_gateway.db_path.read_bytes()
+
+
+def test_stream_without_upstream_usage_is_counted_locally(openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(send_usage=False, reply="one two three four five"))
+    list(openai_gateway.client().chat.completions.create(
+        model="gpt-4o-mini", messages=HELLO, stream=True,
+        extra_headers={"x-request-id": request_id}))
+    row = openai_gateway.record(request_id)
+    counter = openai_gateway.gateway.counter
+    assert row["usage_source"] == "local" and row["status"] == "ok"
+    assert row["tokens_output"] == counter.count_text("gpt-4o-mini", "one two three four five")
+    assert row["tokens_input"] == counter.count_messages("gpt-4o-mini", HELLO)
+    assert row["cost_usd"] > 0
+
+
+def test_json_without_upstream_usage_is_counted_locally(openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(send_usage=False, reply="alpha beta"))
+    openai_gateway.client().chat.completions.create(
+        model="gpt-4o-mini", messages=HELLO, extra_headers={"x-request-id": request_id})
+    row = openai_gateway.record(request_id)
+    assert row["usage_source"] == "local"
+    assert row["tokens_output"] == openai_gateway.gateway.counter.count_text("gpt-4o-mini",
+                                                                             "alpha beta")
+
+
+def test_unpriced_model_is_recorded_without_a_cost(openai_gateway, upstream, request_id):
+    _post(openai_gateway, {"model": "my-local-llama", "messages": HELLO}, request_id)
+    row = openai_gateway.record(request_id)
+    assert row["status"] == "ok" and row["tokens_output"] > 0
+    assert row["cost_usd"] is None and row["cost_micros"] is None
+
+
+# -- misbehaving upstream ----------------------------------------------------------------------
+
+def test_upstream_500_becomes_502_in_openai_shape(openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(status=500))
+    response = _post(openai_gateway, {"model": "gpt-4o-mini", "messages": HELLO}, request_id)
+    assert response.status_code == 502
+    assert set(response.json()["error"]) >= {"message", "type", "code"}
+    assert response.headers["x-request-id"] == request_id
+    row = openai_gateway.record(request_id)
+    assert (row["status"], row["status_code"], row["error_code"]) == (
+        "failed", 502, "upstream_server_error")
+
+
+def test_upstream_429_is_passed_on_with_retry_after(openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(status=429, retry_after="7"))
+    with pytest.raises(openai.RateLimitError) as caught:
+        openai_gateway.client().chat.completions.create(
+            model="gpt-4o-mini", messages=HELLO, extra_headers={"x-request-id": request_id})
+    assert caught.value.response.headers["retry-after"] == "7"
+    assert openai_gateway.record(request_id)["status_code"] == 429
+
+
+def test_upstream_400_is_passed_on_with_its_message(openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(status=400, error_message="Invalid value for 'temperature'."))
+    response = _post(openai_gateway, {"model": "gpt-4o-mini", "messages": HELLO}, request_id)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "Invalid value for 'temperature'."
+
+
+def test_upstream_404_is_passed_on(openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(status=404, error_message="The model does not exist."))
+    response = _post(openai_gateway, {"model": "gpt-9", "messages": HELLO}, request_id)
+    assert response.status_code == 404 and response.json()["error"]["type"]
+
+
+def test_upstream_401_is_a_502_that_hides_the_upstream_message(openai_gateway, upstream,
+                                                               request_id):
+    upstream.script(Behaviour(status=401, error_message=f"Incorrect API key: {PROVIDER_KEY}"))
+    response = _post(openai_gateway, {"model": "gpt-4o-mini", "messages": HELLO}, request_id)
+    assert response.status_code == 502
+    assert PROVIDER_KEY not in response.text
+    assert response.json()["error"]["code"] == "upstream_auth_failed"
+
+
+def test_upstream_that_hangs_gets_504_after_the_first_byte_timeout(openai_gateway, upstream,
+                                                                   request_id):
+    upstream.script(Behaviour(hang=3.0))
+    started = time.monotonic()
+    response = _post(openai_gateway, {"model": "gpt-4o-mini", "messages": HELLO}, request_id)
+    assert response.status_code == 504
+    assert time.monotonic() - started < 2.5  # CIRCUIT_FIRST_BYTE_TIMEOUT=1 in this gateway
+    assert openai_gateway.record(request_id)["error_code"] == "upstream_timeout"
+
+
+def test_unreachable_upstream_is_a_502(tmp_path, request_id):
+    from tests.support.gateway_server import GatewayServer
+
+    gateway = GatewayServer(tmp_path, PROVIDER="openai", OPENAI_API_KEY="sk-x",
+                            OPENAI_BASE_URL="http://127.0.0.1:9/v1").start()
+    try:
+        response = _post(gateway, {"model": "gpt-4o-mini", "messages": HELLO}, request_id)
+        assert response.status_code == 502
+        assert response.json()["error"]["code"] == "upstream_unreachable"
+        assert gateway.record(request_id)["status"] == "failed"
+    finally:
+        gateway.stop()
+
+
+def test_stream_dropped_midway_ends_with_an_error_event_and_records_the_partial_text(
+        openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(drop_after_chunks=3, reply="alpha beta gamma delta epsilon"))
+    response = _post(openai_gateway, {"model": "gpt-4o-mini", "messages": HELLO,
+                                      "stream": True}, request_id)
+    events = _sse_events(response.text)
+    assert response.status_code == 200
+    error = orjson.loads(events[-2])["error"]
+    assert set(error) == {"message", "type", "code"}
+    assert events[-1] == "[DONE]", "a clean end of stream, no hang"
+    row = openai_gateway.record(request_id)
+    assert row["status"] == "failed" and row["error_code"] == "upstream_stream_broken"
+    assert row["partial_text"] == "alpha beta gamma"
+    assert row["usage_source"] == "local" and row["tokens_output"] == 3
+    assert row["cost_usd"] > 0, "what the broken stream used is charged"
+
+
+def test_sdk_sees_a_dropped_stream_as_an_error(openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(drop_after_chunks=2))
+    stream = openai_gateway.client().chat.completions.create(
+        model="gpt-4o-mini", messages=HELLO, stream=True,
+        extra_headers={"x-request-id": request_id})
+    with pytest.raises(openai.APIError):
+        list(stream)
+
+
+def test_stream_idle_past_the_timeout_ends_with_an_error_event(openai_gateway, upstream,
+                                                               request_id):
+    upstream.script(Behaviour(chunk_delay=0.8, reply="slow words here"))
+    response = _post(openai_gateway, {"model": "gpt-4o-mini", "messages": HELLO,
+                                      "stream": True}, request_id)
+    events = _sse_events(response.text)
+    assert orjson.loads(events[-2])["error"]["code"] == "upstream_idle_timeout"
+    assert openai_gateway.record(request_id)["status"] == "failed"
+
+
+def test_malformed_sse_ends_with_an_error_event(openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(malformed_sse=True))
+    response = _post(openai_gateway, {"model": "gpt-4o-mini", "messages": HELLO,
+                                      "stream": True}, request_id)
+    events = _sse_events(response.text)
+    assert orjson.loads(events[-2])["error"]["code"] == "bad_upstream_response"
+    row = openai_gateway.record(request_id)
+    assert row["status"] == "failed" and row["partial_text"]
+
+
+def test_client_that_disconnects_midstream_cancels_upstream_and_is_recorded(
+        openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(chunk_delay=0.1, reply=" ".join(["word"] * 40)))
+    with httpx.stream("POST", openai_gateway.url + "/v1/chat/completions",
+                      json={"model": "gpt-4o-mini", "messages": HELLO, "stream": True},
+                      headers={"Authorization": f"Bearer {CLIENT_KEY}",
+                               "x-request-id": request_id}) as response:
+        received = 0
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                received += 1
+            if received == 4:
+                break
+    assert upstream.wait_for(lambda: upstream.connections_closed_by_client == 1, timeout=3)
+    row = openai_gateway.record(request_id)
+    assert row["status"] == "client_disconnected"
+    assert row["partial_text"].startswith("word")
+    assert row["tokens_output"] > 0 and row["usage_source"] == "local"
+
+
+def test_stream_error_before_the_first_byte_gets_an_http_status(openai_gateway, upstream,
+                                                               request_id):
+    upstream.script(Behaviour(status=503))
+    response = _post(openai_gateway, {"model": "gpt-4o-mini", "messages": HELLO,
+                                      "stream": True}, request_id)
+    assert response.status_code == 502
+    assert response.headers["content-type"].startswith("application/json")
