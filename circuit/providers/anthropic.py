@@ -1,0 +1,310 @@
+"""Anthropic's Messages API behind the Provider protocol, over one pooled aiohttp session.
+
+The gateway speaks OpenAI; this provider translates each call to `POST {base_url}/v1/messages`
+and the answer back (`anthropic_translate`), so clients see `chat.completion` bodies and
+`chat.completion.chunk` streams whatever the upstream. Anthropic always reports usage in a
+stream, so every stream ends with OpenAI's usage-only chunk (the relay hides it from a client
+that did not ask for it).
+
+Errors, by Anthropic status: 401/403 → UpstreamFailed, not retryable, never quoting the
+upstream; 400/404/413/422/429 → UpstreamRejected with OpenAI's type/code (429 keeps
+Retry-After and is retryable); 529 overloaded and 5xx → retryable UpstreamFailed. An `error`
+event before the stream's first chunk is raised from `open_stream` (so it can be retried);
+after it, it is passed on as an OpenAI error payload, which the relay turns into an error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from circuit.errors import (
+    StreamBroken,
+    UpstreamError,
+    UpstreamFailed,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from circuit.providers.anthropic_stream import StreamTranslator, stream_error_body
+from circuit.providers.anthropic_translate import completion_from_anthropic, to_anthropic
+from circuit.providers.base import ChatCall, Completion, Timeouts
+from circuit.providers.sse import SSEDecoder
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+#: Statuses the client can act on: (OpenAI error type, code).
+_REJECTED = {
+    400: ("invalid_request_error", "invalid_request"),
+    404: ("invalid_request_error", "model_not_found"),
+    413: ("invalid_request_error", "request_too_large"),
+    422: ("invalid_request_error", "invalid_request"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+}
+
+
+def error_from_anthropic(status: int, body: bytes, headers: Mapping[str, str],
+                         provider: str) -> UpstreamError:
+    """The typed error for Anthropic's non-2xx answer
+    (`{"type": "error", "error": {"type": ..., "message": ...}}`)."""
+    kind, message = _describe(body)
+    if status in (401, 403):
+        # The gateway's own credentials failed; the upstream's words may quote the key.
+        error = UpstreamFailed(f"{provider} rejected the gateway's credentials ({status})",
+                               code="upstream_auth_failed")
+        error.retryable = False
+        return error
+    retry_after = headers.get("retry-after")
+    passed = {"retry-after": retry_after} if retry_after else {}
+    if status == 529 or kind == "overloaded_error":
+        return UpstreamFailed(f"{provider} is overloaded ({status})",
+                              code="upstream_overloaded", headers=passed)
+    if status in _REJECTED:
+        type_, code = _REJECTED[status]
+        return UpstreamRejected(status, message or f"{provider} rejected the request ({status})",
+                                type=type_, code=code,
+                                headers=passed if status == 429 else None)
+    return UpstreamFailed(f"{provider} failed with status {status}"
+                          + (f": {message}" if message else ""),
+                          code="upstream_server_error" if status >= 500 else "upstream_error",
+                          headers=passed)
+
+
+def _describe(body: bytes) -> tuple[str | None, str | None]:
+    try:
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None, None
+    if not isinstance(error, dict):
+        return None, None
+    kind, message = error.get("type"), error.get("message")
+    return (str(kind) if kind else None, str(message)[:500] if message else None)
+
+
+def _error_from_event(provider: str, error: dict[str, Any]) -> UpstreamError:
+    """The typed error for an `error` event that came before anything reached the client
+    (retryable, unless the upstream called the request itself invalid)."""
+    body = stream_error_body(provider, error)
+    if error.get("type") in ("invalid_request_error", "request_too_large"):
+        return UpstreamRejected(400, str(error.get("message") or body["message"]),
+                                type="invalid_request_error", code="invalid_request")
+    return UpstreamFailed(body["message"], code=body["code"])
+
+
+class AnthropicProvider:
+    """Provider for Anthropic's Messages API (`base_url` like https://api.anthropic.com)."""
+
+    reports_stream_usage = True
+    #: Models asked for per page of `GET /v1/models` (Anthropic allows up to 1000).
+    models_page_size = 1000
+
+    def __init__(self, name: str, base_url: str, api_key: str | None,
+                 timeouts: Timeouts | None = None, default_max_tokens: int = 4096,
+                 max_connections: int = 1000) -> None:
+        self.name = name
+        base = base_url.rstrip("/")
+        if base.endswith("/v1"):  # accept either form of the base URL
+            base = base[:-3]
+        self._url = base + "/v1/messages"
+        self._models_url = base + "/v1/models"
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json",
+                         "anthropic-version": ANTHROPIC_VERSION}
+        if api_key:
+            self._headers["x-api-key"] = api_key
+        self._timeouts = timeouts or Timeouts()
+        self._default_max_tokens = default_max_tokens
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300,
+                                         keepalive_timeout=30)
+        # Only connect is bounded here; first-byte and idle timeouts are applied per read below.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeouts.connect)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                              headers=self._headers, auto_decompress=True)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _payload(self, call: ChatCall) -> bytes:
+        return orjson.dumps(to_anthropic(call.body, call.model, stream=call.stream,
+                                         default_max_tokens=self._default_max_tokens))
+
+    async def _post(self, payload: bytes) -> aiohttp.ClientResponse:
+        assert self._session is not None, "provider not started"
+        try:
+            response = await self._session.post(self._url, data=payload)
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamUnreachable(f"{self.name} is unreachable: {exc.strerror or exc}") \
+                from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            raise UpstreamUnreachable(f"{self.name} closed the connection: {exc}") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailed(f"{self.name} request failed: {exc}") from None
+        if response.status >= 300:
+            try:
+                body = await response.read()
+            except aiohttp.ClientError:
+                body = b""
+            finally:
+                response.release()
+            raise error_from_anthropic(response.status, body, response.headers, self.name)
+        return response
+
+    async def complete(self, call: ChatCall) -> Completion:
+        payload = self._payload(call)  # a request Anthropic cannot take fails before the call
+        try:
+            async with asyncio.timeout(self._timeouts.first_byte):
+                response = await self._post(payload)
+                try:
+                    body = await response.read()
+                finally:
+                    response.release()
+        except TimeoutError:
+            raise UpstreamTimeout(f"{self.name} did not answer within "
+                                  f"{self._timeouts.first_byte:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailed(f"{self.name} broke off its answer: {exc}") from None
+        try:
+            answer, usage, finish, text = completion_from_anthropic(orjson.loads(body),
+                                                                    call.model)
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+            raise UpstreamFailed(f"{self.name} sent an unreadable answer",
+                                 code="bad_upstream_response") from None
+        return Completion(body=orjson.dumps(answer), usage=usage, finish_reason=finish,
+                          text=text)
+
+    async def open_stream(self, call: ChatCall) -> AnthropicChunkStream:
+        payload = self._payload(call)
+        options = call.body.get("stream_options")
+        translator = StreamTranslator(
+            self.name, call.model,
+            usage_nulls=isinstance(options, dict) and options.get("include_usage") is True)
+        response = None
+        try:
+            async with asyncio.timeout(self._timeouts.first_byte):
+                response = await self._post(payload)
+                stream = AnthropicChunkStream(self.name, response, self._timeouts.idle,
+                                              translator)
+                # Wait for the first event here, so a failure before it can still be retried.
+                await stream.prefetch()
+        except TimeoutError:
+            if response is not None:
+                response.close()
+            raise UpstreamTimeout(f"{self.name} sent no first event within "
+                                  f"{self._timeouts.first_byte:g}s") from None
+        except StreamBroken as exc:
+            raise UpstreamFailed(str(exc), code=exc.code) from None
+        except BaseException:
+            if response is not None:
+                response.close()
+            raise
+        if translator.error is not None:
+            # Nothing has reached the client yet: fail the call instead, so it can be retried.
+            await stream.aclose()
+            raise _error_from_event(self.name, translator.error)
+        return stream
+
+    async def list_models(self) -> list[str]:
+        assert self._session is not None, "provider not started"
+        models: list[str] = []
+        params = {"limit": str(self.models_page_size)}
+        try:
+            async with asyncio.timeout(self._timeouts.first_byte):
+                for _ in range(20):  # pages; far more models than Anthropic has
+                    async with self._session.get(self._models_url, params=params) as response:
+                        if response.status != 200:
+                            raise error_from_anthropic(response.status, await response.read(),
+                                                       response.headers, self.name)
+                        page = orjson.loads(await response.read())
+                    models.extend(m["id"] for m in page.get("data", [])
+                                  if isinstance(m, dict) and "id" in m)
+                    if not page.get("has_more") or not page.get("last_id"):
+                        break
+                    params = {**params, "after_id": str(page["last_id"])}
+        except TimeoutError:
+            raise UpstreamTimeout(f"{self.name} did not list its models in time") from None
+        except (aiohttp.ClientError, orjson.JSONDecodeError, AttributeError) as exc:
+            raise UpstreamFailed(f"{self.name} could not list models: {exc}") from None
+        return models
+
+
+class AnthropicChunkStream:
+    """An Anthropic SSE stream, yielding the OpenAI chunks of each network read."""
+
+    def __init__(self, provider: str, response: aiohttp.ClientResponse, idle: float,
+                 translator: StreamTranslator) -> None:
+        self._provider = provider
+        self._response = response
+        self._idle = idle
+        self._translator = translator
+        self._decoder = SSEDecoder()
+        self._first: list[bytes] | None = None
+        self._done = False
+
+    async def prefetch(self) -> None:
+        """Read until the first chunk is ready (or the stream ended). Only the caller's
+        first-byte timeout bounds this wait; the idle timeout starts after it."""
+        while not self._first and not self._done:
+            self._first = await self._read(None)
+
+    def __aiter__(self) -> AnthropicChunkStream:
+        return self
+
+    async def __anext__(self) -> list[bytes]:
+        if self._first:
+            first, self._first = self._first, None
+            return first
+        while not self._done:
+            payloads = await self._read(self._idle)
+            if payloads:
+                return payloads
+        raise StopAsyncIteration
+
+    async def _read(self, idle: float | None) -> list[bytes]:
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await self._response.content.readany()
+        except TimeoutError:
+            self._close()
+            raise UpstreamTimeout(f"{self._provider} went silent for {self._idle:g}s "
+                                  "mid-stream", code="upstream_idle_timeout") from None
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            self._close()
+            raise StreamBroken(f"{self._provider} stream broke: {exc.__class__.__name__}") \
+                from None
+        if not chunk:
+            self._close()
+            # A clean end without message_stop means the upstream gave up mid-answer.
+            raise StreamBroken(f"{self._provider} ended the stream early")
+        payloads: list[bytes] = []
+        translator = self._translator
+        try:
+            for event in self._decoder.feed(chunk):
+                payloads.extend(translator.feed(event.data))
+                if translator.stopped:
+                    self._done = True
+                    self._response.release()
+                    break
+                if translator.error is not None:
+                    self._close()  # Anthropic sends nothing after an error event
+                    break
+        except StreamBroken:
+            self._close()
+            raise
+        return payloads
+
+    def _close(self) -> None:
+        self._done = True
+        # Closing (not releasing) drops the connection, which cancels the upstream call.
+        self._response.close()
+
+    async def aclose(self) -> None:
+        if not self._done:
+            self._close()

@@ -1,0 +1,147 @@
+"""Anthropic's Messages stream → OpenAI `chat.completion.chunk` payloads, one event at a time.
+
+    event                         OpenAI chunk(s)
+    message_start                 delta {"role": "assistant", "content": ""}
+    content_block_start  text     delta.content (when the block starts with text)
+    content_block_start  tool_use delta.tool_calls[{index, id, type, function{name, ""}}]
+    content_block_delta  text     delta.content
+    content_block_delta  json     delta.tool_calls[{index, function{arguments}}]
+    content_block_stop            ("{}" as arguments for a tool call that had none)
+    message_delta                 an empty delta with finish_reason
+    message_stop                  the usage-only chunk ("choices": [])
+    error                         {"error": {message, type, code}}
+    ping, thinking, others        nothing
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from circuit.accounting.usage import Usage
+from circuit.errors import StreamBroken
+from circuit.providers.anthropic_translate import (
+    FINISH_REASONS,
+    openai_usage,
+    usage_from_anthropic,
+)
+
+
+class StreamTranslator:
+    """Turns Anthropic stream events into OpenAI chunks, one event at a time.
+
+    `stopped` is set by `message_stop` (the stream ended well); `error` by an `error` event,
+    which becomes an OpenAI error payload (`{"error": {...}}`) for the relay to pass on."""
+
+    def __init__(self, provider: str, model: str, usage_nulls: bool = False) -> None:
+        self._provider = provider
+        self._base: dict[str, Any] = {"id": "chatcmpl-", "object": "chat.completion.chunk",
+                                      "created": int(time.time()), "model": model}
+        if usage_nulls:  # what OpenAI does when the client asked for the usage chunk
+            self._base["usage"] = None
+        self._usage: dict[str, Any] = {}
+        self._tools: dict[int, list[Any]] = {}  # block index → [tool call index, args sent]
+        self._started = False
+        self.finish_reason: str | None = None
+        self.stopped = False
+        self.error: dict[str, Any] | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        return usage_from_anthropic(self._usage) if self._usage else None
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return orjson.dumps({**self._base, "choices": [
+            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The OpenAI payloads for one Anthropic event's `data`."""
+        try:
+            event = orjson.loads(data)
+            kind = event["type"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise StreamBroken(f"{self._provider} sent an unreadable stream event",
+                               code="bad_upstream_response") from None
+        try:
+            return self._translate(kind, event)
+        except (KeyError, TypeError, AttributeError):
+            raise StreamBroken(f"{self._provider} sent a malformed {kind} event",
+                               code="bad_upstream_response") from None
+
+    def _translate(self, kind: str, event: dict[str, Any]) -> list[bytes]:
+        if kind == "content_block_delta":
+            delta = event["delta"]
+            if delta["type"] == "text_delta":
+                return [self._chunk({"content": delta["text"]})] if delta["text"] else []
+            tool = self._tools.get(event["index"])
+            if delta["type"] == "input_json_delta" and tool is not None \
+                    and delta["partial_json"]:
+                tool[1] = True
+                return [self._chunk({"tool_calls": [
+                    {"index": tool[0], "function": {"arguments": delta["partial_json"]}}]})]
+            # Thinking, signature and citation deltas, and the input of server-side tools
+            # (web search, ...), have no OpenAI counterpart.
+            return []
+        if kind == "content_block_start":
+            block = event["content_block"]
+            if block["type"] == "text":
+                return [self._chunk({"content": block["text"]})] if block.get("text") else []
+            if block["type"] == "tool_use":
+                number = len(self._tools)
+                self._tools[event["index"]] = [number, False]
+                return [self._chunk({"tool_calls": [
+                    {"index": number, "id": block["id"], "type": "function",
+                     "function": {"name": block["name"], "arguments": ""}}]})]
+            return []
+        if kind == "content_block_stop":
+            tool = self._tools.get(event["index"])
+            if tool is not None and not tool[1]:
+                # A call without arguments: OpenAI would send an empty object, not nothing.
+                tool[1] = True
+                return [self._chunk({"tool_calls": [
+                    {"index": tool[0], "function": {"arguments": "{}"}}]})]
+            return []
+        if kind == "message_start":
+            if self._started:
+                return []
+            self._started = True
+            message = event["message"]
+            self._base["id"] = "chatcmpl-" + str(message["id"])
+            if isinstance(message.get("model"), str) and message["model"]:
+                self._base["model"] = message["model"]
+            self._take_usage(message.get("usage"))
+            return [self._chunk({"role": "assistant", "content": ""})]
+        if kind == "message_delta":
+            self._take_usage(event.get("usage"))
+            stop_reason = (event.get("delta") or {}).get("stop_reason")
+            self.finish_reason = FINISH_REASONS.get(stop_reason, "stop") if stop_reason \
+                else "stop"
+            return [self._chunk({}, self.finish_reason)]
+        if kind == "message_stop":
+            self.stopped = True
+            usage = self.usage
+            if usage is None:
+                return []
+            return [orjson.dumps({**self._base, "choices": [], "usage": openai_usage(usage)})]
+        if kind == "error":
+            error = event.get("error")
+            self.error = error if isinstance(error, dict) else {"message": str(error)}
+            return [orjson.dumps({"error": stream_error_body(self._provider, self.error)})]
+        return []  # ping, and event types added after this was written
+
+    def _take_usage(self, usage: Any) -> None:
+        # message_delta's counts are cumulative: a later value replaces an earlier one.
+        if isinstance(usage, dict):
+            self._usage.update({k: v for k, v in usage.items() if v is not None})
+
+
+def stream_error_body(provider: str, error: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic stream `error` event's error, in OpenAI's error shape."""
+    kind = str(error.get("type") or "api_error")
+    message = str(error.get("message") or "stream failed")[:500]
+    return {"message": f"{provider} stream failed ({kind}): {message}",
+            "type": "upstream_error",
+            "code": "upstream_overloaded" if kind == "overloaded_error"
+            else "upstream_stream_error"}
