@@ -109,6 +109,31 @@ class Settings:
         10.0, "CIRCUIT_DAILY_USD_LIMIT",
         "Default daily spend limit per key in USD (UTC day); `off` for none.",
         _optional(_number()))
+    default_rpm: int | None = setting(None, "CIRCUIT_DEFAULT_RPM",
+                                      "Requests per minute per key, unless the key sets its "
+                                      "own; off by default.", _optional(_integer(1)))
+    default_tpm: int | None = setting(None, "CIRCUIT_DEFAULT_TPM",
+                                      "Tokens per minute per key (prompt + max_tokens, settled "
+                                      "to actual use), unless the key sets its own; off by "
+                                      "default.", _optional(_integer(1)))
+    breaker_window: float = setting(30.0, "CIRCUIT_BREAKER_WINDOW",
+                                    "Seconds of calls the breaker's failure rate looks at.",
+                                    _number(1.0))
+    breaker_minimum_calls: int = setting(10, "CIRCUIT_BREAKER_MINIMUM_CALLS",
+                                         "Calls the window must hold before the rate counts.",
+                                         _integer(1))
+    breaker_failure_rate: float = setting(0.5, "CIRCUIT_BREAKER_FAILURE_RATE",
+                                          "Failure rate (0-1) over the window that opens the "
+                                          "breaker.", _number(0.01))
+    breaker_consecutive_failures: int = setting(5, "CIRCUIT_BREAKER_CONSECUTIVE_FAILURES",
+                                                "Failures in a row that open the breaker.",
+                                                _integer(1))
+    breaker_cooldown: float = setting(15.0, "CIRCUIT_BREAKER_COOLDOWN",
+                                      "Seconds an open breaker refuses calls before it lets "
+                                      "trial calls through.", _number(0.01))
+    breaker_half_open_calls: int = setting(2, "CIRCUIT_BREAKER_HALF_OPEN_CALLS",
+                                           "Trial calls let through after the cool-down.",
+                                           _integer(1))
     openai_api_key: str | None = setting(None, "OPENAI_API_KEY",
                                          "Key for the OpenAI provider.", _optional(_text),
                                          secret=True)
@@ -249,5 +274,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _check(settings: Settings) -> None:
     if settings.provider == "openai" and not settings.openai_api_key:
         raise ConfigError("OPENAI_API_KEY is required when PROVIDER=openai")
+    if settings.breaker_failure_rate > 1:
+        raise ConfigError("CIRCUIT_BREAKER_FAILURE_RATE must be between 0 and 1")
     if not settings.openai_base_url.startswith(("http://", "https://")):
         raise ConfigError("OPENAI_BASE_URL must start with http:// or https://")

@@ -1,32 +1,48 @@
 """POST /v1/chat/completions, top to bottom: the one place the request flow reads in order.
 
-    request id (middleware) ─► auth ─► body ─► route ─► provider call ─► relay JSON / SSE
-                                                                   └─► settle ─► record
+    request id (middleware) ─► auth ─► body ─► rate limit ─► budget ─► breaker ─► provider
+        ─► relay JSON / SSE ─► settle (budget, tokens, breaker) ─► record
 
-Every request that reaches here leaves exactly one record, whatever happens to it.
+Every request that reaches here leaves exactly one record, whatever happens to it, and every
+admission it was granted (tokens borrowed, budget reserved, a breaker trial slot) is settled.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from time import perf_counter
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from circuit.accounting.budget import Reservation
 from circuit.accounting.stream_tally import StreamTally
 from circuit.accounting.usage import Usage
-from circuit.errors import CircuitError, UpstreamError
-from circuit.gateway.chat_request import ChatRequest, parse_chat_request, read_body
+from circuit.errors import CircuitError, ServiceUnavailable, UpstreamError
+from circuit.gateway.chat_request import parse_chat_request, read_body
 from circuit.gateway.relay import StreamOutcome, StreamRelay
 from circuit.gateway.request_id import SCOPE_KEY, new_request_id
 from circuit.gateway.responses import error_response
 from circuit.gateway.runtime import Gateway
 from circuit.providers.base import ChatCall
+from circuit.resilience.breaker import CircuitBreaker
+from circuit.resilience.rate_limit import Limits
 from circuit.store.records import RequestRecord
-from circuit.store.sqlite import utc_now
+from circuit.store.timestamps import utc_now
 
 log = logging.getLogger("circuit.gateway")
+
+
+@dataclass(slots=True)
+class Admission:
+    """What a request was granted before its upstream call, to be settled after it."""
+
+    key_name: str
+    limits: Limits
+    borrowed_tokens: int
+    reservation: Reservation | None = None
+    breaker: CircuitBreaker | None = None  # set once a call was let through
 
 
 class ChatFlow:
@@ -39,51 +55,63 @@ class ChatFlow:
         started = perf_counter()
         record = RequestRecord(request_id=request.scope.get(SCOPE_KEY) or new_request_id(),
                                timestamp=utc_now())
+        admission: Admission | None = None
         try:
-            return await self._handle(request, record, started)
+            gateway = self.gateway
+            key = gateway.keys.authenticate(request.headers.get("authorization"))
+            record.key_name = key.name
+            chat = parse_chat_request(await read_body(request, gateway.settings.max_body_bytes))
+            record.model = chat.model
+            record.stream = chat.stream
+            target = gateway.router.targets(chat.model)[0]
+            record.provider = target.provider.name
+            record.upstream_model = target.model
+            prompt_tokens = gateway.meter.prompt_tokens(target.model, chat.messages)
+
+            admission = Admission(key.name, gateway.limits(key),
+                                  prompt_tokens + (chat.max_tokens or 0))
+            gateway.limiter.admit(key.name, admission.limits, admission.borrowed_tokens)
+            admission.reservation = await gateway.ledger.reserve(
+                key.name, gateway.daily_limit_micros(key),
+                gateway.meter.worst_case_micros(target.model, prompt_tokens, chat.max_tokens))
+            breaker = gateway.breakers[target.provider.name]
+            if not breaker.allow():
+                raise ServiceUnavailable(breaker.retry_after())
+            admission.breaker = breaker
+
+            call = ChatCall(chat.body, chat.raw, target.model, chat.stream, record.request_id)
+            headers = {"x-circuit-provider": target.provider.name}
+            record.attempts = 1
+            if chat.stream:
+                stream = await target.provider.open_stream(call)
+
+                def settle_stream(tally: StreamTally, outcome: StreamOutcome) -> None:
+                    self._settle_stream(record, admission, prompt_tokens, started, tally,
+                                        outcome)
+
+                return StreamRelay(stream, StreamTally(client_wants_usage=chat.include_usage),
+                                   settle_stream, headers)
+
+            completion = await target.provider.complete(call)
+            usage = gateway.meter.measure(target.model, completion.usage, prompt_tokens,
+                                          completion.text)
+            record.finish_reason = completion.finish_reason
+            record.ttfb_ms = round((perf_counter() - started) * 1000, 3)
+            self._settle(record, admission, usage, started, status="ok")
+            return Response(completion.body, media_type="application/json", headers=headers)
         except CircuitError as error:
-            self._finish_error(record, error, started)
+            self._refuse(record, admission, error, started)
             return error_response(error)
         except Exception as exc:
             log.error("request %s failed unexpectedly", record.request_id, exc_info=exc)
             error = CircuitError("The gateway failed unexpectedly; see its log.")
-            self._finish_error(record, error, started)
+            self._refuse(record, admission, error, started)
             return error_response(error)
 
-    async def _handle(self, request: Request, record: RequestRecord, started: float) -> Response:
-        gateway = self.gateway
-        key = gateway.keys.authenticate(request.headers.get("authorization"))
-        record.key_name = key.name
-        chat = parse_chat_request(await read_body(request, gateway.settings.max_body_bytes))
-        record.model = chat.model
-        record.stream = chat.stream
-
-        target = gateway.router.targets(chat.model)[0]
-        record.provider = target.provider.name
-        record.upstream_model = target.model
-        call = ChatCall(chat.body, chat.raw, target.model, chat.stream, record.request_id)
-        headers = {"x-circuit-provider": target.provider.name}
-        record.attempts = 1
-
-        if chat.stream:
-            stream = await target.provider.open_stream(call)
-            return StreamRelay(
-                stream, StreamTally(client_wants_usage=chat.include_usage),
-                lambda tally, outcome: self._settle_stream(record, chat, started, tally, outcome),
-                headers)
-
-        completion = await target.provider.complete(call)
-        usage = gateway.meter.measure(target.model, completion.usage, chat.messages,
-                                      completion.text)
-        record.finish_reason = completion.finish_reason
-        self._finish(record, usage, started, status="ok", status_code=200)
-        record.ttfb_ms = record.latency_ms
-        return Response(completion.body, media_type="application/json", headers=headers)
-
-    def _settle_stream(self, record: RequestRecord, chat: ChatRequest, started: float,
-                       tally: StreamTally, outcome: StreamOutcome) -> None:
+    def _settle_stream(self, record: RequestRecord, admission: Admission, prompt_tokens: int,
+                       started: float, tally: StreamTally, outcome: StreamOutcome) -> None:
         """Charge what the stream used, whether it ended well, broke, or lost its client."""
-        usage = self.gateway.meter.measure(record.upstream_model, tally.usage, chat.messages,
+        usage = self.gateway.meter.measure(record.upstream_model, tally.usage, prompt_tokens,
                                            tally.text)
         record.finish_reason = tally.finish_reason
         if outcome.first_byte_at is not None:
@@ -93,27 +121,54 @@ class ChatFlow:
         if outcome.error is not None:
             record.error_code = outcome.error.code
             record.error_message = outcome.error.message
-        self._finish(record, usage, started, status=outcome.status, status_code=200)
+        self._settle(record, admission, usage, started, status=outcome.status,
+                     failure=outcome.error)
 
-    def _finish(self, record: RequestRecord, usage: Usage, started: float, *, status: str,
-                status_code: int) -> None:
+    def _settle(self, record: RequestRecord, admission: Admission, usage: Usage,
+                started: float, *, status: str, failure: CircuitError | None = None) -> None:
+        gateway = self.gateway
         record.status = status
-        record.status_code = status_code
+        record.status_code = 200
         record.tokens_input = usage.input_tokens
         record.tokens_output = usage.output_tokens
         record.tokens_cached = usage.cached_input_tokens
         record.usage_source = usage.source
-        record.cost_micros = self.gateway.meter.cost_micros(record.upstream_model or "", usage)
+        record.cost_micros = gateway.meter.cost_micros(record.upstream_model, usage)
+        gateway.ledger.settle(admission.reservation, record.cost_micros)
+        gateway.limiter.settle(admission.key_name, admission.limits, admission.borrowed_tokens,
+                               usage.input_tokens + usage.output_tokens)
+        breaker = admission.breaker
+        if breaker is not None:
+            if status == "ok":
+                breaker.record_success()
+            elif status == "client_disconnected" or failure is None or \
+                    failure.code == "gateway_shutdown":
+                breaker.record_abandoned()
+            else:
+                breaker.record_failure(failure.code)
         record.latency_ms = round((perf_counter() - started) * 1000, 3)
-        self.gateway.writer.submit(record)
+        gateway.writer.submit(record)
 
-    def _finish_error(self, record: RequestRecord, error: CircuitError, started: float) -> None:
-        record.status = "failed" if isinstance(error, UpstreamError) or error.status >= 500 \
-            else "rejected"
-        if error.status == 503:
-            record.status = "rejected"
+    def _refuse(self, record: RequestRecord, admission: Admission | None, error: CircuitError,
+                started: float) -> None:
+        """Record a request that ended in an error response, and release what it held."""
+        upstream_failed = isinstance(error, UpstreamError) or error.status >= 500 \
+            and not isinstance(error, ServiceUnavailable)
+        record.status = "failed" if upstream_failed else "rejected"
         record.status_code = error.status
         record.error_code = error.code
         record.error_message = error.message
+        if admission is not None:
+            gateway = self.gateway
+            gateway.ledger.settle(admission.reservation, 0)
+            gateway.limiter.settle(admission.key_name, admission.limits,
+                                   admission.borrowed_tokens, 0)
+            if admission.breaker is not None:
+                if isinstance(error, UpstreamError) and error.breaker_failure:
+                    admission.breaker.record_failure(error.code)
+                elif isinstance(error, UpstreamError):
+                    admission.breaker.record_success()  # it answered: the client erred
+                else:
+                    admission.breaker.record_abandoned()
         record.latency_ms = round((perf_counter() - started) * 1000, 3)
         self.gateway.writer.submit(record)

@@ -92,3 +92,48 @@ def m001_requests_and_keys(schema: Schema) -> None:
             revoked_at TEXT,
             version INTEGER NOT NULL DEFAULT 1
         )""")
+
+
+@migration
+def m002_budgets_and_breakers(schema: Schema) -> None:
+    # Budget leases granted per key and UTC day: never more than the key's limit in total.
+    schema.execute("""
+        CREATE TABLE budget_ledger (
+            key_name TEXT NOT NULL,
+            day TEXT NOT NULL,
+            granted_micros BIGINT NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (key_name, day)
+        )""")
+    schema.execute(f"""
+        CREATE TABLE breaker_events (
+            {schema.id_column},
+            provider TEXT NOT NULL,
+            holder TEXT NOT NULL,
+            from_state TEXT NOT NULL,
+            to_state TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at TEXT NOT NULL
+        )""")
+    schema.execute("CREATE INDEX breaker_events_provider_at ON breaker_events (provider, at)")
+    # The current state of each provider's breaker in each gateway process (the holder).
+    schema.execute("""
+        CREATE TABLE breaker_state (
+            provider TEXT NOT NULL,
+            holder TEXT NOT NULL,
+            state TEXT NOT NULL,
+            opened_at TEXT,
+            probe_at TEXT,
+            calls_in_window INTEGER NOT NULL DEFAULT 0,
+            failures_in_window INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (provider, holder)
+        )""")
+    # Operator commands (reset, open) that every gateway process applies once.
+    schema.execute(f"""
+        CREATE TABLE breaker_commands (
+            {schema.id_column},
+            provider TEXT NOT NULL,
+            action TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""")

@@ -6,7 +6,6 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlite_utils
@@ -14,6 +13,8 @@ import sqlite_utils
 from circuit.store.base import KeyExists, KeyNotFound
 from circuit.store.migrations import MIGRATIONS
 from circuit.store.records import REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
+from circuit.store.sqlite_protection import SQLiteProtection
+from circuit.store.timestamps import utc_now
 
 _INSERT_REQUEST = (
     f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
@@ -21,11 +22,6 @@ _INSERT_REQUEST = (
 )
 _KEY_FIELDS = ("name", "key_hash", "key_prefix", "daily_limit_usd", "rpm", "tpm", "created_at",
                "revoked_at")
-
-
-def utc_now() -> str:
-    """Now, as the ISO-8601 UTC text every timestamp column holds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _SQLiteSchema:
@@ -39,7 +35,7 @@ class _SQLiteSchema:
         self._conn.execute(sql)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteProtection):
     """The Store interface on one SQLite file. Each thread gets its own connection."""
 
     dialect = "sqlite"

@@ -1,0 +1,99 @@
+"""Per-key rate limits: requests and tokens per minute, as token buckets in memory.
+
+Tokens are borrowed before the call (the prompt plus `max_tokens`) and the difference to what was
+really used is settled after it, so a key that under-declares pays for it on its next request.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from circuit.errors import RateLimitExceeded
+
+Clock = Callable[[], float]
+
+
+class TokenBucket:
+    """`capacity` tokens, refilled continuously at `capacity` per minute."""
+
+    __slots__ = ("capacity", "_rate", "_level", "_at", "_clock")
+
+    def __init__(self, capacity: int, clock: Clock) -> None:
+        self.capacity = capacity
+        self._rate = capacity / 60.0
+        self._level = float(capacity)
+        self._clock = clock
+        self._at = clock()
+
+    def _refill(self) -> float:
+        now = self._clock()
+        self._level = min(self.capacity, self._level + (now - self._at) * self._rate)
+        self._at = now
+        return self._level
+
+    def wait_for(self, amount: float) -> float:
+        """Seconds until `amount` could be taken (0: now)."""
+        missing = amount - self._refill()
+        return 0.0 if missing <= 0 else missing / self._rate
+
+    def take(self, amount: float) -> None:
+        """Take `amount` (the level may go below zero: a debt repaid by refill)."""
+        self._refill()
+        self._level -= amount
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    rpm: int | None
+    tpm: int | None
+
+
+class RateLimiter:
+    """Buckets per key; limits come with each call so a change applies to the next request."""
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[tuple[str, str, int], TokenBucket] = {}
+
+    def _bucket(self, key: str, kind: str, capacity: int) -> TokenBucket:
+        # A changed limit gets a fresh, full bucket: keyed by its capacity too.
+        bucket = self._buckets.get((key, kind, capacity))
+        if bucket is None:
+            for stale in [k for k in self._buckets if k[0] == key and k[1] == kind]:
+                del self._buckets[stale]
+            bucket = self._buckets[(key, kind, capacity)] = TokenBucket(capacity, self._clock)
+        return bucket
+
+    def admit(self, key: str, limits: Limits, tokens: int) -> None:
+        """Take one request and `tokens` from the key's buckets, or raise RateLimitExceeded."""
+        if limits.rpm is None and limits.tpm is None:
+            return
+        requests = self._bucket(key, "rpm", limits.rpm) if limits.rpm else None
+        budget = self._bucket(key, "tpm", limits.tpm) if limits.tpm else None
+        if budget is not None and tokens > budget.capacity:
+            raise RateLimitExceeded(
+                f"This request needs ~{tokens} tokens, more than the key's limit of "
+                f"{budget.capacity} tokens per minute", headers={"retry-after": "60"})
+        waits = []
+        if requests is not None and (wait := requests.wait_for(1)) > 0:
+            waits.append((wait, f"{limits.rpm} requests per minute"))
+        if budget is not None and (wait := budget.wait_for(tokens)) > 0:
+            waits.append((wait, f"{limits.tpm} tokens per minute"))
+        if waits:
+            wait, what = max(waits)
+            seconds = max(1, math.ceil(wait))
+            raise RateLimitExceeded(
+                f"Rate limit of {what} reached for this key; retry after {seconds}s",
+                headers={"retry-after": str(seconds)})
+        if requests is not None:
+            requests.take(1)
+        if budget is not None:
+            budget.take(tokens)
+
+    def settle(self, key: str, limits: Limits, borrowed: int, used: int) -> None:
+        """Charge (or give back) the difference between tokens borrowed and used."""
+        if limits.tpm and used != borrowed:
+            self._bucket(key, "tpm", limits.tpm).take(used - borrowed)
