@@ -1,0 +1,168 @@
+"""The benchmark's verdict: targets checked against the results, a table for people, JSON for
+machines (bench-results/latest.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# name, description, threshold (for the JSON), how to compute and judge it.
+TARGETS = (
+    ("json_c64_rps", "non-streaming c=64 >= 3,000 req/s, 0 errors", 3000.0),
+    ("added_latency_c1_p50", "added latency c=1 p50 <= 0.5 ms over direct", 0.5),
+    ("sse_c64_rate", "streaming c=64 >= 1,500 streams/s", 1500.0),
+    ("added_ttfb_c64_p50", "streaming TTFB p50 <= 1 ms over direct", 1.0),
+    ("added_ttfb_c1_p50", "(info) streaming TTFB p50 at c=1 <= 1 ms over direct", 1.0),
+    ("rss_1000_streams", "peak RSS < 150 MB with 1,000 open streams", 150.0),
+    ("workers2_scaling", "--workers 2 >= 1.7x one worker (c=64 JSON)", 1.7),
+    ("records", "one request row per request sent", None),
+)
+
+
+def key(target: str, mode: str, concurrency: int) -> str:
+    return f"{target}/{mode}/c{concurrency}"
+
+
+def _find(results: dict, name: str) -> dict | None:
+    return next((s for s in results.get("scenarios", []) if s["key"] == name), None)
+
+
+def _p50(scenario: dict | None, metric: str) -> float | None:
+    return scenario[metric]["p50"] if scenario and scenario[metric]["p50"] is not None else None
+
+
+def evaluate(results: dict) -> list[dict]:
+    """One entry per target: value, a short text, and passed (None when not measured)."""
+    out = []
+    for name, text, threshold in TARGETS:
+        value, shown, passed = None, "not measured", None
+        if name == "json_c64_rps" and (s := _find(results, key("circuit", "json", 64))):
+            value = s["rps"]
+            errors = s["errors_total"]
+            shown = f"{value:,.0f} req/s, {errors} errors"
+            passed = value >= threshold and errors == 0
+        elif name == "added_latency_c1_p50":
+            g, d = (_p50(_find(results, key(t, "json", 1)), "latency_ms")
+                    for t in ("circuit", "direct"))
+            if g is not None and d is not None:
+                value = g - d
+                shown = f"+{value:.3f} ms ({g:.3f} vs {d:.3f})"
+                passed = value <= threshold
+        elif name == "sse_c64_rate" and (s := _find(results, key("circuit", "sse", 64))):
+            value = s["rps"]
+            shown = f"{value:,.0f} streams/s, {s['errors_total']} errors"
+            passed = value >= threshold
+        elif name in ("added_ttfb_c64_p50", "added_ttfb_c1_p50"):
+            c = 64 if name == "added_ttfb_c64_p50" else 1
+            g, d = (_p50(_find(results, key(t, "sse", c)), "ttfb_ms")
+                    for t in ("circuit", "direct"))
+            if g is not None and d is not None:
+                value = g - d
+                shown = f"+{value:.3f} ms ({g:.3f} vs {d:.3f})"
+                passed = value <= threshold
+        elif name == "rss_1000_streams" and (hold := results.get("hold")):
+            value = hold["peak_rss_mb"]
+            shown = (f"{value:.1f} MB peak ({hold['idle_rss_mb']:.1f} idle), "
+                     f"{hold['peak_open_streams']}/{hold['streams']} open at once")
+            passed = value < threshold and hold["peak_open_streams"] >= hold["streams"] \
+                and hold["errors_total"] == 0
+        elif name == "workers2_scaling":
+            one = _find(results, key("circuit", "json", 64))
+            two = _find(results, key("circuit-w2", "json", 64))
+            free = _find(results, key("circuit-w1", "json", 64))
+            if one and two and one["rps"]:
+                # Judged against the pinned worker, the stronger of the two one-worker runs.
+                value = two["rps"] / one["rps"]
+                shown = f"{value:.2f}x ({two['rps']:,.0f} vs {one['rps']:,.0f} req/s pinned"
+                if free and free["rps"]:
+                    shown += f"; {two['rps'] / free['rps']:.2f}x unpinned"
+                shown += ")"
+                passed = value >= threshold
+        elif name == "records" and results.get("records"):
+            sent = sum(r["sent"] for r in results["records"])
+            rows = sum(r["rows"] for r in results["records"])
+            value = rows
+            shown = f"{rows:,} rows for {sent:,} requests sent"
+            passed = all(r["match"] for r in results["records"])
+        out.append({"name": name, "target": text, "threshold": threshold, "value": value,
+                    "result": shown, "pass": passed})
+    return out
+
+
+def _num(value: float | None, fmt: str = "{:.3f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def scenario_table(results: dict) -> str:
+    head = (f"{'scenario':<22}{'rate/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'TTFB50':>9}"
+            f"{'TTFB99':>9}{'err':>5}{'gw CPU%':>9}{'gw us/rq':>9}{'gw RSS':>8}"
+            f"{'load CPU%':>10}{'mock CPU%':>10}{'other%':>8}")
+    lines = [head, "-" * len(head)]
+    for s in results.get("scenarios", []):
+        gw = s.get("gateway") or {}
+        lines.append(
+            f"{s['key']:<22}{s['rps']:>9,.0f}{_num(s['latency_ms']['p50']):>9}"
+            f"{_num(s['latency_ms']['p99']):>9}{_num(s['ttfb_ms']['p50']):>9}"
+            f"{_num(s['ttfb_ms']['p99']):>9}{s['errors_total']:>5}"
+            f"{_num(gw.get('cpu_pct'), '{:.0f}'):>9}{_num(gw.get('cpu_us_per_request'), '{:.0f}'):>9}"
+            f"{_num(gw.get('rss_mb'), '{:.0f}'):>8}{_num(s['cpu']['pct'], '{:.0f}'):>10}"
+            f"{_num(s.get('mock_cpu_pct'), '{:.0f}'):>10}"
+            f"{_num(s.get('other_cpu_pct'), '{:.0f}'):>8}")
+    return "\n".join(lines)
+
+
+def targets_table(targets: list[dict]) -> str:
+    width = max(len(t["target"]) for t in targets) + 2
+    lines = [f"{'target':<{width}}{'measured':<58}verdict", "-" * (width + 65)]
+    for t in targets:
+        verdict = {True: "PASS", False: "MISS", None: "-"}[t["pass"]]
+        lines.append(f"{t['target']:<{width}}{t['result']:<58}{verdict}")
+    return "\n".join(lines)
+
+
+def records_table(results: dict) -> str:
+    lines = []
+    for r in results.get("records", []):
+        verdict = "PASS" if r["match"] else "MISS"
+        lines.append(f"  {r['gateway']:<12} sent {r['sent']:>8,}  rows {r['rows']:>8,}  "
+                     f"statuses {r['by_status']}  shutdown {r['shutdown_s']} s  {verdict}")
+    return "\n".join(lines)
+
+
+def render(results: dict) -> str:
+    meta = results.get("meta", {})
+    parts = [
+        f"Circuit benchmark  {meta.get('date', '')}  commit {meta.get('commit', '?')}  "
+        f"mode {meta.get('mode', '?')}  pinned {meta.get('pinned')}",
+        f"  {meta.get('note', '')}",
+        "",
+        scenario_table(results),
+        "",
+        "  rate/s: requests or streams completed per second; latency: request written -> "
+        "response complete;",
+        "  TTFB: request written -> first body byte; gw us/rq: gateway CPU time per request; "
+        "RSS in MB;",
+        "  other%: CPU the rest of the machine used meanwhile (noise); circuit-w1/w2: "
+        "unpinned, 1 or 2 workers.",
+    ]
+    if hold := results.get("hold"):
+        parts += ["", f"Open streams: {hold['streams']} slow streams "
+                      f"({hold['stream_seconds']:.1f} s each), peak {hold['peak_open_streams']} "
+                      f"open at once; gateway RSS idle {hold['idle_rss_mb']} MB, sampled peak "
+                      f"{hold['sampled_peak_rss_mb']} MB, VmHWM {hold['peak_rss_mb']} MB; "
+                      f"errors {hold['errors_total']}"]
+    if results.get("records"):
+        parts += ["", "Request records (rows in `requests` after SIGTERM vs chat requests sent):",
+                  records_table(results)]
+    if results.get("targets"):
+        parts += ["", targets_table(results["targets"])]
+    if (profile := results.get("profile")) and profile.get("top_own"):
+        from bench_profile import format_table
+        parts += ["", f"Profile of the gateway at c=64 JSON ({profile['file']}):",
+                  format_table(profile, "top_own")]
+    return "\n".join(parts)
+
+
+def write_json(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")

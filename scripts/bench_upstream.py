@@ -1,0 +1,248 @@
+"""A fast mock OpenAI upstream for the benchmark: raw asyncio Protocols on uvloop.
+
+It must cost far less CPU per request than the gateway, so it does almost nothing per request:
+responses are precomputed bytes, connections are kept alive, and the only parsing is finding the
+end of the headers, the Content-Length and whether the body asks for a stream.
+
+    POST .../chat/completions     a chat.completion (JSON), or with "stream": true an SSE stream of
+                                  --chunks content events (plus a usage event when the request
+                                  asks for `stream_options.include_usage`) and [DONE], chunked
+    GET  .../models               a one-model list
+    GET  /stats                   {"requests": served so far}
+
+--latency-ms delays the start of every answer; --chunk-interval-ms spaces a stream's events
+(used to hold many streams open). On start it prints one JSON line: {"port": N}.
+
+    python scripts/bench_upstream.py --port 0 --chunks 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import signal
+
+_STREAM = re.compile(rb'"stream"\s*:\s*true')
+_USAGE = re.compile(rb'"include_usage"\s*:\s*true')
+_MODEL = "gpt-4o-mini"
+_CREATED = 1_700_000_000
+
+
+def _dumps(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _response(status: str, body: bytes, content_type: bytes = b"application/json") -> bytes:
+    return (b"HTTP/1.1 " + status.encode() + b"\r\nContent-Type: " + content_type +
+            b"\r\nContent-Length: " + str(len(body)).encode() +
+            b"\r\nConnection: keep-alive\r\n\r\n" + body)
+
+
+def _chunk(payload: bytes) -> bytes:
+    """One SSE event as one HTTP/1.1 chunk."""
+    event = b"data: " + payload + b"\n\n"
+    return f"{len(event):x}\r\n".encode() + event + b"\r\n"
+
+
+class Answers:
+    """Every response the mock can give, as bytes, built once."""
+
+    def __init__(self, chunks: int) -> None:
+        words = [f"w{i} " for i in range(chunks)]
+        usage = {"prompt_tokens": 14, "completion_tokens": chunks, "total_tokens": 14 + chunks,
+                 "prompt_tokens_details": {"cached_tokens": 0}}
+        completion = {
+            "id": "chatcmpl-bench", "object": "chat.completion", "created": _CREATED,
+            "model": _MODEL, "system_fingerprint": "fp_bench",
+            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                         "message": {"role": "assistant", "content": "".join(words)}}],
+            "usage": usage,
+        }
+        self.json = _response("200 OK", _dumps(completion))
+
+        def event(delta: dict, finish: str | None = None) -> bytes:
+            return _dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk",
+                           "created": _CREATED, "model": _MODEL,
+                           "system_fingerprint": "fp_bench",
+                           "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                        "finish_reason": finish}]})
+
+        events = [event({"role": "assistant", "content": words[0] if words else ""})]
+        events += [event({"content": w}) for w in words[1:]]
+        events.append(event({}, "stop"))
+        usage_event = _dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk",
+                              "created": _CREATED, "model": _MODEL, "choices": [],
+                              "usage": usage})
+        head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"
+                b"Connection: keep-alive\r\n\r\n")
+        tail = _chunk(b"[DONE]") + b"0\r\n\r\n"
+        plain = [_chunk(e) for e in events]
+        # Pieces of a stream, written together (no interval) or one by one.
+        self.stream = [head + plain[0], *plain[1:-1], plain[-1] + tail]
+        self.stream_usage = [head + plain[0], *plain[1:], _chunk(usage_event) + tail]
+        self.stream_whole = b"".join(self.stream)
+        self.stream_usage_whole = b"".join(self.stream_usage)
+        self.models = _response("200 OK", _dumps({"object": "list", "data": [
+            {"id": _MODEL, "object": "model", "created": _CREATED, "owned_by": "bench"}]}))
+        self.not_found = _response("404 Not Found", b'{"error":{"message":"not found"}}')
+        self.bad = _response("400 Bad Request", b'{"error":{"message":"bad request"}}')
+
+
+class Upstream:
+    def __init__(self, answers: Answers, latency: float, interval: float) -> None:
+        self.answers = answers
+        self.latency = latency
+        self.interval = interval
+        self.requests = 0
+
+
+class MockProtocol(asyncio.Protocol):
+    """One keep-alive connection; requests are answered in order, one at a time."""
+
+    __slots__ = ("up", "transport", "buf", "busy", "loop")
+
+    def __init__(self, up: Upstream) -> None:
+        self.up = up
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.busy = False
+        self.loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buf = self.buf + data if self.buf else data
+        if not self.busy:
+            self._serve()
+
+    def _serve(self) -> None:
+        while not self.busy and self.transport is not None:
+            buf = self.buf
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = buf[:end]
+            low = head.lower()
+            size = 0
+            at = low.find(b"\r\ncontent-length:")
+            if at >= 0:
+                stop = low.find(b"\r\n", at + 2)
+                size = int(low[at + 17:stop if stop > 0 else len(low)])
+            elif b"chunked" in low:
+                self.transport.write(self.up.answers.bad)
+                self.transport.close()
+                return
+            total = end + 4 + size
+            if len(buf) < total:
+                return
+            body = buf[end + 4:total]
+            self.buf = buf[total:]
+            self._answer(head, body)
+
+    def _answer(self, head: bytes, body: bytes) -> None:
+        up, answers = self.up, self.up.answers
+        line = head[:head.find(b"\r\n")] if b"\r\n" in head else head
+        if line.startswith(b"POST ") and b"/chat/completions" in line:
+            up.requests += 1
+            if _STREAM.search(body):
+                usage = _USAGE.search(body) is not None
+                self._stream(answers.stream_usage if usage else answers.stream,
+                             answers.stream_usage_whole if usage else answers.stream_whole)
+            else:
+                self._send_later(answers.json)
+        elif line.startswith(b"GET ") and b"/models" in line:
+            self._send_later(answers.models)
+        elif line.startswith(b"GET /stats"):
+            self.transport.write(_response("200 OK", _dumps({"requests": up.requests})))
+        else:
+            self.transport.write(answers.not_found)
+
+    def _send_later(self, data: bytes) -> None:
+        if not self.up.latency:
+            self.transport.write(data)
+            return
+        self.busy = True
+        self.loop.call_later(self.up.latency, self._write_then_resume, data)
+
+    def _write_then_resume(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+        self.busy = False
+        if self.buf:
+            self._serve()
+
+    def _stream(self, pieces: list[bytes], whole: bytes) -> None:
+        if not self.up.interval:
+            self._send_later(whole)
+            return
+        self.busy = True
+        self.loop.call_later(self.up.latency, self._piece, pieces, 0)
+
+    def _piece(self, pieces: list[bytes], index: int) -> None:
+        if self.transport is None or self.transport.is_closing():
+            self.busy = False
+            return
+        self.transport.write(pieces[index])
+        if index + 1 < len(pieces):
+            self.loop.call_later(self.up.interval, self._piece, pieces, index + 1)
+            return
+        self.busy = False
+        if self.buf:
+            self._serve()
+
+
+async def serve(host: str, port: int, up: Upstream, ready=None) -> None:
+    """Serve until cancelled or SIGTERM/SIGINT; `ready(port)` is called once listening."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: MockProtocol(up), host, port, backlog=4096,
+                                      reuse_address=True)
+    bound = server.sockets[0].getsockname()[1]
+    if ready is not None:
+        ready(bound)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+
+
+def install_uvloop() -> str:
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--chunks", type=int, default=20, help="content events per stream")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="delay before every answer starts")
+    parser.add_argument("--chunk-interval-ms", type=float, default=0.0,
+                        help="delay between a stream's events (0: the whole stream at once)")
+    args = parser.parse_args(argv)
+    loop_name = install_uvloop()
+    up = Upstream(Answers(max(1, args.chunks)), args.latency_ms / 1000,
+                  args.chunk_interval_ms / 1000)
+
+    def ready(port: int) -> None:
+        print(json.dumps({"port": port, "loop": loop_name}), flush=True)
+
+    asyncio.run(serve(args.host, args.port, up, ready))
+
+
+if __name__ == "__main__":
+    main()
