@@ -99,12 +99,32 @@ def setting(default: Any, env: str, help: str, parse: Callable[[Any], Any] = _te
 class Settings:
     """The effective configuration of one gateway process."""
 
-    provider: str = setting("mock", "PROVIDER", "Default provider: `mock` or `openai`.",
-                            _choice("mock", "openai"))
+    provider: str = setting("mock", "PROVIDER",
+                            "Provider for models without a route: `mock`, `openai`, `anthropic` "
+                            "or a name from `[providers]`.", _text)
     api_keys: tuple[str, ...] = setting(
         (), "CIRCUIT_API_KEYS",
         "Comma-separated client keys accepted besides those in the keys table "
         "(named `config-1`, `config-2`, …).", _key_list, secret=True)
+    anthropic_api_key: str | None = setting(None, "ANTHROPIC_API_KEY",
+                                            "Key for the Anthropic provider (enables it).",
+                                            _optional(_text), secret=True)
+    anthropic_base_url: str = setting("https://api.anthropic.com", "ANTHROPIC_BASE_URL",
+                                      "Base URL of the Anthropic Messages API.")
+    anthropic_max_tokens: int = setting(4096, "ANTHROPIC_DEFAULT_MAX_TOKENS",
+                                        "`max_tokens` sent to Anthropic when the client gives "
+                                        "none (Anthropic requires one).", _integer(1))
+    retry_max_attempts: int = setting(3, "CIRCUIT_RETRY_MAX_ATTEMPTS",
+                                      "Calls per target for a retryable failure, the first "
+                                      "included (1: no retries).", _integer(1))
+    retry_backoff_initial: float = setting(0.25, "CIRCUIT_RETRY_BACKOFF_INITIAL",
+                                           "Seconds: the cap of the first retry's random "
+                                           "delay; it doubles each retry.", _number(0.0))
+    retry_backoff_max: float = setting(8.0, "CIRCUIT_RETRY_BACKOFF_MAX",
+                                       "Seconds: no retry delay is longer.", _number(0.0))
+    request_deadline: float = setting(60.0, "CIRCUIT_REQUEST_DEADLINE",
+                                      "Seconds from a request's arrival after which no new "
+                                      "attempt or fallback starts.", _number(0.001))
     daily_usd_limit: float | None = setting(
         10.0, "CIRCUIT_DAILY_USD_LIMIT",
         "Default daily spend limit per key in USD (UTC day); `off` for none.",
@@ -164,6 +184,12 @@ class Settings:
                                       _optional(_text))
     #: `[prices."model"]` tables from circuit.toml: USD per million tokens.
     prices: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: `[providers.NAME]` tables from circuit.toml (see circuit/providers/registry.py).
+    providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: `[routes]` from circuit.toml: model name -> ["provider:model", ...] in order.
+    routes: Mapping[str, list[str]] = field(default_factory=dict)
+    #: Values of the variables that `[providers.*] api_key_env` names, from .env or environment.
+    provider_secrets: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     #: Where each setting came from: default, toml, .env, env or flag.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -227,15 +253,25 @@ def load_settings(
                 values[f.name] = _parse(f, table[key], label)
                 sources[f.name] = source
     unknown = sorted(k for k, v in toml.items() if k not in {f.name for f in declared_settings()}
-                     and k not in ("prices",))
+                     and k not in ("prices", "providers", "routes"))
     if unknown:
         raise ConfigError(f"{toml_path}: unknown setting {unknown[0]!r}")
-    prices = toml.get("prices", {})
-    if not isinstance(prices, dict):
-        raise ConfigError(f"{toml_path}: [prices] must be a table of models")
+    tables = {}
+    for name in ("prices", "providers", "routes"):
+        tables[name] = toml.get(name, {})
+        if not isinstance(tables[name], dict):
+            raise ConfigError(f"{toml_path}: [{name}] must be a table")
+    secrets = {}
+    for table in tables["providers"].values():
+        variable = table.get("api_key_env") if isinstance(table, dict) else None
+        if isinstance(variable, str):
+            value = environ.get(variable, dotenv.get(variable))
+            if value:
+                secrets[variable] = value
     if toml_path:
         values["config_path"] = str(toml_path)
-    settings = replace(Settings(), **values, prices=prices, sources=sources)
+    settings = replace(Settings(), **values, **tables, provider_secrets=secrets,
+                       sources=sources)
     _check(settings)
     return settings
 
@@ -271,9 +307,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
 
+BUILT_IN_PROVIDERS = ("mock", "openai", "anthropic")
+
+
 def _check(settings: Settings) -> None:
-    if settings.provider == "openai" and not settings.openai_api_key:
+    known = sorted({*BUILT_IN_PROVIDERS, *settings.providers})
+    if settings.provider not in known:
+        raise ConfigError(f"PROVIDER must be one of {', '.join(known)}, "
+                          f"got {settings.provider!r}")
+    if settings.provider == "openai" and "openai" not in settings.providers \
+            and not settings.openai_api_key:
         raise ConfigError("OPENAI_API_KEY is required when PROVIDER=openai")
+    if settings.provider == "anthropic" and "anthropic" not in settings.providers \
+            and not settings.anthropic_api_key:
+        raise ConfigError("ANTHROPIC_API_KEY is required when PROVIDER=anthropic")
     if settings.breaker_failure_rate > 1:
         raise ConfigError("CIRCUIT_BREAKER_FAILURE_RATE must be between 0 and 1")
     if not settings.openai_base_url.startswith(("http://", "https://")):

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.support.gateway_server import GatewayServer
 
@@ -24,6 +25,19 @@ def upstream(fake_openai: FakeOpenAI) -> FakeOpenAI:
     """The fake upstream, reset for this test."""
     fake_openai.reset()
     return fake_openai
+
+
+@pytest.fixture(scope="session")
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture
+def anthropic_upstream(fake_anthropic: FakeAnthropic) -> FakeAnthropic:
+    """The fake Anthropic upstream, reset for this test."""
+    fake_anthropic.reset()
+    return fake_anthropic
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +60,7 @@ def openai_gateway(tmp_path_factory: pytest.TempPathFactory,
         # Tests here fail the upstream on purpose, one after another: keep the breaker out of it
         # (its own tests use gateways of their own).
         CIRCUIT_BREAKER_CONSECUTIVE_FAILURES=10_000, CIRCUIT_BREAKER_MINIMUM_CALLS=10_000,
+        CIRCUIT_RETRY_MAX_ATTEMPTS=1,  # one upstream call per request: faults show as they are
     ).start()
     yield server
     server.stop()

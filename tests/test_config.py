@@ -46,7 +46,7 @@ def test_price_overrides_come_from_the_toml(tmp_path):
 
 
 @pytest.mark.parametrize("environ, fragment", [
-    ({"PROVIDER": "bedrock"}, "PROVIDER must be one of mock, openai"),
+    ({"PROVIDER": "bedrock"}, "PROVIDER must be one of anthropic, mock, openai"),
     ({"CIRCUIT_DAILY_USD_LIMIT": "lots"}, "CIRCUIT_DAILY_USD_LIMIT must be a number"),
     ({"PROVIDER": "openai"}, "OPENAI_API_KEY is required when PROVIDER=openai"),
     ({"CIRCUIT_PORT": "eighty"}, "CIRCUIT_PORT must be a whole number"),

@@ -47,8 +47,8 @@ def upstream_gateway(tmp_path, upstream):
     server = GatewayServer(tmp_path, PROVIDER="openai", OPENAI_BASE_URL=upstream.base_url,
                            OPENAI_API_KEY=PROVIDER_KEY, CIRCUIT_FIRST_BYTE_TIMEOUT=5,
                            CIRCUIT_BREAKER_CONSECUTIVE_FAILURES=3,
-                           CIRCUIT_BREAKER_COOLDOWN=0.5, CIRCUIT_BREAKER_HALF_OPEN_CALLS=1
-                           ).start()
+                           CIRCUIT_BREAKER_COOLDOWN=0.5, CIRCUIT_BREAKER_HALF_OPEN_CALLS=1,
+                           CIRCUIT_RETRY_MAX_ATTEMPTS=1).start()
     yield server
     server.stop()
 
@@ -232,7 +232,8 @@ def test_breaker_state_changes_are_recorded_for_other_processes(upstream_gateway
         event = store.breaker_events("openai")[0]
         assert (event.from_state, event.to_state) == ("closed", "open")
         assert "consecutive failures" in event.reason
-        assert _wait_until(lambda: [s.state for s in store.breaker_states()] == ["open"])
+        assert _wait_until(lambda: [s.state for s in store.breaker_states()
+                                    if s.provider == "openai"] == ["open"])
     finally:
         store.close()
 

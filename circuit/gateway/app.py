@@ -68,12 +68,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def list_models(request: Request) -> Response:
         try:
             gateway.keys.authenticate(request.headers.get("authorization"))
-            models = await gateway.router.default.list_models()
+            routed = gateway.router.routed_models
+            served = await gateway.router.default.list_models()
         except CircuitError as error:
             return error_response(error)
+        owner = gateway.router.default.name
         return json_response({"object": "list", "data": [
-            {"id": m, "object": "model", "created": 0, "owned_by": gateway.router.default.name}
-            for m in models]})
+            *({"id": m, "object": "model", "created": 0, "owned_by": "circuit"} for m in routed),
+            *({"id": m, "object": "model", "created": 0, "owned_by": owner}
+              for m in served if m not in routed)]})
 
     @app.get("/healthz", summary="The process is alive")
     async def healthz() -> Response:

@@ -10,9 +10,11 @@ admission it was granted (tokens borrowed, budget reserved, a breaker trial slot
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from time import perf_counter
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,9 +23,11 @@ from circuit.accounting.stream_tally import StreamTally
 from circuit.accounting.usage import Usage
 from circuit.errors import CircuitError, ServiceUnavailable, UpstreamError
 from circuit.gateway.chat_request import parse_chat_request, read_body
+from circuit.gateway.dispatch import DispatchTrace
 from circuit.gateway.relay import StreamOutcome, StreamRelay
 from circuit.gateway.request_id import SCOPE_KEY, new_request_id
 from circuit.gateway.responses import error_response
+from circuit.gateway.routing import Target
 from circuit.gateway.runtime import Gateway
 from circuit.providers.base import ChatCall
 from circuit.resilience.breaker import CircuitBreaker
@@ -45,6 +49,12 @@ class Admission:
     breaker: CircuitBreaker | None = None  # set once a call was let through
 
 
+def _most(costs: Iterable[int | None]) -> int | None:
+    """The largest worst case among the targets; None if any is unpriced (not held back)."""
+    costs = list(costs)
+    return None if any(c is None for c in costs) else max(costs)
+
+
 class ChatFlow:
     """The chat-completions endpoint."""
 
@@ -63,36 +73,47 @@ class ChatFlow:
             chat = parse_chat_request(await read_body(request, gateway.settings.max_body_bytes))
             record.model = chat.model
             record.stream = chat.stream
-            target = gateway.router.targets(chat.model)[0]
-            record.provider = target.provider.name
-            record.upstream_model = target.model
-            prompt_tokens = gateway.meter.prompt_tokens(target.model, chat.messages)
+            targets = gateway.router.targets(chat.model)
+            record.provider = targets[0].provider.name
+            record.upstream_model = targets[0].model
+            prompt_tokens = gateway.meter.prompt_tokens(targets[0].model, chat.messages)
 
             admission = Admission(key.name, gateway.limits(key),
                                   prompt_tokens + (chat.max_tokens or 0))
             gateway.limiter.admit(key.name, admission.limits, admission.borrowed_tokens)
             admission.reservation = await gateway.ledger.reserve(
                 key.name, gateway.daily_limit_micros(key),
-                gateway.meter.worst_case_micros(target.model, prompt_tokens, chat.max_tokens))
-            breaker = gateway.breakers[target.provider.name]
-            if not breaker.allow():
-                raise ServiceUnavailable(breaker.retry_after())
-            admission.breaker = breaker
+                _most(gateway.meter.worst_case_micros(t.model, prompt_tokens, chat.max_tokens)
+                      for t in targets))
 
-            call = ChatCall(chat.body, chat.raw, target.model, chat.stream, record.request_id)
+            def attempt(target: Target):
+                call = ChatCall(chat.body, chat.raw, target.model, chat.stream,
+                                record.request_id)
+                if chat.stream:
+                    return target.provider.open_stream(call)
+                return target.provider.complete(call)
+
+            trace = DispatchTrace()
+            try:
+                target, answer, admission.breaker = await gateway.dispatcher.call(
+                    targets, attempt, trace, started)
+            finally:
+                record.attempts = trace.attempts
+                if trace.failures:
+                    record.attempt_errors = orjson.dumps(trace.failures).decode()
+            record.provider = target.provider.name
+            record.upstream_model = target.model
             headers = {"x-circuit-provider": target.provider.name}
-            record.attempts = 1
             if chat.stream:
-                stream = await target.provider.open_stream(call)
 
                 def settle_stream(tally: StreamTally, outcome: StreamOutcome) -> None:
                     self._settle_stream(record, admission, prompt_tokens, started, tally,
                                         outcome)
 
-                return StreamRelay(stream, StreamTally(client_wants_usage=chat.include_usage),
+                return StreamRelay(answer, StreamTally(client_wants_usage=chat.include_usage),
                                    settle_stream, headers)
 
-            completion = await target.provider.complete(call)
+            completion = answer
             usage = gateway.meter.measure(target.model, completion.usage, prompt_tokens,
                                           completion.text)
             record.finish_reason = completion.finish_reason
@@ -164,11 +185,7 @@ class ChatFlow:
             gateway.limiter.settle(admission.key_name, admission.limits,
                                    admission.borrowed_tokens, 0)
             if admission.breaker is not None:
-                if isinstance(error, UpstreamError) and error.breaker_failure:
-                    admission.breaker.record_failure(error.code)
-                elif isinstance(error, UpstreamError):
-                    admission.breaker.record_success()  # it answered: the client erred
-                else:
-                    admission.breaker.record_abandoned()
+                # An answer was in hand when this failed: the provider is not to blame.
+                admission.breaker.record_abandoned()
         record.latency_ms = round((perf_counter() - started) * 1000, 3)
         self.gateway.writer.submit(record)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from circuit.providers.base import Provider
@@ -12,13 +13,24 @@ class Target:
     provider: Provider
     model: str  # the model name the upstream knows
 
+    def __str__(self) -> str:
+        return f"{self.provider.name}:{self.model}"
+
 
 class Router:
-    """With no routes configured, every model goes to the default provider under its own name."""
+    """A routed model gets its targets in order; any other model goes to the default provider
+    under its own name."""
 
-    def __init__(self, default: Provider) -> None:
-        self.default = default
-        self.providers = {default.name: default}
+    def __init__(self, providers: Mapping[str, Provider], default: str,
+                 routes: Mapping[str, list[tuple[str, str]]]) -> None:
+        self.providers = dict(providers)
+        self.default = self.providers[default]
+        self._routes = {model: [Target(self.providers[p], m) for p, m in targets]
+                        for model, targets in routes.items()}
 
     def targets(self, model: str) -> list[Target]:
-        return [Target(self.default, model)]
+        return self._routes.get(model) or [Target(self.default, model)]
+
+    @property
+    def routed_models(self) -> list[str]:
+        return list(self._routes)

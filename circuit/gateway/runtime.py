@@ -13,11 +13,10 @@ from circuit.accounting.tokens import TokenCounter
 from circuit.config import ConfigError, Settings
 from circuit.gateway.auth import ClientKey, KeyRing
 from circuit.gateway.control import ControlLoop
+from circuit.gateway.dispatch import Dispatcher
 from circuit.gateway.routing import Router
 from circuit.logs import log_requests
-from circuit.providers.base import Provider, Timeouts
-from circuit.providers.mock import MockProvider
-from circuit.providers.openai import OpenAIProvider
+from circuit.providers.registry import build_provider, provider_specs, route_table
 from circuit.resilience.breaker import BreakerPolicy, CircuitBreaker
 from circuit.resilience.rate_limit import Limits, RateLimiter
 from circuit.store.base import Store
@@ -48,8 +47,9 @@ class Gateway:
         self.store = open_store(settings)
         self.keys = KeyRing()
         self.writer = RecordWriter(self.store.insert_requests, after=[log_requests])
-        self.timeouts = Timeouts(settings.connect_timeout, settings.first_byte_timeout,
-                                 settings.idle_timeout)
+        # Validated here, so a bad [providers] or [routes] table stops start-up at once.
+        self.specs = provider_specs(settings)
+        self.routes = route_table(settings, self.specs)
         self.limiter = RateLimiter()
         self.ledger = BudgetLedger(self.store)
         self.breaker_policy = BreakerPolicy(
@@ -62,12 +62,7 @@ class Gateway:
         self.meter: Meter | None = None
         self.router: Router | None = None
         self.control: ControlLoop | None = None
-
-    def _build_provider(self, counter: TokenCounter) -> Provider:
-        if self.settings.provider == "mock":
-            return MockProvider(counter)
-        return OpenAIProvider("openai", self.settings.openai_base_url,
-                              self.settings.openai_api_key, self.timeouts)
+        self.dispatcher: Dispatcher | None = None
 
     def limits(self, key: ClientKey) -> Limits:
         """The rate limits that apply to a key: its own, else the configured defaults."""
@@ -85,11 +80,14 @@ class Gateway:
         await asyncio.to_thread(self.store.migrate)
         self.counter = await asyncio.to_thread(TokenCounter.load)
         self.meter = Meter(self.counter, self.prices)
-        provider = self._build_provider(self.counter)
-        await provider.start()
-        self.router = Router(provider)
-        self.breakers = {name: CircuitBreaker(name, self.breaker_policy)
-                         for name in self.router.providers}
+        providers = {name: build_provider(spec, self.counter)
+                     for name, spec in self.specs.items()}
+        for provider in providers.values():
+            await provider.start()
+        self.router = Router(providers, self.settings.provider, self.routes)
+        self.breakers = {name: CircuitBreaker(name, self.breaker_policy) for name in providers}
+        self.dispatcher = Dispatcher(self.breakers,
+                                     {name: spec.retry for name, spec in self.specs.items()})
         self.control = ControlLoop(self.store, self.keys, self.settings.api_keys, self.breakers,
                                    self.ledger)
         await self.control.start()

@@ -137,3 +137,9 @@ def m002_budgets_and_breakers(schema: Schema) -> None:
             action TEXT NOT NULL,
             created_at TEXT NOT NULL
         )""")
+
+
+@migration
+def m003_attempt_errors(schema: Schema) -> None:
+    # Fallback and retries: why each attempt before the one that answered failed (JSON).
+    schema.execute("ALTER TABLE requests ADD COLUMN attempt_errors TEXT")

@@ -33,6 +33,7 @@ class RequestRecord:
     ttfb_ms: float | None = None
     attempts: int = 0
     partial_text: str | None = None
+    attempt_errors: str | None = None  # JSON: why each earlier attempt failed
 
     @property
     def cost_usd(self) -> float | None:
@@ -53,7 +54,8 @@ def request_row(record: RequestRecord) -> tuple:
         record.upstream_model, int(record.stream), record.status_code, record.status,
         record.error_code, record.error_message, record.tokens_input, record.tokens_output,
         record.tokens_cached, record.cost_micros, record.usage_source, record.finish_reason,
-        record.latency_ms, record.ttfb_ms, record.attempts, record.partial_text, record.cost_usd,
+        record.latency_ms, record.ttfb_ms, record.attempts, record.partial_text,
+        record.attempt_errors, record.cost_usd,
     )
 
 

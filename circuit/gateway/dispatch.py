@@ -1,0 +1,93 @@
+"""Dispatcher: a call tried on each target in turn — breaker, retries with backoff, fallback.
+
+For each target: skip it when its breaker is open; otherwise call, and retry a retryable failure
+with backoff until the target's attempts or the request's deadline run out; then fall back to the
+next target. A failure the client caused (an upstream 400, 404, …) ends it at once. If no target
+could even be tried (every breaker open), the answer is the structured 503; otherwise the last
+failure's. Every attempt, and why it failed, is written to the trace for the request record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from circuit.errors import CircuitError, ServiceUnavailable, UpstreamError, UpstreamRejected
+from circuit.gateway.routing import Target
+from circuit.resilience.breaker import CircuitBreaker
+from circuit.resilience.retry import RetryPolicy, parse_retry_after
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class DispatchTrace:
+    """What happened on the way to an answer: attempts made, and each failure."""
+
+    attempts: int = 0
+    failures: list[dict] = field(default_factory=list)
+
+    def failed(self, target: Target, code: str, status: int | None) -> None:
+        self.failures.append({"provider": target.provider.name, "model": target.model,
+                              "error": code, "status": status})
+
+
+class Dispatcher:
+    def __init__(self, breakers: Mapping[str, CircuitBreaker],
+                 policies: Mapping[str, RetryPolicy], *,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.perf_counter,
+                 rand: Callable[[], float] = random.random) -> None:
+        self._breakers = breakers
+        self._policies = policies
+        self._sleep = sleep
+        self._clock = clock
+        self._rand = rand
+
+    async def call(self, targets: list[Target], attempt: Callable[[Target], Awaitable[T]],
+                   trace: DispatchTrace,
+                   started: float) -> tuple[Target, T, CircuitBreaker]:
+        """The first target's answer that succeeds, with the breaker that let it through.
+        The caller owes that breaker the outcome of the answer (success, failure, abandoned)."""
+        last_error: CircuitError | None = None
+        for target in targets:
+            breaker = self._breakers[target.provider.name]
+            policy = self._policies[target.provider.name]
+            if self._clock() - started > policy.deadline:
+                break
+            for number in range(1, policy.max_attempts + 1):
+                if not breaker.allow():
+                    trace.failed(target, "breaker_open", 503)
+                    break
+                trace.attempts += 1
+                try:
+                    result = await attempt(target)
+                except UpstreamError as error:
+                    trace.failed(target, error.code, error.status)
+                    if error.breaker_failure:
+                        breaker.record_failure(error.code)
+                    else:
+                        breaker.record_success()  # it answered; the request was at fault
+                    last_error = error
+                    if isinstance(error, UpstreamRejected) and not error.retryable:
+                        raise  # the client's own error: no other target will like it more
+                    if not error.retryable or number == policy.max_attempts:
+                        break
+                    delay = policy.delay(number, parse_retry_after(error.headers.get(
+                        "retry-after")), self._rand)
+                    if self._clock() + delay - started > policy.deadline:
+                        break
+                    await self._sleep(delay)
+                    continue
+                except BaseException:
+                    breaker.record_abandoned()
+                    raise
+                return target, result, breaker
+        if last_error is not None:
+            raise last_error
+        raise ServiceUnavailable(min(self._breakers[t.provider.name].retry_after()
+                                     for t in targets))

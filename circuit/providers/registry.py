@@ -1,0 +1,138 @@
+"""Named providers and routes, from settings: validated once at start, built into objects.
+
+Providers come from `[providers.NAME]` tables (kind, base_url, api_key_env, timeouts, retry
+policy), plus three implicit ones: `mock` always, `openai` when OPENAI_API_KEY is set (or
+PROVIDER=openai), `anthropic` when ANTHROPIC_API_KEY is set. Routes map a model name to an
+ordered list of `provider:model` targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from circuit.accounting.tokens import TokenCounter
+from circuit.config import ConfigError, Settings
+from circuit.providers.anthropic import AnthropicProvider
+from circuit.providers.base import Provider, Timeouts
+from circuit.providers.mock import MockProvider
+from circuit.providers.openai import OpenAIProvider
+from circuit.resilience.retry import RetryPolicy
+
+KINDS = ("openai", "anthropic", "mock")
+_NUMBERS = {"connect_timeout", "first_byte_timeout", "idle_timeout", "backoff_initial",
+            "backoff_max", "deadline"}
+_INTEGERS = {"max_attempts", "default_max_tokens", "max_connections"}
+_TEXTS = {"kind", "base_url", "api_key_env"}
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    name: str
+    kind: str
+    base_url: str = ""
+    api_key: str | None = field(default=None, repr=False)
+    timeouts: Timeouts = Timeouts()
+    retry: RetryPolicy = RetryPolicy()
+    default_max_tokens: int = 4096
+    max_connections: int = 1000
+
+
+def provider_specs(settings: Settings) -> dict[str, ProviderSpec]:
+    """Every configured provider by name; ConfigError names what is wrong."""
+    timeouts = Timeouts(settings.connect_timeout, settings.first_byte_timeout,
+                        settings.idle_timeout)
+    retry = RetryPolicy(settings.retry_max_attempts, settings.retry_backoff_initial,
+                        settings.retry_backoff_max, settings.request_deadline)
+    specs = {"mock": ProviderSpec("mock", "mock", timeouts=timeouts, retry=retry)}
+    if settings.openai_api_key or settings.provider == "openai":
+        specs["openai"] = ProviderSpec("openai", "openai", settings.openai_base_url,
+                                       settings.openai_api_key, timeouts, retry)
+    if settings.anthropic_api_key or settings.provider == "anthropic":
+        specs["anthropic"] = ProviderSpec("anthropic", "anthropic", settings.anthropic_base_url,
+                                          settings.anthropic_api_key, timeouts, retry,
+                                          settings.anthropic_max_tokens)
+    for name, table in settings.providers.items():
+        specs[name] = _spec_from_table(name, table, settings, timeouts, retry)
+    return specs
+
+
+def _spec_from_table(name: str, table: Any, settings: Settings, timeouts: Timeouts,
+                     retry: RetryPolicy) -> ProviderSpec:
+    where = f"[providers.{name}]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(table) - _NUMBERS - _INTEGERS - _TEXTS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {unknown[0]!r}")
+    for key, value in table.items():
+        if key in _TEXTS and not isinstance(value, str):
+            raise ConfigError(f"{where} {key} must be text")
+        if key in _NUMBERS and (isinstance(value, bool) or not isinstance(value, int | float)
+                                or value < 0):
+            raise ConfigError(f"{where} {key} must be a number >= 0")
+        if key in _INTEGERS and (isinstance(value, bool) or not isinstance(value, int)
+                                 or value < 1):
+            raise ConfigError(f"{where} {key} must be a whole number >= 1")
+    kind = table.get("kind", name if name in KINDS else None)
+    if kind not in KINDS:
+        raise ConfigError(f"{where} kind must be one of {', '.join(KINDS)}")
+    defaults = {"openai": settings.openai_base_url, "anthropic": settings.anthropic_base_url,
+                "mock": ""}
+    base_url = table.get("base_url", defaults[kind])
+    if kind != "mock" and not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where} base_url must start with http:// or https://")
+    api_key = None
+    if "api_key_env" in table:
+        api_key = settings.provider_secrets.get(table["api_key_env"])
+        if kind != "mock" and not api_key:
+            raise ConfigError(f"{where} api_key_env names {table['api_key_env']}, "
+                              "which is not set")
+    elif kind != "mock":
+        raise ConfigError(f"{where} needs api_key_env (the variable that holds its key)")
+    return ProviderSpec(
+        name, kind, base_url, api_key,
+        Timeouts(table.get("connect_timeout", timeouts.connect),
+                 table.get("first_byte_timeout", timeouts.first_byte),
+                 table.get("idle_timeout", timeouts.idle)),
+        RetryPolicy(table.get("max_attempts", retry.max_attempts),
+                    table.get("backoff_initial", retry.backoff_initial),
+                    table.get("backoff_max", retry.backoff_max),
+                    table.get("deadline", retry.deadline)),
+        table.get("default_max_tokens", settings.anthropic_max_tokens),
+        table.get("max_connections", 1000))
+
+
+def route_table(settings: Settings,
+                specs: Mapping[str, ProviderSpec]) -> dict[str, list[tuple[str, str]]]:
+    """Model name -> [(provider, upstream model), ...], every provider checked to exist."""
+    routes: dict[str, list[tuple[str, str]]] = {}
+    for model, targets in settings.routes.items():
+        if isinstance(targets, str):
+            targets = [targets]
+        if not isinstance(targets, list) or not targets:
+            raise ConfigError(f"[routes] {model!r} must be a list of \"provider:model\"")
+        parsed = []
+        for target in targets:
+            provider, sep, upstream = str(target).partition(":")
+            if not sep or not upstream:
+                raise ConfigError(f"[routes] {model!r}: {target!r} is not \"provider:model\"")
+            if provider not in specs:
+                raise ConfigError(f"[routes] {model!r}: unknown provider {provider!r} "
+                                  f"(known: {', '.join(sorted(specs))})")
+            parsed.append((provider, upstream))
+        routes[model] = parsed
+    return routes
+
+
+def build_provider(spec: ProviderSpec, counter: TokenCounter) -> Provider:
+    """The provider object a spec describes (not yet started)."""
+    if spec.kind == "mock":
+        return MockProvider(counter, name=spec.name)
+    if spec.kind == "anthropic":
+        return AnthropicProvider(spec.name, spec.base_url, spec.api_key, spec.timeouts,
+                                 default_max_tokens=spec.default_max_tokens,
+                                 max_connections=spec.max_connections)
+    return OpenAIProvider(spec.name, spec.base_url, spec.api_key, spec.timeouts,
+                          max_connections=spec.max_connections)
