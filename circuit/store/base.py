@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from circuit.store.records import KeyRow, RequestRecord
+from circuit.store.reports import UsageReport
 
 
 class KeyNotFound(LookupError):
@@ -41,6 +42,35 @@ class Store(Protocol):
 
     def recent_requests(self, limit: int = 10) -> list[dict]:
         """The newest request records, newest first."""
+
+    # -- read side for the CLI (circuit/store/reports.py); none of these create or write -----
+
+    def exists(self) -> bool:
+        """Whether the database is there at all."""
+
+    def find_requests(self, request_id: str) -> list[dict]:
+        """Every record with this request id, oldest first."""
+
+    def usage(self, *, since: str, until: str | None = None, by: str = "key",
+              key: str | None = None) -> UsageReport:
+        """Requests, failures, tokens, cost and latency percentiles per group in a window."""
+
+    def spend_by_key(self, since: str) -> dict[str | None, int]:
+        """Micro-dollars spent per key name since `since` (timestamp text)."""
+
+    def has_requests_from(self, key: str) -> bool:
+        """Whether any request record names this key."""
+
+    def last_request_id(self) -> int:
+        """The newest record's id, 0 when there is none."""
+
+    def latest_requests(self, limit: int = 10, *, up_to_id: int | None = None,
+                        key: str | None = None, status: str | None = None) -> list[dict]:
+        """The newest matching records, oldest first."""
+
+    def requests_between(self, after_id: int, up_to_id: int, *, key: str | None = None,
+                         status: str | None = None) -> list[dict]:
+        """Matching records with after_id < id <= up_to_id, oldest first."""
 
     def close(self) -> None:
         """Release connections held by the calling thread."""

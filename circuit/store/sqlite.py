@@ -14,6 +14,7 @@ from circuit.store.base import KeyExists, KeyNotFound
 from circuit.store.migrations import MIGRATIONS
 from circuit.store.records import REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
 from circuit.store.sqlite_protection import SQLiteProtection
+from circuit.store.sqlite_reports import SQLiteReports
 from circuit.store.timestamps import utc_now
 
 _INSERT_REQUEST = (
@@ -35,7 +36,7 @@ class _SQLiteSchema:
         self._conn.execute(sql)
 
 
-class SQLiteStore(SQLiteProtection):
+class SQLiteStore(SQLiteProtection, SQLiteReports):
     """The Store interface on one SQLite file. Each thread gets its own connection."""
 
     dialect = "sqlite"
