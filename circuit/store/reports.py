@@ -2,8 +2,8 @@
 
 Portable SQL that SQLite and PostgreSQL both accept (CASE rather than boolean sums, `substr`,
 positional GROUP BY), run through a `Rows` callable: one statement with `?` placeholders in,
-an iterable of tuples out. A store supplies it (`SQLiteReports._rows`; a PostgreSQL store would
-turn `?` into `%s`). Nothing here writes.
+a DB-API cursor yielding tuples out. A store supplies it (`SQLiteReports._rows`; a PostgreSQL
+store would turn `?` into `%s`). Nothing here writes.
 
 Timestamps are ISO-8601 UTC text of one fixed shape (`2026-11-26T03:44:56.123Z`), so a time
 window is a text range the `requests (timestamp)` and `requests (key_name, timestamp)` indexes

@@ -1,0 +1,93 @@
+"""How a command gets its settings and its store; the global `--db` reaches them through here.
+
+Read commands use `reading(ctx)`: it never creates a database (a missing one is exit 2 with a
+hint). Commands that write keys use `writing(ctx)`, which creates and migrates the database if
+needed. Both keep SQLite's autocommit connections, so every statement is its own short
+transaction and a running gateway is never locked out. Store errors become one-line failures.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from circuit.cli.output import fail
+from circuit.config import ConfigError, Settings, load_settings
+from circuit.store.base import Store
+
+DB_KEY = "circuit.db_path"
+CONFIG_KEY = "circuit.config_path"
+
+
+def settings(ctx: typer.Context | None = None, **flags: object) -> Settings:
+    """The effective settings, with the global `--db` (and any command flags) on top."""
+    merged = {}
+    if ctx is not None:
+        merged["db_path"] = ctx.meta.get(DB_KEY)
+        merged["config_path"] = ctx.meta.get(CONFIG_KEY)
+    merged.update(flags)
+    try:
+        return load_settings(merged)
+    except ConfigError as exc:
+        raise fail(f"configuration: {exc}") from None
+
+
+def _open(settings: Settings) -> Store:
+    # The gateway's own choice of store, so both always open the same one.
+    from circuit.gateway.runtime import open_store
+
+    return open_store(settings)
+
+
+def missing_database(path: str) -> typer.Exit:
+    return fail(f"no database at {path}; start the gateway or run `circuit keys add`")
+
+
+@contextmanager
+def store_errors(store: Store, path: str) -> Iterator[None]:
+    """Turn a store failure into one line naming the database."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            raise fail(f"{path} is not a Circuit database ({exc})") from None
+        if "no such column" in str(exc):
+            raise fail(f"{path} has an older schema ({exc}); start the gateway once to "
+                       "migrate it") from None
+        raise fail(f"database {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise fail(f"database {path}: {exc}") from None
+
+
+@contextmanager
+def reading(ctx: typer.Context) -> Iterator[Store]:
+    """The store of an existing database, for commands that must not create one."""
+    config = settings(ctx)
+    store = _open(config)
+    if not store.exists():
+        raise missing_database(config.db_path)
+    try:
+        with store_errors(store, config.db_path):
+            yield store
+    finally:
+        store.close()
+
+
+@contextmanager
+def writing(ctx: typer.Context) -> Iterator[Store]:
+    """The store, created and migrated if needed (`keys add`)."""
+    config = settings(ctx)
+    store = _open(config)
+    try:
+        with store_errors(store, config.db_path):
+            try:
+                store.migrate()
+            except OSError as exc:
+                raise fail(f"cannot create the database at {config.db_path}: "
+                           f"{exc.strerror or exc}") from None
+            yield store
+    finally:
+        store.close()

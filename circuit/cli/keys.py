@@ -1,0 +1,287 @@
+"""`circuit keys`: create, list, change and revoke client keys.
+
+A running gateway notices every change here within a second (it polls the keys table's
+fingerprint), so nothing needs a restart.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from circuit.cli import output
+from circuit.cli.context import reading, settings, writing
+from circuit.cli.output import JsonFlag, emit_json, fail, text
+from circuit.keys import create_key
+from circuit.store.base import KeyExists, KeyNotFound, Store
+from circuit.store.records import KeyRow
+from circuit.store.reports import day_start, timestamp_text
+
+app = typer.Typer(
+    help="Create, list, change and revoke client keys.\n\n"
+         "Changes reach a running gateway within a second, without a restart.",
+    no_args_is_help=True,
+)
+
+#: Words that clear a limit, so the gateway default (daily) or no limit (rpm, tpm) applies.
+CLEAR_WORDS = ("off", "none", "default")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+NameArg = Annotated[str, typer.Argument(metavar="NAME", show_default=False,
+                                        help="The key's name, e.g. `ci` or `team-search`.")]
+
+
+# -- parsing ------------------------------------------------------------------------------------
+
+def check_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise fail(f"invalid key name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
+                   "starting with a letter or digit")
+    if name.startswith("config-"):
+        raise fail(f"invalid key name {name!r}: names `config-N` belong to the keys in "
+                   "CIRCUIT_API_KEYS")
+    return name
+
+
+def parse_usd(option: str, value: str) -> float | None:
+    """A daily limit in USD, or None for one of CLEAR_WORDS."""
+    if value.strip().lower() in CLEAR_WORDS:
+        return None
+    try:
+        number = float(value.strip().lstrip("$"))
+    except ValueError:
+        raise fail(f"{option} must be an amount in USD or `off`, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise fail(f"{option} must be an amount in USD >= 0 or `off`, got {value!r}")
+    return number
+
+
+def parse_rate(option: str, value: str) -> int | None:
+    """A per-minute limit, or None for one of CLEAR_WORDS."""
+    if value.strip().lower() in CLEAR_WORDS:
+        return None
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise fail(f"{option} must be a whole number or `off`, got {value!r}") from None
+    if number < 1:
+        raise fail(f"{option} must be at least 1 (or `off`), got {value!r}")
+    return number
+
+
+# -- shapes ---------------------------------------------------------------------------------------
+
+def key_json(row: KeyRow, spend_micros: int | None = None) -> dict:
+    """A key as `keys list --json` (and `keys set/revoke --json`) prints it."""
+    data = {"name": row.name, "key_prefix": row.key_prefix,
+            "daily_limit_usd": row.daily_limit_usd, "rpm": row.rpm, "tpm": row.tpm,
+            "created_at": row.created_at, "revoked_at": row.revoked_at,
+            "active": row.revoked_at is None}
+    if spend_micros is not None:
+        data["spend_today_usd"] = output.micros_usd(spend_micros)
+    return data
+
+
+def find_key(store: Store, name: str) -> KeyRow:
+    for row in store.load_keys():
+        if row.name == name:
+            return row
+    raise fail(f"no key named {name!r}; see `circuit keys list`")
+
+
+def today() -> str:
+    return day_start(datetime.now(UTC).date())
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+@app.command()
+def add(
+    ctx: typer.Context,
+    name: NameArg,
+    daily_limit: Annotated[str | None, typer.Option(
+        "--daily-limit", metavar="USD", show_default=False,
+        help="Daily spend limit in USD (UTC day). Default: the gateway's "
+             "CIRCUIT_DAILY_USD_LIMIT.")] = None,
+    rpm: Annotated[str | None, typer.Option(
+        "--rpm", metavar="N", show_default=False,
+        help="Requests per minute. Default: the gateway's default (none).")] = None,
+    tpm: Annotated[str | None, typer.Option(
+        "--tpm", metavar="N", show_default=False,
+        help="Tokens per minute. Default: the gateway's default (none).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a key and print its secret, once: only a hash is stored.
+
+    Creates the database if there is none yet. JSON: `{"name": ..., "key": ...}`.
+
+    Examples:
+
+    * `circuit keys add ci --daily-limit 5 --rpm 60`
+    * `export OPENAI_API_KEY=$(circuit keys add ci --json | jq -r .key)`
+    """
+    check_name(name)
+    limits = {"daily_limit_usd": parse_usd("--daily-limit", daily_limit) if daily_limit else None,
+              "rpm": parse_rate("--rpm", rpm) if rpm else None,
+              "tpm": parse_rate("--tpm", tpm) if tpm else None}
+    with writing(ctx) as store:
+        try:
+            secret = create_key(store, name, **limits)
+        except KeyExists:
+            raise fail(f"a key named {name!r} exists already; pick another name, or "
+                       f"`circuit keys revoke {name}` first") from None
+    if as_json:
+        emit_json({"name": name, "key": secret})
+        return
+    console = output.out()
+    console.print(f"Created key [bold]{text(name)}[/bold]. Copy it now; it is not shown "
+                  "again:\n", soft_wrap=True)
+    console.print(f"    {secret}\n", soft_wrap=True, markup=False)
+    console.print("A running gateway accepts it within a second.", style="dim")
+
+
+@app.command("list")
+def list_keys(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List keys with their limits and today's spend (UTC day), revoked ones included.
+
+    JSON: `{"day", "default_daily_limit_usd", "keys": [{"name", "key_prefix",
+    "daily_limit_usd", "rpm", "tpm", "spend_today_usd", "created_at", "revoked_at",
+    "active"}]}`; a null limit means the gateway default applies.
+
+    Examples:
+
+    * `circuit keys list`
+    * `circuit keys list --json | jq -r '.keys[] | select(.active) | .name'`
+    """
+    config = settings(ctx)
+    with reading(ctx) as store:
+        rows = sorted(store.load_keys(), key=lambda r: r.name)
+        since = today()
+        spend = store.spend_by_key(since)
+    if as_json:
+        emit_json({"day": since[:10], "default_daily_limit_usd": config.daily_usd_limit,
+                   "keys": [key_json(r, spend.get(r.name, 0)) for r in rows]})
+        return
+    console = output.out()
+    if not rows:
+        console.print("No keys yet. Create one with `circuit keys add NAME`.", markup=False)
+        return
+    table = output.table(f"Keys (spend on {since[:10]}, UTC)")
+    table.add_column("Name", overflow="fold")
+    table.add_column("Prefix", no_wrap=True)
+    for column in ("Daily limit", "Spent today", "RPM", "TPM"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("Created", no_wrap=True)
+    table.add_column("Status")
+    uses_default = False
+    for row in rows:
+        spent = spend.get(row.name, 0) / 1_000_000
+        limit = row.daily_limit_usd if row.daily_limit_usd is not None else \
+            config.daily_usd_limit
+        limit_text = output.usd(limit) if limit is not None else "none"
+        if row.daily_limit_usd is None:
+            limit_text = f"[dim]{limit_text}*[/dim]"
+            uses_default = True
+        spent_text = output.usd(spent)
+        if limit is not None and spent >= limit:
+            spent_text = f"[red]{spent_text}[/red]"
+        state = "[green]active[/green]" if row.revoked_at is None else \
+            f"[red]revoked[/red] {output.when(row.revoked_at)[:10]}"
+        table.add_row(text(row.name), text(row.key_prefix), limit_text, spent_text,
+                      output.count(row.rpm), output.count(row.tpm),
+                      output.when(row.created_at)[:10], state)
+    console.print(table)
+    if uses_default:
+        console.print("[dim]* no limit of its own: the gateway default "
+                      "(CIRCUIT_DAILY_USD_LIMIT) applies.[/dim]", soft_wrap=True)
+    if config.api_keys:
+        console.print(f"[dim]Plus {len(config.api_keys)} key(s) from CIRCUIT_API_KEYS "
+                      "(config-1, …), not listed.[/dim]")
+
+
+@app.command("set")
+def set_limits(
+    ctx: typer.Context,
+    name: NameArg,
+    daily_limit: Annotated[str | None, typer.Option(
+        "--daily-limit", metavar="USD|off", show_default=False,
+        help="Daily spend limit in USD; `off` clears it, so the gateway default "
+             "applies.")] = None,
+    rpm: Annotated[str | None, typer.Option(
+        "--rpm", metavar="N|off", show_default=False,
+        help="Requests per minute; `off` clears it.")] = None,
+    tpm: Annotated[str | None, typer.Option(
+        "--tpm", metavar="N|off", show_default=False,
+        help="Tokens per minute; `off` clears it.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change a key's limits; a running gateway applies them within a second.
+
+    JSON: the key, as one item of `keys list --json` (without spend).
+
+    Examples:
+
+    * `circuit keys set ci --daily-limit 20`
+    * `circuit keys set ci --rpm off --tpm 100000`
+    """
+    changes: dict[str, object] = {}
+    if daily_limit is not None:
+        changes["daily_limit_usd"] = parse_usd("--daily-limit", daily_limit)
+    if rpm is not None:
+        changes["rpm"] = parse_rate("--rpm", rpm)
+    if tpm is not None:
+        changes["tpm"] = parse_rate("--tpm", tpm)
+    if not changes:
+        raise fail("nothing to change: give --daily-limit, --rpm and/or --tpm")
+    with reading(ctx) as store:
+        try:
+            row = store.update_key(name, **changes)
+        except KeyNotFound:
+            raise fail(f"no key named {name!r}; see `circuit keys list`") from None
+    if as_json:
+        emit_json(key_json(row))
+        return
+    console = output.out()
+    for column, label in (("daily_limit_usd", "daily limit"), ("rpm", "rpm"), ("tpm", "tpm")):
+        if column not in changes:
+            continue
+        value = changes[column]
+        if value is None:
+            shown = "cleared (the gateway default applies)" if column == "daily_limit_usd" \
+                else "cleared (no limit)"
+        else:
+            shown = output.usd(value) if column == "daily_limit_usd" else f"{value:,}/min"
+        console.print(f"{text(name)}: {label} {shown}", soft_wrap=True)
+
+
+@app.command()
+def revoke(ctx: typer.Context, name: NameArg, as_json: JsonFlag = False) -> None:
+    """Revoke a key: a running gateway answers it with 401 within a second.
+
+    The key stays listed (and its usage reported) as revoked. Revoking a revoked key changes
+    nothing. JSON: the key, as one item of `keys list --json` (without spend).
+
+    Examples:
+
+    * `circuit keys revoke ci`
+    """
+    with reading(ctx) as store:
+        row = find_key(store, name)
+        already = row.revoked_at is not None
+        if not already:
+            try:
+                row = store.update_key(name, revoked_at=timestamp_text(datetime.now(UTC)))
+            except KeyNotFound:
+                raise fail(f"no key named {name!r}; see `circuit keys list`") from None
+    if as_json:
+        emit_json(key_json(row))
+    elif already:
+        output.out().print(f"{text(name)} was already revoked ({output.when(row.revoked_at)} "
+                           "UTC).", soft_wrap=True)
+    else:
+        output.out().print(f"Revoked {text(name)}. A running gateway refuses it within a "
+                           "second.", soft_wrap=True)

@@ -1,0 +1,147 @@
+"""`circuit requests show` and `circuit requests tail`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from circuit.store.reports import RECORD_FIELDS
+from tests.support.cli import ANSI_ESCAPE, Cli, one_line_error, record
+
+CIRCUIT = str(Path(sys.executable).parent / "circuit")
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch) -> Cli:
+    cli = Cli(tmp_path, monkeypatch)
+    cli.add_key("alice")
+    return cli
+
+
+def broken_stream(request_id: str = "req-broken"):
+    return record(request_id, stream=True, status="failed", error_code="upstream_error",
+                  error_message="The upstream stream ended early",
+                  partial_text="Once upon a ti", tokens_output=4, usage_source="local")
+
+
+# -- show -----------------------------------------------------------------------------------------
+
+def test_show_json_is_the_whole_record_partial_text_included(cli):
+    cli.seed(broken_stream())
+    data = cli.json("requests", "show", "req-broken")
+    assert set(RECORD_FIELDS) <= set(data)
+    assert data["request_id"] == "req-broken" and data["status"] == "failed"
+    assert data["partial_text"] == "Once upon a ti" and data["stream"] is True
+    assert data["cost_micros"] == 1000 and data["cost_usd"] == 0.001
+
+
+def test_show_prints_every_field_and_the_partial_text_for_people(cli):
+    cli.seed(broken_stream())
+    out = cli("requests", "show", "req-broken").stdout
+    for text in ("req-broken", "upstream_error", "The upstream stream ended early",
+                 "Once upon a ti", "partial text", "$0.001000"):
+        assert text in out
+    assert ANSI_ESCAPE not in out
+
+
+def test_show_of_an_unknown_id_exits_2(cli):
+    cli.seed(record("known"))
+    assert "no request with id 'unknown'" in one_line_error(
+        cli("requests", "show", "unknown", code=2))
+
+
+def test_show_json_of_a_reused_id_prints_the_newest_with_a_note(cli):
+    cli.seed(record("dup", tokens_output=1), record("dup", tokens_output=2))
+    result = cli("requests", "show", "dup", "--json")
+    assert json.loads(result.stdout)["tokens_output"] == 2
+    assert "2 records share this request id" in result.stderr
+
+
+def test_show_without_a_database_exits_2(tmp_path, monkeypatch):
+    cli = Cli(tmp_path, monkeypatch)
+    assert "no database at" in one_line_error(cli("requests", "show", "x", code=2))
+    assert not cli.db_path.exists()
+
+
+# -- tail -----------------------------------------------------------------------------------------
+
+def test_tail_shows_the_last_10_oldest_first(cli):
+    cli.seed(*(record(f"r{i:02}") for i in range(15)))
+    lines = cli("requests", "tail", "--no-follow").stdout.strip().splitlines()
+    assert [line.split()[2] for line in lines] == [f"r{i:02}" for i in range(5, 15)]
+
+
+def test_tail_line_has_time_id_key_model_status_tokens_cost_and_latency(cli):
+    cli.seed(record("r1", tokens_input=1234, tokens_output=56, cost_micros=2500,
+                    latency_ms=87.0, timestamp="2026-11-26T10:11:12.345Z"))
+    line = cli("requests", "tail", "--no-follow").stdout.strip()
+    for part in ("2026-11-26 10:11:12", "r1", "alice", "gpt-4o-mini", "ok", "1,234→56 tok",
+                 "$0.002500", "87ms"):
+        assert part in line
+    assert ANSI_ESCAPE not in line
+
+
+def test_tail_filters_by_status_and_key(cli):
+    cli.add_key("bob")
+    cli.seed(record("ok-alice"), broken_stream("failed-alice"),
+             record("failed-bob", key_name="bob", status="failed"))
+    out = cli("requests", "tail", "--no-follow", "--status", "failed", "--key", "alice").stdout
+    assert "failed-alice" in out and "ok-alice" not in out and "failed-bob" not in out
+
+
+def test_tail_json_prints_one_record_per_line(cli):
+    cli.seed(record("r1"), broken_stream("r2"))
+    lines = cli("requests", "tail", "--no-follow", "--json").stdout.splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["request_id"] for r in records] == ["r1", "r2"]
+    assert set(RECORD_FIELDS) <= set(records[0])
+    assert records[1]["partial_text"] == "Once upon a ti"
+
+
+def test_tail_of_an_unknown_key_exits_2(cli):
+    assert "no key named 'zed'" in one_line_error(
+        cli("requests", "tail", "--key", "zed", "--no-follow", code=2))
+
+
+def test_tail_follows_new_records_until_ctrl_c(cli):
+    cli.seed(record("before"))
+    env = {**os.environ, "CIRCUIT_DB_PATH": str(cli.db_path)}
+    follower = subprocess.Popen([CIRCUIT, "requests", "tail", "--json", "--status", "ok"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env, cwd=cli.folder)
+    try:
+        assert json.loads(follower.stdout.readline())["request_id"] == "before"
+        cli.seed(record("skipped", status="failed"), record("live-1"))
+        cli.seed(record("live-2"))
+        seen = [json.loads(follower.stdout.readline())["request_id"] for _ in range(2)]
+        assert seen == ["live-1", "live-2"]
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(timeout=5) == 0
+        assert follower.stderr.read() == ""
+    finally:
+        follower.kill()
+        follower.wait()
+
+
+def test_tail_sees_a_record_within_a_second(cli):
+    cli.seed(record("backlog"))
+    env = {**os.environ, "CIRCUIT_DB_PATH": str(cli.db_path)}
+    follower = subprocess.Popen([CIRCUIT, "requests", "tail", "--json", "-n", "1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env, cwd=cli.folder)
+    try:
+        assert json.loads(follower.stdout.readline())["request_id"] == "backlog"  # started
+        written = time.monotonic()
+        cli.seed(record("prompt"))
+        assert json.loads(follower.stdout.readline())["request_id"] == "prompt"
+        assert time.monotonic() - written < 1.0
+    finally:
+        follower.kill()
+        follower.wait()
