@@ -88,6 +88,23 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
     return times
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds per thread of one process; the thread whose id is `pid` runs the event loop."""
+    times = {}
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return times
+    for tid in tids:
+        try:
+            text = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        times[tid] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return times
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
     fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -199,7 +216,10 @@ class Gateway:
         env.update({
             "PROVIDER": "openai", "OPENAI_BASE_URL": upstream_url,
             "OPENAI_API_KEY": "sk-bench-upstream", "CIRCUIT_DB_PATH": str(self.db_path),
+            # Every protection on, none of them limiting: budget, rate limits (and the breaker,
+            # on by default) all do their work on each request.
             "CIRCUIT_API_KEYS": key, "CIRCUIT_DAILY_USD_LIMIT": "1000000",
+            "CIRCUIT_DEFAULT_RPM": "1000000000", "CIRCUIT_DEFAULT_TPM": "1000000000000",
             "CIRCUIT_HOST": "127.0.0.1", "CIRCUIT_PORT": str(self.port),
             "CIRCUIT_WORKERS": str(workers),
         })

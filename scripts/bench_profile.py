@@ -28,7 +28,7 @@ def py_spy() -> str | None:
 
 
 def record(pid: int, duration: float, out: Path, *, rate: int = 250, native: bool = False,
-           core: int | None = None) -> Path:
+           gil: bool = False, core: int | None = None) -> Path:
     """Sample `pid` and its children for `duration` seconds into collapsed stacks at `out`."""
     exe = py_spy()
     if exe is None:
@@ -38,6 +38,9 @@ def record(pid: int, duration: float, out: Path, *, rate: int = 250, native: boo
            "--format", "raw", "--output", str(out)]
     if native:
         cmd.append("--native")
+    if gil:
+        # Only the thread holding the GIL: what the one Python core actually spends.
+        cmd.append("--gil")
     if core is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(core), *cmd]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -110,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=Path("/tmp/circuit-profile.txt"))
     parser.add_argument("--native", action="store_true", help="include C frames")
+    parser.add_argument("--gil", action="store_true", help="only the thread holding the GIL")
     parser.add_argument("--summarise", type=Path, help="only summarise an existing raw file")
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args(argv)
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     if path is None:
         if args.pid is None:
             parser.error("--pid or --summarise is required")
-        path = record(args.pid, args.duration, args.out, native=args.native)
+        path = record(args.pid, args.duration, args.out, native=args.native, gil=args.gil)
     summary = summarise(path, args.top)
     print(format_table(summary, "top_own"))
     print()

@@ -95,7 +95,7 @@ def _num(value: float | None, fmt: str = "{:.3f}") -> str:
 
 def scenario_table(results: dict) -> str:
     head = (f"{'scenario':<22}{'rate/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'TTFB50':>9}"
-            f"{'TTFB99':>9}{'err':>5}{'gw CPU%':>9}{'gw us/rq':>9}{'gw RSS':>8}"
+            f"{'TTFB99':>9}{'err':>5}{'gw CPU%':>9}{'loop%':>7}{'gw us/rq':>9}{'gw RSS':>8}"
             f"{'load CPU%':>10}{'mock CPU%':>10}{'other%':>8}")
     lines = [head, "-" * len(head)]
     for s in results.get("scenarios", []):
@@ -104,7 +104,9 @@ def scenario_table(results: dict) -> str:
             f"{s['key']:<22}{s['rps']:>9,.0f}{_num(s['latency_ms']['p50']):>9}"
             f"{_num(s['latency_ms']['p99']):>9}{_num(s['ttfb_ms']['p50']):>9}"
             f"{_num(s['ttfb_ms']['p99']):>9}{s['errors_total']:>5}"
-            f"{_num(gw.get('cpu_pct'), '{:.0f}'):>9}{_num(gw.get('cpu_us_per_request'), '{:.0f}'):>9}"
+            f"{_num(gw.get('cpu_pct'), '{:.0f}'):>9}"
+            f"{_num(gw.get('loop_thread_cpu_pct'), '{:.0f}'):>7}"
+            f"{_num(gw.get('cpu_us_per_request'), '{:.0f}'):>9}"
             f"{_num(gw.get('rss_mb'), '{:.0f}'):>8}{_num(s['cpu']['pct'], '{:.0f}'):>10}"
             f"{_num(s.get('mock_cpu_pct'), '{:.0f}'):>10}"
             f"{_num(s.get('other_cpu_pct'), '{:.0f}'):>8}")
@@ -142,6 +144,8 @@ def render(results: dict) -> str:
         "response complete;",
         "  TTFB: request written -> first body byte; gw us/rq: gateway CPU time per request; "
         "RSS in MB;",
+        "  loop%: the gateway's event-loop thread alone (the rest is its record writer, log and "
+        "executor threads);",
         "  other%: CPU the rest of the machine used meanwhile (noise); circuit-w1/w2: "
         "unpinned, 1 or 2 workers.",
     ]
@@ -158,7 +162,10 @@ def render(results: dict) -> str:
         parts += ["", targets_table(results["targets"])]
     if (profile := results.get("profile")) and profile.get("top_own"):
         from bench_profile import format_table
-        parts += ["", f"Profile of the gateway at c=64 JSON ({profile['file']}):",
+        scope = "GIL holder only" if profile.get("gil_only") else "all busy threads"
+        parts += ["", f"Profile of the gateway at c=64 JSON, {scope}, "
+                      f"{profile['rps_while_profiled']:,.0f} req/s under py-spy "
+                      f"({profile['file']}):",
                   format_table(profile, "top_own")]
     return "\n".join(parts)
 

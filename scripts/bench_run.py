@@ -33,7 +33,7 @@ from bench_report import evaluate, key, render, write_json
 BENCH_KEY = "sk-bench-circuit-0123456789"
 PLANS = {
     # warm-up s, measured s, sweep concurrencies, sweep s, held streams, stream chunk interval ms
-    "full": dict(warmup=2.0, duration=10.0, sweep=(4, 16, 128, 256), sweep_duration=3.0,
+    "full": dict(warmup=2.0, duration=10.0, sweep=(4, 16, 128, 256), sweep_duration=2.0,
                  streams=1000, interval_ms=250.0, workers2=True, hold=True),
     "quick": dict(warmup=0.5, duration=1.5, sweep=(), sweep_duration=0.0,
                   streams=1000, interval_ms=100.0, workers2=True, hold=True),
@@ -64,9 +64,10 @@ class Bench:
         return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit,
                 "mode": self.args.mode, "python": platform.python_version(), "cpu": cpu,
                 "cores": os.cpu_count(), "pinned": self.pin, "plan": {k: v for k, v in self.plan.items()},
-                "note": ("gateway: `circuit serve`, PROVIDER=openai to the mock, auth "
-                         "(CIRCUIT_API_KEYS), daily limit 1e6 USD, request rows to SQLite on "
-                         f"disk; extra env {sorted(self.extra_env) or 'none'}")}
+                "note": ("gateway: `circuit serve`, PROVIDER=openai to the mock; auth "
+                         "(CIRCUIT_API_KEYS), budget 1e6 USD/day, rate limits 1e9 rpm / 1e12 "
+                         "tpm, breaker, request rows to SQLite on disk; extra env "
+                         f"{sorted(self.extra_env) or 'none'}")}
 
     # -- pieces --------------------------------------------------------------------------------
 
@@ -102,7 +103,8 @@ class Bench:
         def snap(tag: str) -> None:
             pids = gw.pids() if gw else []
             snaps[tag] = (time.perf_counter(), procs.cpu_seconds(pids),
-                          procs.cpu_seconds([mock.pid]), procs.machine_busy_seconds())
+                          procs.cpu_seconds([mock.pid]), procs.machine_busy_seconds(),
+                          procs.thread_cpu_seconds(gw.pid) if gw and gw.workers == 1 else {})
             if tag == "start" and during is not None:
                 during()
 
@@ -110,7 +112,7 @@ class Bench:
                            duration=duration, warmup=warmup, stream=mode == "sse",
                            key=BENCH_KEY if gw else None, core=self.load_core,
                            on_start=lambda: snap("start"), on_end=lambda: snap("end"))
-        (t0, g0, m0, b0), (t1, g1, m1, b1) = snaps["start"], snaps["end"]
+        (t0, g0, m0, b0, th0), (t1, g1, m1, b1, th1) = snaps["start"], snaps["end"]
         wall = t1 - t0
         mock_cpu = sum(m1[p] - m0.get(p, 0) for p in m1)
         per = {p: g1[p] - g0.get(p, 0.0) for p in g1}
@@ -128,12 +130,19 @@ class Bench:
                 else None,
                 "cpu_pct_per_process": [round(100 * v / wall, 1) for v in per.values()],
                 **gw.memory_mb()}
+            if th1:
+                # The event loop's thread against the rest (record writer, log, executor).
+                loop = th1.get(gw.pid, 0.0) - th0.get(gw.pid, 0.0)
+                rest = sum(v - th0.get(t, 0.0) for t, v in th1.items() if t != gw.pid)
+                r["gateway"].update(loop_thread_cpu_pct=round(100 * loop / wall, 1),
+                                    other_threads_cpu_pct=round(100 * rest / wall, 1))
         if keep:
             self.results["scenarios"].append(r)
         gws = r.get("gateway", {})
         say(f"  {r['key']:<20} {r['rps']:>9,.0f}/s  p50 {r['latency_ms']['p50'] or 0:.3f} ms  "
             f"p99 {r['latency_ms']['p99'] or 0:.3f} ms  ttfb50 {r['ttfb_ms']['p50'] or 0:.3f}  "
-            f"err {r['errors_total']}  gw cpu {gws.get('cpu_pct', '-')}%  "
+            f"err {r['errors_total']}  gw cpu {gws.get('cpu_pct', '-')}% "
+            f"(loop {gws.get('loop_thread_cpu_pct', '-')}%)  "
             f"load cpu {r['cpu']['pct']}%  mock cpu {r['mock_cpu_pct']}%  "
             f"other cpu {r['other_cpu_pct']}%")
         return r
@@ -148,7 +157,7 @@ class Bench:
             else ((4, "json"), (4, "sse"))
         sweep = [(c, "json") for c in plan["sweep"]]
         sweep_duration = plan["sweep_duration"] or duration
-        sweep_warmup = min(warmup, 1.0)
+        sweep_warmup = min(warmup, 0.5)
 
         mock = self.mock(chunks=args.chunks)
         say(f"mock upstream on port {mock.port}; gateway core {self.gw_core}, "
@@ -195,7 +204,8 @@ class Bench:
 
         def sample() -> None:
             try:
-                record(gw.pid, duration, out, native=self.args.native, core=self.load_core)
+                record(gw.pid, duration, out, native=self.args.native, gil=self.args.gil,
+                       core=self.load_core)
             except Exception as exc:  # reported, not fatal: the numbers stand without it
                 errors.append(exc)
 
@@ -207,7 +217,8 @@ class Bench:
             say(f"profile failed: {errors[0] if errors else 'no output'}")
             return
         summary = summarise(out, 15)
-        summary.update(file=str(out.relative_to(procs.ROOT)), rps_while_profiled=r["rps"])
+        summary.update(file=str(out.relative_to(procs.ROOT)), rps_while_profiled=r["rps"],
+                       gil_only=self.args.gil)
         self.results["profile"] = summary
 
     def hold(self, streams: int, interval_ms: float, chunks: int) -> None:
@@ -257,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="also profile the gateway at c=64 with py-spy")
     parser.add_argument("--native", action="store_true", help="py-spy: include C frames")
+    parser.add_argument("--gil", action="store_true",
+                        help="py-spy: only samples of the thread holding the GIL")
     parser.add_argument("--skip-workers", action="store_true", help="no --workers 2 run")
     parser.add_argument("--skip-hold", action="store_true", help="no 1,000 open streams run")
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
@@ -268,12 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--wait-quiet", type=float, default=None, metavar="SECONDS",
                         help="wait up to this long for an idle machine first "
-                             "(default 30; 5 with --quick, 0 with --smoke)")
+                             "(default 15; 5 with --quick, 0 with --smoke)")
     args = parser.parse_args(argv)
     if procs.can_pin() and not args.no_pin:
         os.sched_setaffinity(0, {procs.LOAD_CORE})
     wait = args.wait_quiet if args.wait_quiet is not None else \
-        {"smoke": 0, "quick": 5}.get(args.mode, 30)
+        {"smoke": 0, "quick": 5}.get(args.mode, 15)
     busy = procs.wait_for_quiet(wait) if wait else None
     if busy is not None and busy >= 15:
         say(f"warning: the machine is {busy}% busy with other work; the numbers will be low "
