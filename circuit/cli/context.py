@@ -60,6 +60,11 @@ def store_errors(store: Store, path: str) -> Iterator[None]:
         raise fail(f"database {path}: {exc}") from None
     except sqlite3.DatabaseError as exc:
         raise fail(f"database {path}: {exc}") from None
+    except Exception as exc:
+        # A PostgreSQL store raises psycopg's errors; name the database, never a traceback.
+        if type(exc).__module__.split(".")[0] != "psycopg":
+            raise
+        raise fail(f"database: {str(exc).strip().splitlines()[0]}") from None
 
 
 @contextmanager
