@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from circuit.cli import config_cmd, keys, requests, usage
+from circuit.cli import breaker, config_cmd, keys, requests, usage
 from circuit.cli.context import CONFIG_KEY, DB_KEY, settings
 from circuit.cli.output import EXIT_USAGE, err, fail, out
 
@@ -34,7 +34,8 @@ here, against the same database as a running gateway.
 Every read command takes --json for scripts. Output is plain text when stdout is not a
 terminal; NO_COLOR is honoured.
 
-Exit codes: 0 ok; 1 a check failed (usage --fail-over, config check); 2 usage error or bad
+Exit codes: 0 ok; 1 a check failed (usage --fail-over, breaker status --fail-if-open,
+config check); 2 usage error or bad
 input (unknown key, malformed date, missing database).
 
 Examples:
@@ -151,7 +152,7 @@ app.add_typer(keys.app, name="keys")
 app.command("usage")(usage.usage)
 app.add_typer(requests.app, name="requests")
 app.add_typer(config_cmd.app, name="config")
-# `circuit breaker ...` joins here once breaker state is stored.
+app.add_typer(breaker.app, name="breaker")
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ stderr, raised as `fail(...)`.
 
 Exit codes (documented in `circuit --help`):
     0  ok
-    1  a check failed (`usage --fail-over`, `config check`)
+    1  a check failed (`usage --fail-over`, `breaker status --fail-if-open`, `config check`)
     2  usage error or bad input: unknown key, malformed date, missing database
 """
 
