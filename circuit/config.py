@@ -88,6 +88,17 @@ def _key_list(value: Any) -> tuple[str, ...]:
     return keys
 
 
+def _database_url(value: Any) -> str:
+    text = _text(value)
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    if scheme not in ("", "postgresql", "postgres", "sqlite"):
+        raise ValueError(f"must be a postgresql:// URL, a sqlite:/// URL or a file path, "
+                         f"got a {scheme}:// URL")
+    if scheme == "sqlite" and not text[len("sqlite://"):].startswith("/"):
+        raise ValueError("must name a file: sqlite:///relative/path or sqlite:////absolute/path")
+    return text
+
+
 def setting(default: Any, env: str, help: str, parse: Callable[[Any], Any] = _text,
             secret: bool = False) -> Any:
     """Declare a setting: its default, environment variable, parser and help."""
@@ -161,6 +172,11 @@ class Settings:
                                    "Base URL of any OpenAI-compatible upstream (vLLM, Ollama, …).")
     db_path: str = setting("data/circuit.db", "CIRCUIT_DB_PATH",
                            "SQLite database file; created with its folder on start.")
+    database_url: str | None = setting(
+        None, "CIRCUIT_DATABASE_URL",
+        "`postgresql://user:pass@host/db` shares keys, budgets, breakers and records between "
+        "replicas; `sqlite:///path` or a path: SQLite. Unset: CIRCUIT_DB_PATH.",
+        _optional(_database_url), secret=True)
     host: str = setting("127.0.0.1", "CIRCUIT_HOST", "Address `circuit serve` listens on.")
     port: int = setting(8080, "CIRCUIT_PORT", "Port `circuit serve` listens on (0: any free one).",
                         _integer(0))

@@ -48,6 +48,12 @@ def migration(fn: Callable[[Schema], None]) -> Callable[[Schema], None]:
     return fn
 
 
+def _double(schema: Schema) -> str:
+    """A 64-bit float column: SQLite's REAL is one, PostgreSQL's REAL is only 32 bits (a key's
+    $0.70 limit would read back as 0.699999988)."""
+    return "DOUBLE PRECISION" if schema.dialect == "postgres" else "REAL"
+
+
 @migration
 def m001_requests_and_keys(schema: Schema) -> None:
     schema.execute(f"""
@@ -70,21 +76,21 @@ def m001_requests_and_keys(schema: Schema) -> None:
             cost_micros BIGINT,
             usage_source TEXT,
             finish_reason TEXT,
-            latency_ms REAL,
-            ttfb_ms REAL,
+            latency_ms {_double(schema)},
+            ttfb_ms {_double(schema)},
             attempts INTEGER NOT NULL DEFAULT 0,
             partial_text TEXT,
-            cost_usd REAL
+            cost_usd {_double(schema)}
         )""")
     schema.execute("CREATE INDEX requests_timestamp ON requests (timestamp)")
     schema.execute("CREATE INDEX requests_key_timestamp ON requests (key_name, timestamp)")
     schema.execute("CREATE INDEX requests_request_id ON requests (request_id)")
-    schema.execute("""
+    schema.execute(f"""
         CREATE TABLE keys (
             name TEXT PRIMARY KEY,
             key_hash TEXT NOT NULL UNIQUE,
             key_prefix TEXT NOT NULL,
-            daily_limit_usd REAL,
+            daily_limit_usd {_double(schema)},
             rpm INTEGER,
             tpm INTEGER,
             created_at TEXT NOT NULL,
