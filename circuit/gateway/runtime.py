@@ -20,15 +20,15 @@ from circuit.providers.registry import build_provider, provider_specs, route_tab
 from circuit.resilience.breaker import BreakerPolicy, CircuitBreaker
 from circuit.resilience.rate_limit import Limits, RateLimiter
 from circuit.store.base import Store
-from circuit.store.sqlite import SQLiteStore
+from circuit.store.select import open_store as select_store
 from circuit.store.writer import RecordWriter
 
 log = logging.getLogger("circuit.gateway")
 
 
 def open_store(settings: Settings) -> Store:
-    """The store the settings name."""
-    return SQLiteStore(settings.db_path)
+    """The store the settings name: PostgreSQL or SQLite (see circuit/store/select.py)."""
+    return select_store(settings)
 
 
 def build_price_table(settings: Settings) -> PriceTable:

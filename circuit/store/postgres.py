@@ -1,0 +1,239 @@
+"""PostgreSQL storage: one database that several gateway replicas and the CLI share.
+
+The store is synchronous and called from threads (the record writer, `asyncio.to_thread`), so
+it draws autocommit connections from a `psycopg_pool.ConnectionPool`: every statement is its
+own short transaction unless a method opens one explicitly. Schema, rows and behaviour are
+those of SQLiteStore; the same contract tests run against both.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+
+import psycopg
+from psycopg import errors, sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from circuit.store.base import KeyExists, KeyNotFound
+from circuit.store.migrations import MIGRATIONS
+from circuit.store.postgres_locks import LOCK_STATEMENT, MIGRATION_LOCK, REQUESTS_LOCK
+from circuit.store.postgres_protection import PostgresProtection
+from circuit.store.postgres_reports import PostgresReports
+from circuit.store.records import REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
+from circuit.store.timestamps import utc_now
+
+_COPY_REQUESTS = sql.SQL("COPY requests ({}) FROM STDIN").format(
+    sql.SQL(", ").join(map(sql.Identifier, REQUEST_COLUMNS)))
+_KEY_FIELDS = ("name", "key_hash", "key_prefix", "daily_limit_usd", "rpm", "tpm", "created_at",
+               "revoked_at")
+_KEY_COLUMNS = ", ".join(_KEY_FIELDS)
+
+#: Pool bounds: the writer thread, the control loop, lease calls and `to_thread` readers
+#: rarely need more than a few at once.
+POOL_MIN, POOL_MAX = 1, 10
+#: Seconds to wait for a connection (from the pool, or the first one to the server).
+CONNECT_TIMEOUT = 10.0
+
+
+class _PostgresSchema:
+    dialect = "postgres"
+    id_column = "id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, statement: str) -> None:
+        self._conn.execute(statement)  # type: ignore[arg-type]  # migration text is trusted
+
+
+class PostgresStore(PostgresProtection, PostgresReports):
+    """The Store interface on a PostgreSQL database (the schema is the URL's search_path).
+
+    An unreachable database raises psycopg.OperationalError, as every other database failure
+    does, with a message that names the server and the reason, never the password.
+    """
+
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, min_size: int = POOL_MIN, max_size: int = POOL_MAX) -> None:
+        self.url = url
+        self._sizes = (min_size, max_size)
+        self._pool: ConnectionPool | None = None
+        self._pool_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({safe_url(self.url)!r})"
+
+    # -- connections -------------------------------------------------------------------------
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled autocommit connection for the length of the block."""
+        pool = self._pool or self._open_pool()
+        try:
+            with pool.connection() as conn:
+                yield conn
+        except PoolTimeout:
+            raise psycopg.OperationalError(
+                f"no connection to {safe_url(self.url)} within {CONNECT_TIMEOUT:g} s") from None
+
+    def _open_pool(self) -> ConnectionPool:
+        with self._pool_lock:
+            if self._pool is not None:
+                return self._pool
+            params = conninfo_to_dict(self.url)
+            extra: dict[str, object] = {"autocommit": True}
+            if "application_name" not in params:
+                extra["application_name"] = "circuit"
+            if "connect_timeout" not in params:
+                extra["connect_timeout"] = int(CONNECT_TIMEOUT)
+            # One plain connection first: a wrong host, password or database fails at once
+            # with the server's reason, where the pool would retry until its timeout.
+            try:
+                psycopg.connect(self.url, **extra).close()
+            except psycopg.Error as exc:
+                raise psycopg.OperationalError(
+                    f"cannot connect to {safe_url(self.url)}: {_reason(exc)}") from None
+            pool = ConnectionPool(
+                self.url, min_size=self._sizes[0], max_size=self._sizes[1], kwargs=extra,
+                timeout=CONNECT_TIMEOUT, name="circuit", open=False,
+                # A cheap check on checkout, so a replica rides out a database restart
+                # without failing one call per stale connection.
+                check=ConnectionPool.check_connection)
+            try:
+                pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+            except PoolTimeout:
+                pool.close()
+                raise psycopg.OperationalError(
+                    f"no connection to {safe_url(self.url)} within {CONNECT_TIMEOUT:g} s"
+                ) from None
+            self._pool = pool
+            return pool
+
+    def close(self) -> None:
+        """Close the pool; a later call opens a new one."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def exists(self) -> bool:
+        """Whether Circuit's tables are there (reading never creates them)."""
+        with self.connection() as conn:
+            return conn.execute(
+                "SELECT to_regclass('circuit_migrations') IS NOT NULL").fetchone()[0]
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        # DDL is transactional here: every pending migration commits together or not at all,
+        # and the advisory lock makes replicas starting together migrate once.
+        with self.connection() as conn, conn.transaction():
+            conn.execute(LOCK_STATEMENT, (MIGRATION_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS circuit_migrations "
+                "(number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            done = {row[0] for row in conn.execute("SELECT number FROM circuit_migrations")}
+            schema = _PostgresSchema(conn)
+            for step in MIGRATIONS:
+                if step.number in done:
+                    continue
+                step.apply(schema)
+                conn.execute("INSERT INTO circuit_migrations VALUES (%s, %s, %s)",
+                             (step.number, step.name, utc_now()))
+
+    def applied_migrations(self) -> list[int]:
+        with self.connection() as conn:
+            return [row[0] for row in conn.execute(
+                "SELECT number FROM circuit_migrations ORDER BY number")]
+
+    # -- request records ---------------------------------------------------------------------
+
+    def insert_requests(self, records: Sequence[RequestRecord]) -> None:
+        """One COPY per batch (~5x executemany). Batches from every replica take turns on an
+        advisory lock held to commit, so ids become visible in increasing order, as on SQLite:
+        a reader that saw id N has seen every committed id below it (`requests tail` relies
+        on that). A batch holds the lock for milliseconds."""
+        if not records:
+            return
+        with self.connection() as conn, conn.transaction():
+            conn.execute(LOCK_STATEMENT, (REQUESTS_LOCK,))
+            with conn.cursor().copy(_COPY_REQUESTS) as copy:
+                for record in records:
+                    copy.write_row(request_row(record))
+
+    def recent_requests(self, limit: int = 10) -> list[dict]:
+        with self.connection() as conn:
+            return conn.cursor(row_factory=dict_row).execute(
+                "SELECT * FROM requests ORDER BY timestamp DESC, id DESC LIMIT %s",
+                (limit,)).fetchall()
+
+    def find_requests(self, request_id: str) -> list[dict]:
+        with self.connection() as conn:
+            return conn.cursor(row_factory=dict_row).execute(
+                "SELECT * FROM requests WHERE request_id = %s ORDER BY id",
+                (request_id,)).fetchall()
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def load_keys(self) -> list[KeyRow]:
+        with self.connection() as conn:
+            rows = conn.cursor(row_factory=dict_row).execute(
+                f"SELECT {_KEY_COLUMNS} FROM keys").fetchall()
+        return [KeyRow(**row) for row in rows]
+
+    def keys_fingerprint(self) -> str:
+        # Every change bumps a row's version, so the sum moves on any change. The table holds
+        # a row per key: this is one small scan, ~0.1 ms, polled twice a second per replica.
+        with self.connection() as conn:
+            count, versions = conn.execute(
+                "SELECT count(*), coalesce(sum(version), 0) FROM keys").fetchone()
+        return f"{count}:{versions}"
+
+    def add_key(self, row: KeyRow) -> None:
+        record = asdict(row)
+        record["created_at"] = record["created_at"] or utc_now()
+        record["updated_at"] = utc_now()
+        columns = ", ".join(record)
+        values = ", ".join(f"%({name})s" for name in record)
+        try:
+            with self.connection() as conn:
+                conn.execute(f"INSERT INTO keys ({columns}) VALUES ({values})", record)
+        except errors.UniqueViolation:
+            raise KeyExists(row.name) from None
+
+    def update_key(self, name: str, **changes: object) -> KeyRow:
+        allowed = {"daily_limit_usd", "rpm", "tpm", "revoked_at"}
+        if not changes or not set(changes) <= allowed:
+            raise ValueError(f"cannot change {sorted(set(changes) - allowed) or 'nothing'}")
+        assignments = ", ".join(f"{column} = %s" for column in changes)
+        with self.connection() as conn:
+            row = conn.cursor(row_factory=dict_row).execute(
+                f"UPDATE keys SET {assignments}, updated_at = %s, version = version + 1 "
+                f"WHERE name = %s RETURNING {_KEY_COLUMNS}",
+                (*changes.values(), utc_now(), name)).fetchone()
+        if row is None:
+            raise KeyNotFound(name)
+        return KeyRow(**row)
+
+
+def _reason(exc: psycopg.Error) -> str:
+    """A connection error on one line, in libpq's words (which never include a password)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, fit for a log line or an error message."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "postgresql://(unparsable URL)"
+    user = f"{params['user']}@" if params.get("user") else ""
+    host = params.get("host", "")
+    port = f":{params['port']}" if params.get("port") else ""
+    return f"postgresql://{user}{host}{port}/{params.get('dbname', '')}"
