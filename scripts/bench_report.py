@@ -16,6 +16,7 @@ TARGETS = (
     ("rss_1000_streams", "peak RSS < 150 MB with 1,000 open streams", 150.0),
     ("workers2_scaling", "--workers 2 >= 1.7x one worker (c=64 JSON)", 1.7),
     ("records", "one request row per request sent", None),
+    ("load_headroom", "(info) load side >= 5x the gateway: direct/circuit c=64", 5.0),
 )
 
 
@@ -84,6 +85,14 @@ def evaluate(results: dict) -> list[dict]:
             value = rows
             shown = f"{rows:,} rows for {sent:,} requests sent"
             passed = all(r["match"] for r in results["records"])
+        elif name == "load_headroom":
+            direct = _find(results, key("direct", "json", 64))
+            through = _find(results, key("circuit", "json", 64))
+            if direct and through and through["rps"]:
+                value = direct["rps"] / through["rps"]
+                shown = (f"{value:.1f}x ({direct['rps']:,.0f} vs {through['rps']:,.0f} req/s; "
+                         f"load CPU {through['cpu']['pct']}%)")
+                passed = value >= threshold
         out.append({"name": name, "target": text, "threshold": threshold, "value": value,
                     "result": shown, "pass": passed})
     return out
@@ -167,6 +176,11 @@ def render(results: dict) -> str:
                       f"{profile['rps_while_profiled']:,.0f} req/s under py-spy "
                       f"({profile['file']}):",
                   format_table(profile, "top_own")]
+        if profile.get("threads"):
+            total = sum(t["samples"] for t in profile["threads"]) or 1
+            parts.append("  samples by thread: " + ", ".join(
+                f"{t['thread'].split(': ', 1)[-1]} {100 * t['samples'] / total:.0f}%"
+                for t in profile["threads"]))
     return "\n".join(parts)
 
 
