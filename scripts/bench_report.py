@@ -41,6 +41,8 @@ def evaluate(results: dict) -> list[dict]:
             value = s["rps"]
             errors = s["errors_total"]
             shown = f"{value:,.0f} req/s, {errors} errors"
+            if cap := (s.get("gateway") or {}).get("capacity_per_core"):
+                shown += f" (cap {cap:,.0f}/s)"
             passed = value >= threshold and errors == 0
         elif name == "added_latency_c1_p50":
             g, d = (_p50(_find(results, key(t, "json", 1)), "latency_ms")
@@ -104,7 +106,7 @@ def _num(value: float | None, fmt: str = "{:.3f}") -> str:
 
 def scenario_table(results: dict) -> str:
     head = (f"{'scenario':<22}{'rate/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'TTFB50':>9}"
-            f"{'TTFB99':>9}{'err':>5}{'gw CPU%':>9}{'loop%':>7}{'gw us/rq':>9}{'gw RSS':>8}"
+            f"{'TTFB99':>9}{'err':>5}{'gw CPU%':>9}{'loop%':>7}{'gw us/rq':>9}{'cap/s':>7}{'gw RSS':>8}"
             f"{'load CPU%':>10}{'mock CPU%':>10}{'other%':>8}")
     lines = [head, "-" * len(head)]
     for s in results.get("scenarios", []):
@@ -116,6 +118,7 @@ def scenario_table(results: dict) -> str:
             f"{_num(gw.get('cpu_pct'), '{:.0f}'):>9}"
             f"{_num(gw.get('loop_thread_cpu_pct'), '{:.0f}'):>7}"
             f"{_num(gw.get('cpu_us_per_request'), '{:.0f}'):>9}"
+            f"{_num(gw.get('capacity_per_core'), '{:,.0f}'):>7}"
             f"{_num(gw.get('rss_mb'), '{:.0f}'):>8}{_num(s['cpu']['pct'], '{:.0f}'):>10}"
             f"{_num(s.get('mock_cpu_pct'), '{:.0f}'):>10}"
             f"{_num(s.get('other_cpu_pct'), '{:.0f}'):>8}")
@@ -153,6 +156,8 @@ def render(results: dict) -> str:
         "response complete;",
         "  TTFB: request written -> first body byte; gw us/rq: gateway CPU time per request; "
         "RSS in MB;",
+        "  cap/s: 1e6 / gw us/rq, what one whole core would sustain (steadier than rate/s on a "
+        "shared machine);",
         "  loop%: the gateway's event-loop thread alone (the rest is its record writer, log and "
         "executor threads);",
         "  other%: CPU the rest of the machine used meanwhile (noise); circuit-w1/w2: "

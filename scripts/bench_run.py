@@ -128,6 +128,8 @@ class Bench:
                 "cpu_pct": round(100 * cpu / wall, 1),
                 "cpu_us_per_request": round(cpu / r["requests"] * 1e6, 1) if r["requests"]
                 else None,
+                "capacity_per_core": round(r["requests"] / cpu) if cpu and r["requests"]
+                else None,
                 "cpu_pct_per_process": [round(100 * v / wall, 1) for v in per.values()],
                 **gw.memory_mb()}
             if th1:
