@@ -195,6 +195,9 @@ class Settings:
                                   _number(0.001))
     log_level: str = setting("info", "CIRCUIT_LOG_LEVEL", "debug, info, warning or error.",
                              _choice("debug", "info", "warning", "error"))
+    log_format: str = setting("text", "CIRCUIT_LOG_FORMAT",
+                              "`text` (human-readable) or `json` (one object per line).",
+                              _choice("text", "json"))
     config_path: str | None = setting(None, "CIRCUIT_CONFIG",
                                       "TOML file to read (default: ./circuit.toml if present).",
                                       _optional(_text))

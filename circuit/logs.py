@@ -1,46 +1,127 @@
-"""Logging: handlers write from a thread, so a log line never blocks the event loop."""
+"""Logging: nothing here writes on the event loop.
+
+Ordinary log lines go through a queue to a listener thread. The one line per request is
+written by the record writer's thread, a batch at a time, formatted directly (the logging
+machinery costs ~20 µs a line, a fifth of a proxied request). Lines are human-readable by
+default, or one JSON object each with `CIRCUIT_LOG_FORMAT=json`; every line logged while a
+request is handled carries its request id.
+"""
 
 from __future__ import annotations
 
 import atexit
+import contextvars
 import logging
 import logging.handlers
 import queue
 import sys
+import time
 from collections.abc import Sequence
+from typing import TextIO
+
+import orjson
 
 from circuit.store.records import RequestRecord
 
-request_log = logging.getLogger("circuit.requests")
+#: The id of the request being handled, for every log line written on its behalf.
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "circuit_request_id", default=None)
 _listener: logging.handlers.QueueListener | None = None
 
 
-def configure_logging(level: str = "info") -> None:
-    """Route `circuit.*` loggers through a queue to stderr; idempotent."""
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = current_request_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"time": _iso(record.created), "level": record.levelname.lower(),
+                "logger": record.name, "message": record.getMessage()}
+        if getattr(record, "request_id", None):
+            line["request_id"] = record.request_id
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(line).decode()
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        request_id = getattr(record, "request_id", None)
+        return f"{text} request_id={request_id}" if request_id else text
+
+
+def configure_logging(level: str = "info", fmt: str = "text") -> None:
+    """Route `circuit.*` loggers through a queue to stderr, in `fmt`; idempotent."""
     global _listener
     logger = logging.getLogger("circuit")
     logger.setLevel(level.upper())
+    formatter = JsonFormatter() if fmt == "json" else TextFormatter()
     if _listener is not None:
+        for handler in _listener.handlers:
+            handler.setFormatter(formatter)
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(formatter)
     log_queue: queue.SimpleQueue = queue.SimpleQueue()
     _listener = logging.handlers.QueueListener(log_queue, handler)
     _listener.start()
-    logger.addHandler(logging.handlers.QueueHandler(log_queue))
+    queued = logging.handlers.QueueHandler(log_queue)
+    queued.addFilter(_RequestIdFilter())
+    logger.addHandler(queued)
     logger.propagate = False
     atexit.register(_listener.stop)
 
 
-def log_requests(records: Sequence[RequestRecord]) -> None:
-    """One line per request (runs on the record writer's thread): never the key, only its name."""
-    if not request_log.isEnabledFor(logging.INFO):
-        return
-    for r in records:
+def _iso(moment: float) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment))
+    return f"{seconds}.{int(moment % 1 * 1000):03d}Z"
+
+
+class RequestLog:
+    """The line per request — request id, key name (never the key), model, provider, status,
+    latency, tokens, cost — for a batch of records, in one write. Runs on the writer thread."""
+
+    def __init__(self, level: str = "info", fmt: str = "text",
+                 stream: TextIO | None = None) -> None:
+        self.enabled = logging.getLevelName(level.upper()) <= logging.INFO
+        self.json = fmt == "json"
+        self._stream = stream
+
+    def __call__(self, records: Sequence[RequestRecord]) -> None:
+        if not self.enabled or not records:
+            return
+        now = _iso(time.time())
+        lines = [self._json(r, now) if self.json else self._text(r, now) for r in records]
+        stream = self._stream or sys.stderr
+        stream.write("\n".join(lines) + "\n")
+        stream.flush()
+
+    @staticmethod
+    def _text(r: RequestRecord, now: str) -> str:
         cost = "-" if r.cost_micros is None else f"{r.cost_micros / 1e6:.6f}"
-        request_log.info(
-            "request_id=%s key=%s model=%s provider=%s status=%s status_code=%s error=%s "
-            "latency_ms=%.1f tokens_in=%d tokens_out=%d cost_usd=%s usage=%s",
-            r.request_id, r.key_name or "-", r.model or "-", r.provider or "-", r.status,
-            r.status_code, r.error_code or "-", r.latency_ms or 0.0, r.tokens_input,
-            r.tokens_output, cost, r.usage_source or "-")
+        return (f"{now} INFO circuit.requests request_id={r.request_id} "
+                f"key={r.key_name or '-'} model={r.model or '-'} "
+                f"provider={r.provider or '-'} status={r.status} status_code={r.status_code} "
+                f"error={r.error_code or '-'} latency_ms={r.latency_ms or 0.0:.1f} "
+                f"tokens_in={r.tokens_input} tokens_out={r.tokens_output} cost_usd={cost} "
+                f"usage={r.usage_source or '-'} attempts={r.attempts}")
+
+    @staticmethod
+    def _json(r: RequestRecord, now: str) -> str:
+        return orjson.dumps({
+            "time": now, "level": "info", "logger": "circuit.requests", "message": "request",
+            "request_id": r.request_id, "key": r.key_name, "model": r.model,
+            "provider": r.provider, "status": r.status, "status_code": r.status_code,
+            "error": r.error_code, "latency_ms": r.latency_ms, "ttfb_ms": r.ttfb_ms,
+            "tokens_in": r.tokens_input, "tokens_out": r.tokens_output,
+            "cost_usd": r.cost_usd, "usage": r.usage_source, "attempts": r.attempts,
+        }).decode()

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from circuit.errors import QuotaExceeded
+from circuit.store.timestamps import utc_now
 
 log = logging.getLogger("circuit.budget")
 
@@ -37,8 +38,9 @@ class LeaseStore(Protocol):
     def return_budget(self, key_name: str, day: str, amount: int) -> None: ...
 
 
-def utc_day(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y-%m-%d")
+def utc_day() -> str:
+    """Today (UTC) as YYYY-MM-DD: the first ten characters of the timestamp text."""
+    return utc_now()[:10]
 
 
 @dataclass(slots=True)

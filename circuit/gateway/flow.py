@@ -29,6 +29,7 @@ from circuit.gateway.request_id import SCOPE_KEY, new_request_id
 from circuit.gateway.responses import error_response
 from circuit.gateway.routing import Target
 from circuit.gateway.runtime import Gateway
+from circuit.logs import current_request_id
 from circuit.providers.base import ChatCall
 from circuit.resilience.breaker import CircuitBreaker
 from circuit.resilience.rate_limit import Limits
@@ -65,6 +66,7 @@ class ChatFlow:
         started = perf_counter()
         record = RequestRecord(request_id=request.scope.get(SCOPE_KEY) or new_request_id(),
                                timestamp=utc_now())
+        current_request_id.set(record.request_id)
         admission: Admission | None = None
         try:
             gateway = self.gateway

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 
@@ -9,15 +10,44 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SCOPE_KEY = "circuit.request_id"
 _WELL_FORMED = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+# A random per-process prefix and a counter: unique across processes and restarts, and far
+# cheaper per request than asking the kernel for fresh randomness.
+_PREFIX = "req_" + os.urandom(6).hex()
+_COUNTER = itertools.count(1)
 
 
 def new_request_id() -> str:
-    """A fresh id: `req_` and 24 hex characters."""
-    return "req_" + os.urandom(12).hex()
+    """A fresh id: `req_`, 12 random hex characters for this process, 10 of counter."""
+    return f"{_PREFIX}{next(_COUNTER):010x}"
+
+
+def assign_request_id(scope: Scope) -> bytes:
+    """Put the request's id in the scope (the client's, if well-formed) and return it."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            if _WELL_FORMED.fullmatch(value):
+                scope[SCOPE_KEY] = value.decode("ascii")
+                return value
+            break
+    request_id = new_request_id()
+    scope[SCOPE_KEY] = request_id
+    return request_id.encode("ascii")
+
+
+def send_with_request_id(send: Send, request_id: bytes) -> Send:
+    """`send`, adding the x-request-id header to the response's start."""
+    header = (b"x-request-id", request_id)
+
+    async def sender(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), header]
+        await send(message)
+
+    return sender
 
 
 class RequestIdMiddleware:
-    """Pure ASGI (no per-request objects beyond the id), so every response carries the id."""
+    """Pure ASGI, so every response — errors and unknown paths too — carries the id."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -26,19 +56,4 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                if _WELL_FORMED.fullmatch(value):
-                    request_id = value.decode("ascii")
-                break
-        request_id = request_id or new_request_id()
-        scope[SCOPE_KEY] = request_id
-        header = (b"x-request-id", request_id.encode("ascii"))
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
+        await self.app(scope, receive, send_with_request_id(send, assign_request_id(scope)))

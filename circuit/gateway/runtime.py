@@ -15,7 +15,7 @@ from circuit.gateway.auth import ClientKey, KeyRing
 from circuit.gateway.control import ControlLoop
 from circuit.gateway.dispatch import Dispatcher
 from circuit.gateway.routing import Router
-from circuit.logs import log_requests
+from circuit.logs import RequestLog
 from circuit.providers.registry import build_provider, provider_specs, route_table
 from circuit.resilience.breaker import BreakerPolicy, CircuitBreaker
 from circuit.resilience.rate_limit import Limits, RateLimiter
@@ -46,7 +46,8 @@ class Gateway:
         self.prices = build_price_table(settings)
         self.store = open_store(settings)
         self.keys = KeyRing()
-        self.writer = RecordWriter(self.store.insert_requests, after=[log_requests])
+        self.writer = RecordWriter(self.store.insert_requests,
+                                   after=[RequestLog(settings.log_level, settings.log_format)])
         # Validated here, so a bad [providers] or [routes] table stops start-up at once.
         self.specs = provider_specs(settings)
         self.routes = route_table(settings, self.specs)
