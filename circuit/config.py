@@ -195,6 +195,9 @@ class Settings:
                                   _number(0.001))
     log_level: str = setting("info", "CIRCUIT_LOG_LEVEL", "debug, info, warning or error.",
                              _choice("debug", "info", "warning", "error"))
+    metrics_token: str | None = setting(None, "CIRCUIT_METRICS_TOKEN",
+                                        "When set, GET /metrics needs `Authorization: Bearer "
+                                        "<token>`.", _optional(_text), secret=True)
     log_format: str = setting("text", "CIRCUIT_LOG_FORMAT",
                               "`text` (human-readable) or `json` (one object per line).",
                               _choice("text", "json"))

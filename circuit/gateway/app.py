@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -13,8 +14,9 @@ from starlette.types import Receive, Scope, Send
 
 from circuit import __version__
 from circuit.config import Settings, load_settings
-from circuit.errors import CircuitError
+from circuit.errors import AuthenticationFailed, CircuitError
 from circuit.gateway.flow import ChatFlow
+from circuit.gateway.readiness import readiness
 from circuit.gateway.request_id import (
     RequestIdMiddleware,
     assign_request_id,
@@ -23,6 +25,7 @@ from circuit.gateway.request_id import (
 from circuit.gateway.responses import EXCEPTION_HANDLERS, error_response, json_response
 from circuit.gateway.runtime import Gateway
 from circuit.logs import configure_logging
+from circuit.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 #: Documents the endpoint for OpenAPI clients; the body itself is read raw (see chat_request).
 _CHAT_BODY_SCHEMA = {
@@ -111,6 +114,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/healthz", summary="The process is alive")
     async def healthz() -> Response:
         return json_response({"status": "ok", "version": __version__})
+
+    @app.get("/readyz", summary="Ready to serve: database reachable, writer healthy, providers")
+    async def readyz() -> Response:
+        checks = await readiness(gateway)
+        ready = all(check["ok"] for check in checks.values())
+        return json_response({"status": "ready" if ready else "not_ready", "checks": checks},
+                             200 if ready else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        token = settings.metrics_token
+        if token is not None:
+            scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                                     token.encode()):
+                return error_response(AuthenticationFailed(
+                    "GET /metrics needs 'Authorization: Bearer <CIRCUIT_METRICS_TOKEN>'"))
+        return Response(gateway.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     app.add_middleware(RequestIdMiddleware)
     return app

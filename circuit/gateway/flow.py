@@ -68,8 +68,9 @@ class ChatFlow:
                                timestamp=utc_now())
         current_request_id.set(record.request_id)
         admission: Admission | None = None
+        gateway = self.gateway
+        gateway.in_flight += 1
         try:
-            gateway = self.gateway
             key = gateway.keys.authenticate(request.headers.get("authorization"))
             record.key_name = key.name
             chat = parse_chat_request(await read_body(request, gateway.settings.max_body_bytes))
@@ -112,6 +113,7 @@ class ChatFlow:
                     self._settle_stream(record, admission, prompt_tokens, started, tally,
                                         outcome)
 
+                gateway.open_streams += 1
                 return StreamRelay(answer, StreamTally(client_wants_usage=chat.include_usage),
                                    settle_stream, headers)
 
@@ -134,6 +136,7 @@ class ChatFlow:
     def _settle_stream(self, record: RequestRecord, admission: Admission, prompt_tokens: int,
                        started: float, tally: StreamTally, outcome: StreamOutcome) -> None:
         """Charge what the stream used, whether it ended well, broke, or lost its client."""
+        self.gateway.open_streams -= 1
         usage = self.gateway.meter.measure(record.upstream_model, tally.usage, prompt_tokens,
                                            tally.text)
         record.finish_reason = tally.finish_reason
@@ -170,7 +173,7 @@ class ChatFlow:
             else:
                 breaker.record_failure(failure.code)
         record.latency_ms = round((perf_counter() - started) * 1000, 3)
-        gateway.writer.submit(record)
+        gateway.finish(record)
 
     def _refuse(self, record: RequestRecord, admission: Admission | None, error: CircuitError,
                 started: float) -> None:
@@ -190,4 +193,4 @@ class ChatFlow:
                 # An answer was in hand when this failed: the provider is not to blame.
                 admission.breaker.record_abandoned()
         record.latency_ms = round((perf_counter() - started) * 1000, 3)
-        self.gateway.writer.submit(record)
+        self.gateway.finish(record)

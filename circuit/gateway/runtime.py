@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from prometheus_client.core import GaugeMetricFamily
+
 from circuit.accounting.budget import BudgetLedger
 from circuit.accounting.meter import Meter
 from circuit.accounting.pricing import PriceTable
@@ -16,10 +18,12 @@ from circuit.gateway.control import ControlLoop
 from circuit.gateway.dispatch import Dispatcher
 from circuit.gateway.routing import Router
 from circuit.logs import RequestLog
+from circuit.metrics import BREAKER_STATES, GatewayMetrics, gauge
 from circuit.providers.registry import build_provider, provider_specs, route_table
 from circuit.resilience.breaker import BreakerPolicy, CircuitBreaker
 from circuit.resilience.rate_limit import Limits, RateLimiter
 from circuit.store.base import Store
+from circuit.store.records import RequestRecord
 from circuit.store.select import open_store as select_store
 from circuit.store.writer import RecordWriter
 
@@ -46,11 +50,18 @@ class Gateway:
         self.prices = build_price_table(settings)
         self.store = open_store(settings)
         self.keys = KeyRing()
-        self.writer = RecordWriter(self.store.insert_requests,
-                                   after=[RequestLog(settings.log_level, settings.log_format)])
         # Validated here, so a bad [providers] or [routes] table stops start-up at once.
         self.specs = provider_specs(settings)
         self.routes = route_table(settings, self.specs)
+        self.metrics = GatewayMetrics(
+            lambda model: model in self.routes or self.prices.lookup(model) is not None)
+        self.metrics.add_live(self._live_metrics)
+        self.writer = RecordWriter(self.store.insert_requests,
+                                   after=[RequestLog(settings.log_level, settings.log_format),
+                                          self.metrics.observe])
+        #: Requests being handled, and streams being relayed, right now.
+        self.in_flight = 0
+        self.open_streams = 0
         self.limiter = RateLimiter()
         self.ledger = BudgetLedger(self.store)
         self.breaker_policy = BreakerPolicy(
@@ -75,6 +86,28 @@ class Gateway:
         usd = key.daily_limit_usd if key.daily_limit_usd is not None \
             else self.settings.daily_usd_limit
         return None if usd is None else int(usd * 1_000_000)
+
+    def finish(self, record: RequestRecord) -> None:
+        """A request is over: hand its record to the writer."""
+        self.in_flight -= 1
+        self.writer.submit(record)
+
+    def _live_metrics(self) -> list:
+        live = [gauge("circuit_in_flight_requests", "Requests being handled.", self.in_flight),
+                gauge("circuit_open_streams", "Streams being relayed.", self.open_streams),
+                gauge("circuit_record_queue_depth", "Request records waiting for the writer.",
+                      self.writer.pending),
+                gauge("circuit_dropped_records", "Request records never written (must be 0).",
+                      self.writer.dropped),
+                gauge("circuit_record_write_failures", "Failed (and retried) batch writes.",
+                      self.writer.failed_writes)]
+        states = GaugeMetricFamily("circuit_breaker_state",
+                                   "1 for each provider's current breaker state.",
+                                   labels=["provider", "state"])
+        for name, breaker in self.breakers.items():
+            for state in BREAKER_STATES:
+                states.add_metric([name, state], 1.0 if breaker.state == state else 0.0)
+        return [*live, states]
 
     async def start(self) -> None:
         """Migrate, load keys and tokenizers (off the loop), start the writer and providers."""

@@ -34,6 +34,8 @@ class RecordWriter:
         self._thread: threading.Thread | None = None
         self.written = 0
         self.failed_writes = 0
+        #: Records still queued when `stop` gave up waiting (must stay 0).
+        self.dropped = 0
         self.healthy = True
 
     def start(self) -> None:
@@ -55,7 +57,15 @@ class RecordWriter:
             return
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.dropped = self._queue.qsize()
+            log.error("the record writer did not drain within %ss; %d records not written",
+                      timeout, self.dropped)
         self._thread = None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
         stopping = False

@@ -1,0 +1,116 @@
+"""GatewayMetrics: Prometheus metrics for one gateway process.
+
+Per-request metrics are derived from the request records on the record writer's thread, so
+the request path pays nothing for them; live gauges (in flight, open streams, queue depth,
+breakers) are read from the gateway when /metrics is scraped.
+
+A model name comes from the client, so it is a label only when the gateway knows the model
+(priced or routed); any other is `other` — a client cannot grow the label set at will.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from circuit.store.records import RequestRecord
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+BREAKER_STATES = ("closed", "half_open", "open")
+
+
+class GatewayMetrics:
+    def __init__(self, known_model: Callable[[str], bool]) -> None:
+        self._known_model = known_model
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("circuit_requests", "Chat-completion requests handled.",
+                                ["key", "model", "provider", "status"], registry=r)
+        self.latency = Histogram("circuit_request_duration_seconds",
+                                 "Time from a request's arrival to its end in the gateway.",
+                                 ["provider", "stream"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram("circuit_time_to_first_token_seconds",
+                              "Time from a request's arrival to its first byte to the client.",
+                              ["provider", "stream"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.tokens = Counter("circuit_tokens", "Tokens, by direction (input or output).",
+                              ["key", "model", "provider", "direction"], registry=r)
+        self.cost = Counter("circuit_cost_usd", "Cost in USD of priced requests.",
+                            ["key", "model", "provider"], registry=r)
+        self.attempts = Counter("circuit_upstream_attempts", "Upstream calls, by outcome.",
+                                ["provider", "outcome"], registry=r)
+        self.retries = Counter("circuit_upstream_retries",
+                               "Upstream calls that repeated a failed call to one provider.",
+                               ["provider"], registry=r)
+        self.fallbacks = Counter("circuit_fallbacks",
+                                 "Requests served by a target after an earlier one failed.",
+                                 ["provider"], registry=r)
+
+    def model_label(self, model: str | None) -> str:
+        if not model:
+            return "-"
+        return model if self._known_model(model) else "other"
+
+    def observe(self, records: Sequence[RequestRecord]) -> None:
+        """Count a batch of finished requests (runs on the record writer's thread)."""
+        for r in records:
+            key, provider = r.key_name or "-", r.provider or "-"
+            model = self.model_label(r.model)
+            stream = "true" if r.stream else "false"
+            self.requests.labels(key, model, provider, r.status).inc()
+            if r.latency_ms is not None:
+                self.latency.labels(provider, stream).observe(r.latency_ms / 1000)
+            if r.ttfb_ms is not None:
+                self.ttft.labels(provider, stream).observe(r.ttfb_ms / 1000)
+            if r.tokens_input or r.tokens_output:
+                self.tokens.labels(key, model, provider, "input").inc(r.tokens_input)
+                self.tokens.labels(key, model, provider, "output").inc(r.tokens_output)
+            if r.cost_micros:
+                self.cost.labels(key, model, provider).inc(r.cost_micros / 1_000_000)
+            self._observe_attempts(r)
+
+    def _observe_attempts(self, r: RequestRecord) -> None:
+        failures = orjson.loads(r.attempt_errors) if r.attempt_errors else []
+        tried = [f for f in failures if f.get("error") != "breaker_open"]
+        for failure in tried:
+            self.attempts.labels(failure.get("provider") or "-", "error").inc()
+        if r.attempts > len(tried) and r.provider:
+            self.attempts.labels(r.provider, "ok").inc()
+        seen: set[tuple] = set()
+        calls = [(f.get("provider"), f.get("model")) for f in tried]
+        if r.attempts > len(tried):
+            calls.append((r.provider, r.upstream_model))
+        for call in calls:
+            if call in seen:
+                self.retries.labels(call[0] or "-").inc()
+            seen.add(call)
+        if failures and r.attempts > len(tried) and (failures[0].get("provider"),
+                                                     failures[0].get("model")) != (
+                r.provider, r.upstream_model):
+            self.fallbacks.labels(r.provider or "-").inc()
+
+    def add_live(self, collect: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
+        """Gauges computed at scrape time."""
+        self.registry.register(_Live(collect))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Live(Collector):
+    def __init__(self, collect: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
+        self._collect = collect
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        return self._collect()
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []
+
+
+def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
