@@ -292,3 +292,20 @@ def test_anthropic_stream_is_translated_chunk_by_chunk_with_its_own_usage(anthro
     row = anthropic_gateway.record(request_id)
     assert row["usage_source"] == "provider" and row["tokens_output"] > 0
     assert row["cost_usd"] > 0 and row["provider"] == "anthropic"
+
+
+def test_anthropic_cache_tokens_in_a_stream_are_priced_as_cache_reads_and_writes(
+        anthropic_gateway, anthropic_upstream, request_id):
+    from circuit.accounting.usage import Usage
+
+    anthropic_upstream.script(AnthropicBehaviour(cache_read_tokens=500,
+                                                 cache_creation_tokens=300))
+    list(anthropic_gateway.client().chat.completions.create(
+        model="claude-sonnet-4-5", messages=HELLO, stream=True,
+        extra_headers={"x-request-id": request_id}))
+    row = anthropic_gateway.record(request_id)
+    assert row["tokens_cached"] == 500 and row["tokens_input"] >= 800
+    expected = anthropic_gateway.gateway.prices.cost_micros("claude-sonnet-4-5", Usage(
+        input_tokens=row["tokens_input"], output_tokens=row["tokens_output"],
+        cached_input_tokens=500, cache_write_tokens=300))
+    assert row["cost_micros"] == expected

@@ -27,9 +27,12 @@ def usage_from_openai(usage: Any) -> Usage | None:
         return None
     try:
         details = usage.get("prompt_tokens_details") or {}
+        # cache_write_tokens: what the Anthropic provider reports in OpenAI's shape (as
+        # OpenRouter names it), so streamed cache writes are priced as cache writes.
         return Usage(input_tokens=int(usage.get("prompt_tokens") or 0),
                      output_tokens=int(usage.get("completion_tokens") or 0),
-                     cached_input_tokens=int(details.get("cached_tokens") or 0))
+                     cached_input_tokens=int(details.get("cached_tokens") or 0),
+                     cache_write_tokens=int(details.get("cache_write_tokens") or 0))
     except (TypeError, ValueError, AttributeError):
         return None
 
