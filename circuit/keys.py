@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 from circuit.store.base import Store
 from circuit.store.records import KeyRow
 
 KEY_PREFIX = "sk-circuit-"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class InvalidKeyName(ValueError):
+    """A key name the store must not take; the message says why."""
+
+
+def check_key_name(name: str) -> str:
+    """`name` if it can name a key: 1-64 of letters, digits, '.', '_', '-', and not `config-N`
+    (those name the keys from CIRCUIT_API_KEYS, whose usage it would merge with)."""
+    if not _NAME.fullmatch(name):
+        raise InvalidKeyName(f"invalid key name {name!r}: use 1-64 letters, digits, '.', '_' "
+                             "or '-', starting with a letter or digit")
+    if name.startswith("config-"):
+        raise InvalidKeyName(f"invalid key name {name!r}: names `config-N` belong to the keys "
+                             "in CIRCUIT_API_KEYS")
+    return name
 
 
 def new_secret() -> str:
@@ -29,6 +47,7 @@ def display_prefix(secret: str) -> str:
 def create_key(store: Store, name: str, *, daily_limit_usd: float | None = None,
                rpm: int | None = None, tpm: int | None = None) -> str:
     """Store a new key named `name` and return its secret, which is never stored."""
+    check_key_name(name)
     secret = new_secret()
     store.add_key(KeyRow(name=name, key_hash=hash_secret(secret),
                          key_prefix=display_prefix(secret), daily_limit_usd=daily_limit_usd,

@@ -107,3 +107,12 @@ def test_every_key_change_moves_the_fingerprint(store):
 def test_updating_an_unknown_key_raises(store):
     with pytest.raises(KeyNotFound):
         store.update_key("nobody", rpm=1)
+
+
+def test_a_key_name_of_the_configured_keys_cannot_be_taken(store):
+    from circuit.keys import InvalidKeyName, create_key
+
+    with pytest.raises(InvalidKeyName):
+        create_key(store, "config-1")
+    with pytest.raises(InvalidKeyName):
+        create_key(store, "has space")

@@ -7,7 +7,6 @@ fingerprint), so nothing needs a restart.
 from __future__ import annotations
 
 import math
-import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -16,7 +15,7 @@ import typer
 from circuit.cli import output
 from circuit.cli.context import reading, settings, writing
 from circuit.cli.output import JsonFlag, emit_json, fail, text
-from circuit.keys import create_key
+from circuit.keys import InvalidKeyName, check_key_name, create_key
 from circuit.store.base import KeyExists, KeyNotFound, Store
 from circuit.store.records import KeyRow
 from circuit.store.reports import day_start, timestamp_text
@@ -29,7 +28,6 @@ app = typer.Typer(
 
 #: Words that clear a limit, so the gateway default (daily) or no limit (rpm, tpm) applies.
 CLEAR_WORDS = ("off", "none", "default")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", show_default=False,
                                         help="The key's name, e.g. `ci` or `team-search`.")]
@@ -38,13 +36,10 @@ NameArg = Annotated[str, typer.Argument(metavar="NAME", show_default=False,
 # -- parsing ------------------------------------------------------------------------------------
 
 def check_name(name: str) -> str:
-    if not _NAME.fullmatch(name):
-        raise fail(f"invalid key name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
-                   "starting with a letter or digit")
-    if name.startswith("config-"):
-        raise fail(f"invalid key name {name!r}: names `config-N` belong to the keys in "
-                   "CIRCUIT_API_KEYS")
-    return name
+    try:
+        return check_key_name(name)
+    except InvalidKeyName as exc:
+        raise fail(str(exc)) from None
 
 
 def parse_usd(option: str, value: str) -> float | None:
