@@ -44,6 +44,15 @@ def pinned(cmd: list[str], core: int | None) -> list[str]:
     return ["taskset", "-c", cores, *cmd]
 
 
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when this script dies, so nothing is left running."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -176,7 +185,8 @@ class Mock:
         cmd = [sys.executable, str(HERE / "bench_upstream.py"), "--port", "0", "--chunks",
                str(chunks), "--latency-ms", str(latency_ms), "--chunk-interval-ms",
                str(chunk_interval_ms)]
-        self.proc = subprocess.Popen(pinned(cmd, core), stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(pinned(cmd, core), stdout=subprocess.PIPE, text=True,
+                                     preexec_fn=die_with_parent)
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError("the mock upstream did not start")
@@ -231,7 +241,8 @@ class Gateway:
         self._log = self.log_path.open("wb")
         # cwd is the work dir, so no circuit.toml or .env of the checkout is read.
         self.proc = subprocess.Popen(pinned([*cmd, "serve"], core), cwd=workdir, env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=die_with_parent)
         self.shutdown_s: float | None = None
 
     @property
@@ -315,7 +326,8 @@ def run_load(url: str, *, concurrency: int, duration: float, warmup: float, stre
         cmd += ["--key", key]
     if max_requests is not None:
         cmd += ["--max-requests", str(max_requests)]
-    proc = subprocess.Popen(pinned(cmd, core), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(pinned(cmd, core), stdout=subprocess.PIPE, text=True,
+                            preexec_fn=die_with_parent)
     result = None
     for line in proc.stdout:
         message = json.loads(line)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import signal
 
@@ -198,6 +199,9 @@ class MockProtocol(asyncio.Protocol):
             self._serve()
 
 
+_PARENT = os.getppid()  # taken at start: the parent may be gone by the time we listen
+
+
 async def serve(host: str, port: int, up: Upstream, ready=None) -> None:
     """Serve until cancelled or SIGTERM/SIGINT; `ready(port)` is called once listening."""
     loop = asyncio.get_running_loop()
@@ -209,6 +213,15 @@ async def serve(host: str, port: int, up: Upstream, ready=None) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    def watch_parent() -> None:
+        # Never outlive whoever started us (a killed test run must not leave a server behind).
+        if os.getppid() != _PARENT:
+            stop.set()
+        else:
+            loop.call_later(1.0, watch_parent)
+
+    loop.call_later(1.0, watch_parent)
     try:
         await stop.wait()
     finally:
