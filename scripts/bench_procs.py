@@ -121,7 +121,7 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / CLK_TCK
 
 
-def wait_for_quiet(max_wait: float, busy_pct: float = 15.0, window: float = 2.0) -> float:
+def wait_for_quiet(max_wait: float, busy_pct: float = 15.0, window: float = 1.0) -> float:
     """Wait (up to `max_wait` s) for a `window` in which the machine is under `busy_pct`% busy;
     returns the busy % last seen, so a noisy run can be flagged."""
     deadline = time.perf_counter() + max_wait
@@ -275,7 +275,7 @@ class Gateway:
         # The first answer came from the first worker up; give the others time to load too.
         while time.perf_counter() < deadline and len(self.pids()) < self.workers + 1:
             time.sleep(0.05)
-        time.sleep(1.5)
+        time.sleep(1.0)
 
     def log_tail(self, lines: int = 20) -> str:
         self._log.flush()
