@@ -33,9 +33,13 @@ HEAD, LENGTH, CHUNKED = 0, 1, 2
 
 
 def build_request(host: str, port: int, path: str, *, model: str, stream: bool,
-                  key: str | None, max_tokens: int = 64) -> bytes:
+                  key: str | None, max_tokens: int = 64, prompt_words: int = 0) -> bytes:
+    content = "Say hello in one short sentence."
+    if prompt_words:
+        # A longer prompt of varied words (about one token each), for costs that grow with it.
+        content = " ".join(f"word{i % 997}" for i in range(prompt_words)) + " " + content
     body = {"model": model, "max_tokens": max_tokens,
-            "messages": [{"role": "user", "content": "Say hello in one short sentence."}]}
+            "messages": [{"role": "user", "content": content}]}
     if stream:
         body["stream"] = True
     payload = json.dumps(body, separators=(",", ":")).encode()
@@ -271,11 +275,12 @@ def _emit(obj: dict) -> None:
 
 async def run(url: str, *, concurrency: int, duration: float, warmup: float, stream: bool,
               key: str | None, model: str, max_requests: int | None = None,
-              drain_timeout: float = 30.0, progress=_emit) -> dict:
+              drain_timeout: float = 30.0, prompt_words: int = 0, progress=_emit) -> dict:
     """One load run; returns the result dict (also what the command line prints)."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    request = build_request(host, port, parts.path or "/", model=model, stream=stream, key=key)
+    request = build_request(host, port, parts.path or "/", model=model, stream=stream, key=key,
+                            prompt_words=prompt_words)
     load = Load(host, port, request, stream=stream, max_requests=max_requests)
     conns = await asyncio.gather(*(load.connect() for _ in range(concurrency)))
     started = perf_counter()
@@ -344,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--key", help="sent as Authorization: Bearer KEY")
     parser.add_argument("--model", default="gpt-4o-mini")
     parser.add_argument("--max-requests", type=int, help="send no more than this many in all")
+    parser.add_argument("--prompt-words", type=int, default=0,
+                        help="prepend this many words to the prompt (default: a short one)")
     parser.add_argument("--drain-timeout", type=float, default=30.0,
                         help="seconds to wait for requests in flight at the end")
     args = parser.parse_args(argv)
@@ -357,7 +364,8 @@ def main(argv: list[str] | None = None) -> None:
     result = asyncio.run(run(args.url, concurrency=args.concurrency, duration=args.duration,
                              warmup=args.warmup, stream=args.stream, key=args.key,
                              model=args.model, max_requests=args.max_requests,
-                             drain_timeout=args.drain_timeout))
+                             drain_timeout=args.drain_timeout,
+                             prompt_words=args.prompt_words))
     result["loop"] = loop_name
     _emit({"event": "result", "result": result})
 

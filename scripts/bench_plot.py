@@ -19,7 +19,7 @@ def plot(results: dict, path: Path) -> Path | None:
         return None
     series: dict[str, list[dict]] = {}
     for s in results.get("scenarios", []):
-        if s["mode"] == "json":
+        if s["mode"] == "json" and s["target"] != "circuit-4k":
             series.setdefault(s["target"], []).append(s)
     if not series:
         return None

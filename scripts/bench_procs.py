@@ -316,7 +316,8 @@ class Gateway:
 
 def run_load(url: str, *, concurrency: int, duration: float, warmup: float, stream: bool,
              key: str | None = None, max_requests: int | None = None, core: int | None = None,
-             drain_timeout: float = 30.0, on_start=None, on_end=None) -> dict:
+             drain_timeout: float = 30.0, prompt_words: int = 0, on_start=None,
+             on_end=None) -> dict:
     """Run scripts/bench_load.py; `on_start`/`on_end` are called at the measured window's edges."""
     cmd = [sys.executable, str(HERE / "bench_load.py"), "--url", url, "-c", str(concurrency),
            "-d", str(duration), "-w", str(warmup), "--drain-timeout", str(drain_timeout)]
@@ -326,6 +327,8 @@ def run_load(url: str, *, concurrency: int, duration: float, warmup: float, stre
         cmd += ["--key", key]
     if max_requests is not None:
         cmd += ["--max-requests", str(max_requests)]
+    if prompt_words:
+        cmd += ["--prompt-words", str(prompt_words)]
     proc = subprocess.Popen(pinned(cmd, core), stdout=subprocess.PIPE, text=True,
                             preexec_fn=die_with_parent)
     result = None

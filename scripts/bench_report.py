@@ -161,7 +161,8 @@ def render(results: dict) -> str:
         "  loop%: the gateway's event-loop thread alone (the rest is its record writer, log and "
         "executor threads);",
         "  other%: CPU the rest of the machine used meanwhile (noise); circuit-w1/w2: "
-        "unpinned, 1 or 2 workers.",
+        "unpinned, 1 or 2 workers;",
+        "  circuit-4k: a ~4,000-token prompt instead of a ~10-token one.",
     ]
     if hold := results.get("hold"):
         parts += ["", f"Open streams: {hold['streams']} slow streams "

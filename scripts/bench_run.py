@@ -32,13 +32,14 @@ from bench_report import evaluate, key, render, write_json
 
 BENCH_KEY = "sk-bench-circuit-0123456789"
 PLANS = {
-    # warm-up s, measured s, sweep concurrencies, sweep s, held streams, stream chunk interval ms
+    # warm-up s, measured s, sweep concurrencies, sweep s, held streams, stream chunk interval
+    # ms, words in the large-prompt scenario
     "full": dict(warmup=2.0, duration=10.0, sweep=(4, 16, 128, 256), sweep_duration=2.0,
-                 streams=1000, interval_ms=250.0, workers2=True, hold=True),
+                 streams=1000, interval_ms=250.0, workers2=True, hold=True, big_prompt=2000),
     "quick": dict(warmup=0.5, duration=1.2, sweep=(), sweep_duration=0.0,
-                  streams=1000, interval_ms=80.0, workers2=True, hold=True),
+                  streams=1000, interval_ms=80.0, workers2=True, hold=True, big_prompt=0),
     "smoke": dict(warmup=0.3, duration=1.0, sweep=(), sweep_duration=0.0,
-                  streams=0, interval_ms=0.0, workers2=False, hold=False),
+                  streams=0, interval_ms=0.0, workers2=False, hold=False, big_prompt=0),
 }
 
 
@@ -63,7 +64,8 @@ class Bench:
                     if line.startswith("model name")), platform.processor())
         return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit,
                 "mode": self.args.mode, "python": platform.python_version(), "cpu": cpu,
-                "cores": os.cpu_count(), "pinned": self.pin, "plan": {k: v for k, v in self.plan.items()},
+                "cores": os.cpu_count(), "pinned": self.pin,
+                "prompt_words": self.args.prompt_words, "plan": {k: v for k, v in self.plan.items()},
                 "note": ("gateway: `circuit serve`, PROVIDER=openai to the mock; auth "
                          "(CIRCUIT_API_KEYS), budget 1e6 USD/day, rate limits 1e9 rpm / 1e12 "
                          "tpm, breaker, request rows to SQLite on disk; extra env "
@@ -96,7 +98,7 @@ class Bench:
 
     def load(self, target: str, mode: str, concurrency: int, url: str, *,
              gw: procs.Gateway | None, mock: procs.Mock, warmup: float, duration: float,
-             keep: bool = True, during=None) -> dict:
+             keep: bool = True, during=None, prompt_words: int | None = None) -> dict:
         """One scenario, with the gateway's and the mock's CPU sampled over the window."""
         snaps: dict[str, tuple] = {}
 
@@ -111,6 +113,8 @@ class Bench:
         r = procs.run_load(url + "/v1/chat/completions", concurrency=concurrency,
                            duration=duration, warmup=warmup, stream=mode == "sse",
                            key=BENCH_KEY if gw else None, core=self.load_core,
+                           prompt_words=self.args.prompt_words if prompt_words is None
+                           else prompt_words,
                            on_start=lambda: snap("start"), on_end=lambda: snap("end"))
         (t0, g0, m0, b0, th0), (t1, g1, m1, b1, th1) = snaps["start"], snaps["end"]
         wall = t1 - t0
@@ -179,6 +183,10 @@ class Bench:
         for c, mode in sweep:
             self.load("circuit", mode, c, gw.url, gw=gw, mock=mock, warmup=sweep_warmup,
                       duration=sweep_duration)
+        if plan["big_prompt"] and not args.prompt_words:
+            # A ~4,000-token prompt: costs that grow with the prompt (token counting).
+            self.load("circuit-4k", "json", 64, gw.url, gw=gw, mock=mock, warmup=sweep_warmup,
+                      duration=sweep_duration, prompt_words=plan["big_prompt"])
         if args.profile:
             self.profile(gw, mock, warmup, duration)
         self.finish(gw)
@@ -267,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="measured seconds per scenario")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per scenario")
     parser.add_argument("--chunks", type=int, default=20, help="events per stream")
+    parser.add_argument("--prompt-words", type=int, default=0,
+                        help="a longer prompt: this many words (~tokens) more in each request")
     parser.add_argument("--profile", action="store_true",
                         help="also profile the gateway at c=64 with py-spy")
     parser.add_argument("--native", action="store_true", help="py-spy: include C frames")
