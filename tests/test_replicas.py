@@ -120,43 +120,43 @@ def store(database_url) -> Iterator[PostgresStore]:
     store.close()
 
 
-def _within(seconds: float, predicate) -> float | None:
-    """Seconds until `predicate()` held, or None if it did not within `seconds`."""
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
+def _within(seconds: float, predicate) -> bool:
+    """Whether `predicate()` came to hold within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         if predicate():
-            return time.monotonic() - started
+            return True
         time.sleep(0.05)
-    return None
+    return False
 
 
 def test_a_key_added_or_revoked_through_the_database_reaches_every_replica(replicas, store):
     a, b = replicas
     secret = create_key(store, "added-live", daily_limit_usd=1.0)
     # Each replica polls the keys table twice a second, on its own.
-    assert _within(2.0, lambda: (a.post(secret).status_code, b.post(secret).status_code)
-                   == (200, 200)), "a new key did not work on both replicas within 2 s"
+    assert _within(2.5, lambda: (a.post(secret).status_code, b.post(secret).status_code)
+                   == (200, 200)), "a new key did not work on both replicas within 2.5 s"
     store.update_key("added-live", revoked_at=utc_now())
-    assert _within(2.0, lambda: (a.post(secret).status_code, b.post(secret).status_code)
-                   == (401, 401)), "a revoked key still worked after 2 s"
+    assert _within(2.5, lambda: (a.post(secret).status_code, b.post(secret).status_code)
+                   == (401, 401)), "a revoked key still worked after 2.5 s"
 
 
 def test_breaker_commands_reach_every_replica_and_status_shows_both(replicas, store):
     a, b = replicas
     secret = create_key(store, "breaker-probe", daily_limit_usd=1.0)
-    assert _within(2.0, lambda: a.post(secret).status_code == b.post(secret).status_code == 200)
+    assert _within(5.0, lambda: a.post(secret).status_code == b.post(secret).status_code == 200)
     store.add_breaker_command("mock", "open")
     try:
-        assert _within(2.0, lambda: a.post(secret).status_code == b.post(secret).status_code
+        assert _within(2.5, lambda: a.post(secret).status_code == b.post(secret).status_code
                        == 503), "an operator's open did not reach both replicas"
         holders = lambda: {s.holder for s in store.breaker_states()  # noqa: E731
                            if s.provider == "mock" and s.state == "open"}
-        assert _within(3.0, lambda: len(holders()) == 2), store.breaker_states()
+        assert _within(5.0, lambda: len(holders()) == 2), store.breaker_states()
         events = store.breaker_events("mock")
         assert {e.holder for e in events if e.to_state == "open"} == holders()
     finally:
         store.add_breaker_command("mock", "reset")
-    assert _within(2.0, lambda: a.post(secret).status_code == b.post(secret).status_code == 200)
+    assert _within(5.0, lambda: a.post(secret).status_code == b.post(secret).status_code == 200)
 
 
 async def _load(replicas: tuple[Replica, Replica], count: int) -> dict[str, tuple[int, str]]:

@@ -36,8 +36,10 @@ _KEY_COLUMNS = ", ".join(_KEY_FIELDS)
 #: Pool bounds: the writer thread, the control loop, lease calls and `to_thread` readers
 #: rarely need more than a few at once.
 POOL_MIN, POOL_MAX = 1, 10
-#: Seconds to wait for a connection (from the pool, or the first one to the server).
-CONNECT_TIMEOUT = 10.0
+#: Seconds to wait for a connection (from the pool, or the first one to the server). A healthy
+#: pool answers in microseconds; this bounds how long a call blocks its thread (a `to_thread`
+#: worker the event loop shares) while the database is down.
+CONNECT_TIMEOUT = 5.0
 
 
 class _PostgresSchema:
