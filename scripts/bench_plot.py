@@ -46,9 +46,10 @@ def plot(results: dict, path: Path) -> Path | None:
                ylabel="requests/s", title="Throughput by concurrency")
     rps_ax.grid(True, which="both", alpha=0.3)
     rps_ax.legend(fontsize=7)
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     for axis in (lat_ax.xaxis, lat_ax.yaxis, rps_ax.xaxis, rps_ax.yaxis):
-        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.3g}"))
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
         axis.set_minor_formatter(NullFormatter())
     meta = results.get("meta", {})
     fig.suptitle(f"Circuit {meta.get('commit', '')} {meta.get('date', '')}, gateway pinned to "
