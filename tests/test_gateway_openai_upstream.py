@@ -86,7 +86,7 @@ def test_stream_without_upstream_usage_is_counted_locally(openai_gateway, upstre
         model="gpt-4o-mini", messages=HELLO, stream=True,
         extra_headers={"x-request-id": request_id}))
     row = openai_gateway.record(request_id)
-    counter = openai_gateway.gateway.counter
+    counter = openai_gateway.gateway.meter.counter
     assert row["usage_source"] == "local" and row["status"] == "ok"
     assert row["tokens_output"] == counter.count_text("gpt-4o-mini", "one two three four five")
     assert row["tokens_input"] == counter.count_messages("gpt-4o-mini", HELLO)
@@ -99,7 +99,7 @@ def test_json_without_upstream_usage_is_counted_locally(openai_gateway, upstream
         model="gpt-4o-mini", messages=HELLO, extra_headers={"x-request-id": request_id})
     row = openai_gateway.record(request_id)
     assert row["usage_source"] == "local"
-    assert row["tokens_output"] == openai_gateway.gateway.counter.count_text("gpt-4o-mini",
+    assert row["tokens_output"] == openai_gateway.gateway.meter.counter.count_text("gpt-4o-mini",
                                                                              "alpha beta")
 
 

@@ -164,12 +164,12 @@ def test_a_noisy_key_does_not_hold_back_another(gateway):
 
 
 def test_tokens_per_minute_limit_a_key(gateway):
-    secret = _add_key(gateway, "wordy", tpm=100)
+    secret = _add_key(gateway, "wordy", tpm=130)
     body = {**BODY, "max_tokens": 60}
     assert _post(gateway, secret, body).status_code == 200
     refused = _post(gateway, secret, body)
     assert refused.status_code == 429
-    assert "100 tokens per minute" in refused.json()["error"]["message"]
+    assert "130 tokens per minute" in refused.json()["error"]["message"]
 
 
 # -- circuit breaker ---------------------------------------------------------------------------

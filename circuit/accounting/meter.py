@@ -1,41 +1,120 @@
-"""Meter: the usage and cost of an answer, from the provider's counts or, failing them, ours."""
+"""Meter: what a request may cost before the call, and what it did cost after it.
+
+Before the call the gateway needs only a bound, not a count: a byte-level BPE token covers at
+least one byte, so a prompt's UTF-8 size (plus the chat formula's few tokens per message) is an
+upper bound on its tokens that costs a microsecond, where an exact count costs ~100 µs per
+thousand tokens on the event loop. After the call the provider's own usage settles the cost;
+only when there is none (no usage sent, a stream that broke) is an exact local count needed,
+and that happens on the record writer's thread (`settle_local_counts`), which then hands the
+result back to the event loop. The tokenizers (~70 MB) are loaded on first need, off the loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from circuit.accounting.pricing import PriceTable
 from circuit.accounting.tokens import TokenCounter
 from circuit.accounting.usage import Usage
 
+#: Tokens the chat formula adds: per message, per name, and to prime the reply.
+_PER_MESSAGE, _PER_NAME, _PRIMING = 3, 1, 3
+#: Room for tokens an upstream counts that the local formula does not see.
+_UPSTREAM_MARGIN = 16
+
+
+@dataclass(slots=True)
+class LocalCount:
+    """A finished request whose tokens must be counted locally before it is recorded."""
+
+    model: str
+    messages: Any
+    output_text: str
+    loop: asyncio.AbstractEventLoop
+    #: Called on the event loop with the counted usage and cost, once they are known.
+    on_counted: Callable[[Usage, int | None], None]
+
 
 class Meter:
-    def __init__(self, counter: TokenCounter, prices: PriceTable) -> None:
-        self.counter = counter
+    def __init__(self, prices: PriceTable,
+                 load_counter: Callable[[], TokenCounter] = TokenCounter.load) -> None:
         self.prices = prices
+        self._load_counter = load_counter
+        self._counter: TokenCounter | None = None
+        self._lock = threading.Lock()
 
-    def prompt_tokens(self, model: str, messages: Any) -> int:
-        """The prompt's tokens, counted locally (exact for OpenAI models)."""
-        return self.counter.count_messages(model, messages)
+    @property
+    def counter(self) -> TokenCounter:
+        """The exact token counter, loaded on first use. Blocking: never on the event loop."""
+        if self._counter is None:
+            with self._lock:
+                if self._counter is None:
+                    self._counter = self._load_counter()
+        return self._counter
 
-    def measure(self, model: str, reported: Usage | None, prompt_tokens: int,
-                output_text: str) -> Usage:
-        """The provider's usage when it gave one, else an exact local count."""
-        if reported is not None:
-            return reported
-        return Usage(input_tokens=prompt_tokens,
-                     output_tokens=self.counter.count_text(model, output_text) if output_text
-                     else 0,
-                     source="local")
+    def prompt_bound(self, messages: Any) -> int:
+        """An upper bound on the prompt's tokens, from its size in bytes."""
+        total = _PRIMING
+        if not isinstance(messages, list):
+            return total
+        for message in messages:
+            total += _PER_MESSAGE
+            if isinstance(message, dict):
+                for key, value in message.items():
+                    total += _bound(value) + (_PER_NAME if key == "name" else 0)
+        return total
 
     def cost_micros(self, model: str, usage: Usage) -> int | None:
         """Cost in micro-dollars, rounded up; None when the model has no price."""
         return self.prices.cost_micros(model, usage)
 
-    def worst_case_micros(self, model: str, prompt_tokens: int,
+    def worst_case_micros(self, model: str, prompt_bound: int,
                           max_tokens: int | None) -> int | None:
-        """The most a call can cost: its prompt (with a margin for counting differences
-        upstream) and `max_tokens`, or the model's output cap when absent."""
-        margin = prompt_tokens + prompt_tokens // 20 + 16
+        """The most a call can cost: its prompt and `max_tokens` (or the model's output cap)."""
         output = max_tokens if max_tokens is not None else self.prices.max_output_tokens(model)
-        return self.prices.worst_case_micros(model, margin, output)
+        return self.prices.worst_case_micros(model, prompt_bound + _UPSTREAM_MARGIN, output)
+
+    def count_locally(self, model: str, messages: Any, output_text: str) -> Usage:
+        """An exact count of what a request used. Blocking: off the event loop."""
+        counter = self.counter
+        return Usage(input_tokens=counter.count_messages(model, messages),
+                     output_tokens=counter.count_text(model, output_text) if output_text else 0,
+                     source="local")
+
+    def settle_local_counts(self, records: Sequence) -> None:
+        """Writer-thread hook: count the records that need it, then tell the event loop."""
+        for record in records:
+            pending: LocalCount | None = record.local_count
+            if pending is None:
+                continue
+            record.local_count = None
+            usage = self.count_locally(pending.model, pending.messages, pending.output_text)
+            cost = self.cost_micros(pending.model, usage)
+            record.tokens_input = usage.input_tokens
+            record.tokens_output = usage.output_tokens
+            record.tokens_cached = 0
+            record.usage_source = "local"
+            record.cost_micros = cost
+            # A closed loop (shutdown) has nothing left to settle.
+            with contextlib.suppress(RuntimeError):
+                pending.loop.call_soon_threadsafe(pending.on_counted, usage, cost)
+
+
+def _bound(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, list):
+        return sum(_bound(item) for item in value)
+    if isinstance(value, dict):
+        # Media parts are tokenized upstream by rules of their own, and not by a local count
+        # either: their (base64) bytes would only inflate the bound.
+        return sum(_bound(item) for key, item in value.items() if key not in _MEDIA)
+    return 0
+
+
+_MEDIA = frozenset({"image_url", "input_audio", "file", "image", "audio"})

@@ -143,12 +143,16 @@ def _load_encoding(spec: _EncodingSpec, cache_dir: Path) -> tiktoken.Encoding:
         # second mismatch (a bad wheel) propagate.
         path = _bpe_path(spec, cache_dir, rewrite=True)
         ranks = load_tiktoken_bpe(str(path), expected_hash=spec.sha256)
-    return tiktoken.Encoding(
+    encoding = tiktoken.Encoding(
         name=spec.name,
         pat_str=spec.pat_str,
         mergeable_ranks=ranks,
         special_tokens=dict(spec.special_tokens),
     )
+    # The Encoding keeps this Python dict only to pickle itself (the Rust core has its own
+    # copy); dropping it saves ~40 MB per process. tests/test_tokens.py checks the counts.
+    encoding._mergeable_ranks = {}
+    return encoding
 
 
 class TokenCounter:

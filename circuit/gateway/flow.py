@@ -9,16 +9,19 @@ admission it was granted (tokens borrowed, budget reserved, a breaker trial slot
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from time import perf_counter
+from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from circuit.accounting.budget import Reservation
+from circuit.accounting.meter import LocalCount
 from circuit.accounting.stream_tally import StreamTally
 from circuit.accounting.usage import Usage
 from circuit.errors import CircuitError, ServiceUnavailable, UpstreamError
@@ -79,14 +82,21 @@ class ChatFlow:
             targets = gateway.router.targets(chat.model)
             record.provider = targets[0].provider.name
             record.upstream_model = targets[0].model
-            prompt_tokens = gateway.meter.prompt_tokens(targets[0].model, chat.messages)
+            # An upper bound from the prompt's size: exact counts wait until they are needed.
+            prompt_bound = gateway.meter.prompt_bound(chat.messages)
 
-            admission = Admission(key.name, gateway.limits(key),
-                                  prompt_tokens + (chat.max_tokens or 0))
+            limits = gateway.limits(key)
+            borrowed = prompt_bound + (chat.max_tokens or 0)
+            if limits.tpm is not None and borrowed > limits.tpm:
+                # Only a key with a small tokens-per-minute limit could be refused on a bound:
+                # count exactly (off the loop) before deciding.
+                borrowed = (chat.max_tokens or 0) + await asyncio.to_thread(
+                    gateway.meter.counter.count_messages, targets[0].model, chat.messages)
+            admission = Admission(key.name, limits, borrowed)
             gateway.limiter.admit(key.name, admission.limits, admission.borrowed_tokens)
             admission.reservation = await gateway.ledger.reserve(
                 key.name, gateway.daily_limit_micros(key),
-                _most(gateway.meter.worst_case_micros(t.model, prompt_tokens, chat.max_tokens)
+                _most(gateway.meter.worst_case_micros(t.model, prompt_bound, chat.max_tokens)
                       for t in targets))
 
             def attempt(target: Target):
@@ -110,7 +120,7 @@ class ChatFlow:
             if chat.stream:
 
                 def settle_stream(tally: StreamTally, outcome: StreamOutcome) -> None:
-                    self._settle_stream(record, admission, prompt_tokens, started, tally,
+                    self._settle_stream(record, admission, chat.messages, started, tally,
                                         outcome)
 
                 gateway.open_streams += 1
@@ -118,11 +128,10 @@ class ChatFlow:
                                    settle_stream, headers)
 
             completion = answer
-            usage = gateway.meter.measure(target.model, completion.usage, prompt_tokens,
-                                          completion.text)
             record.finish_reason = completion.finish_reason
             record.ttfb_ms = round((perf_counter() - started) * 1000, 3)
-            self._settle(record, admission, usage, started, status="ok")
+            self._settle(record, admission, completion.usage, chat.messages, completion.text,
+                         started, status="ok")
             return Response(completion.body, media_type="application/json", headers=headers)
         except CircuitError as error:
             self._refuse(record, admission, error, started)
@@ -133,12 +142,10 @@ class ChatFlow:
             self._refuse(record, admission, error, started)
             return error_response(error)
 
-    def _settle_stream(self, record: RequestRecord, admission: Admission, prompt_tokens: int,
+    def _settle_stream(self, record: RequestRecord, admission: Admission, messages: Any,
                        started: float, tally: StreamTally, outcome: StreamOutcome) -> None:
         """Charge what the stream used, whether it ended well, broke, or lost its client."""
         self.gateway.open_streams -= 1
-        usage = self.gateway.meter.measure(record.upstream_model, tally.usage, prompt_tokens,
-                                           tally.text)
         record.finish_reason = tally.finish_reason
         if outcome.first_byte_at is not None:
             record.ttfb_ms = round((outcome.first_byte_at - started) * 1000, 3)
@@ -147,22 +154,34 @@ class ChatFlow:
         if outcome.error is not None:
             record.error_code = outcome.error.code
             record.error_message = outcome.error.message
-        self._settle(record, admission, usage, started, status=outcome.status,
-                     failure=outcome.error)
+        self._settle(record, admission, tally.usage, messages, tally.text, started,
+                     status=outcome.status, failure=outcome.error)
 
-    def _settle(self, record: RequestRecord, admission: Admission, usage: Usage,
-                started: float, *, status: str, failure: CircuitError | None = None) -> None:
+    def _settle(self, record: RequestRecord, admission: Admission, usage: Usage | None,
+                messages: Any, output_text: str, started: float, *, status: str,
+                failure: CircuitError | None = None) -> None:
+        """Charge the answer: the provider's usage now, or a local count on the writer thread
+        (the budget and the token bucket are settled when it is known)."""
         gateway = self.gateway
         record.status = status
         record.status_code = 200
-        record.tokens_input = usage.input_tokens
-        record.tokens_output = usage.output_tokens
-        record.tokens_cached = usage.cached_input_tokens
-        record.usage_source = usage.source
-        record.cost_micros = gateway.meter.cost_micros(record.upstream_model, usage)
-        gateway.ledger.settle(admission.reservation, record.cost_micros)
-        gateway.limiter.settle(admission.key_name, admission.limits, admission.borrowed_tokens,
-                               usage.input_tokens + usage.output_tokens)
+
+        def charge(usage: Usage, cost: int | None) -> None:
+            gateway.ledger.settle(admission.reservation, cost)
+            gateway.limiter.settle(admission.key_name, admission.limits,
+                                   admission.borrowed_tokens,
+                                   usage.input_tokens + usage.output_tokens)
+
+        if usage is not None:
+            record.tokens_input = usage.input_tokens
+            record.tokens_output = usage.output_tokens
+            record.tokens_cached = usage.cached_input_tokens
+            record.usage_source = usage.source
+            record.cost_micros = gateway.meter.cost_micros(record.upstream_model, usage)
+            charge(usage, record.cost_micros)
+        else:
+            record.local_count = LocalCount(record.upstream_model, messages, output_text,
+                                            asyncio.get_running_loop(), charge)
         breaker = admission.breaker
         if breaker is not None:
             if status == "ok":

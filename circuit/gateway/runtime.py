@@ -11,7 +11,6 @@ from prometheus_client.core import GaugeMetricFamily
 from circuit.accounting.budget import BudgetLedger
 from circuit.accounting.meter import Meter
 from circuit.accounting.pricing import PriceTable
-from circuit.accounting.tokens import TokenCounter
 from circuit.config import ConfigError, Settings
 from circuit.gateway.auth import ClientKey, KeyRing
 from circuit.gateway.control import ControlLoop
@@ -56,7 +55,9 @@ class Gateway:
         self.metrics = GatewayMetrics(
             lambda model: model in self.routes or self.prices.lookup(model) is not None)
         self.metrics.add_live(self._live_metrics)
+        self.meter = Meter(self.prices)
         self.writer = RecordWriter(self.store.insert_requests,
+                                   before=[self.meter.settle_local_counts],
                                    after=[RequestLog(settings.log_level, settings.log_format),
                                           self.metrics.observe])
         #: Requests being handled, and streams being relayed, right now.
@@ -70,8 +71,6 @@ class Gateway:
             consecutive_failures=settings.breaker_consecutive_failures,
             cooldown=settings.breaker_cooldown, half_open_calls=settings.breaker_half_open_calls)
         self.breakers: dict[str, CircuitBreaker] = {}
-        self.counter: TokenCounter | None = None
-        self.meter: Meter | None = None
         self.router: Router | None = None
         self.control: ControlLoop | None = None
         self.dispatcher: Dispatcher | None = None
@@ -110,12 +109,14 @@ class Gateway:
         return [*live, states]
 
     async def start(self) -> None:
-        """Migrate, load keys and tokenizers (off the loop), start the writer and providers."""
+        """Migrate, load keys (off the loop), start providers, the control loop and the writer."""
         await asyncio.to_thread(self.store.migrate)
-        self.counter = await asyncio.to_thread(TokenCounter.load)
-        self.meter = Meter(self.counter, self.prices)
-        providers = {name: build_provider(spec, self.counter)
-                     for name, spec in self.specs.items()}
+        # Declared providers, and implicit ones only when something routes to them (an unused
+        # mock would load the tokenizers for nothing).
+        used = {self.settings.provider, *self.settings.providers,
+                *(provider for targets in self.routes.values() for provider, _ in targets)}
+        providers = {name: build_provider(spec, lambda: self.meter.counter)
+                     for name, spec in self.specs.items() if name in used}
         for provider in providers.values():
             await provider.start()
         self.router = Router(providers, self.settings.provider, self.routes)

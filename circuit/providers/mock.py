@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -52,13 +52,16 @@ class MockProvider:
 
     reports_stream_usage = True
 
-    def __init__(self, counter: TokenCounter, name: str = "mock", delay: float = 0.0) -> None:
+    def __init__(self, counter: Callable[[], TokenCounter], name: str = "mock",
+                 delay: float = 0.0) -> None:
         self.name = name
-        self._counter = counter
+        self._load_counter = counter
+        self._counter: TokenCounter | None = None
         self._delay = delay
 
     async def start(self) -> None:
-        return None
+        # Its usage is counted with the real tokenizer, loaded off the event loop.
+        self._counter = await asyncio.to_thread(self._load_counter)
 
     async def aclose(self) -> None:
         return None

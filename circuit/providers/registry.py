@@ -8,7 +8,7 @@ ordered list of `provider:model` targets.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,8 +126,9 @@ def route_table(settings: Settings,
     return routes
 
 
-def build_provider(spec: ProviderSpec, counter: TokenCounter) -> Provider:
-    """The provider object a spec describes (not yet started)."""
+def build_provider(spec: ProviderSpec, counter: Callable[[], TokenCounter]) -> Provider:
+    """The provider object a spec describes (not yet started); `counter` gives the mock its
+    tokenizer (loaded only if a mock is started)."""
     if spec.kind == "mock":
         return MockProvider(counter, name=spec.name)
     if spec.kind == "anthropic":

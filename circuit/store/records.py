@@ -34,6 +34,8 @@ class RequestRecord:
     attempts: int = 0
     partial_text: str | None = None
     attempt_errors: str | None = None  # JSON: why each earlier attempt failed
+    #: Not stored: set when tokens must be counted locally before the row is written.
+    local_count: object | None = None
 
     @property
     def cost_usd(self) -> float | None:
@@ -42,7 +44,7 @@ class RequestRecord:
 
 #: Column order of the `requests` table as the writer inserts it.
 REQUEST_COLUMNS: tuple[str, ...] = (
-    *(f.name for f in fields(RequestRecord)),
+    *(f.name for f in fields(RequestRecord) if f.name != "local_count"),
     "cost_usd",
 )
 

@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import sqlite_utils
-
 from circuit.store.base import KeyExists, KeyNotFound
 from circuit.store.migrations import MIGRATIONS
 from circuit.store.records import REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
@@ -141,6 +139,10 @@ class SQLiteStore(SQLiteProtection, SQLiteReports):
         record["created_at"] = record["created_at"] or utc_now()
         record["updated_at"] = utc_now()
         try:
+            # Imported here: keys are added by the CLI; the gateway process never needs it
+            # (sqlite-utils and what it imports weigh ~20 MB).
+            import sqlite_utils
+
             sqlite_utils.Database(self.connection())["keys"].insert(record)
         except sqlite3.IntegrityError:
             raise KeyExists(row.name) from None

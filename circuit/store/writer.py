@@ -2,7 +2,8 @@
 
 The loop only appends to a thread-safe queue (well under a microsecond); one writer thread takes
 whatever has gathered, writes it in one transaction, and hands the same batch to the sinks that
-follow (the request log). A failed write is retried, never dropped; on shutdown the writer drains.
+follow (the request log). Sinks before the write complete records (local token counts). A
+failed write is retried, never dropped; on shutdown the writer drains.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ _STOP = object()
 class RecordWriter:
     """Batches request records into the store from one background thread."""
 
-    def __init__(self, write: Sink, *, after: Sequence[Sink] = (), batch_size: int = 1000,
-                 retry_delay: float = 0.2) -> None:
+    def __init__(self, write: Sink, *, before: Sequence[Sink] = (), after: Sequence[Sink] = (),
+                 batch_size: int = 1000, retry_delay: float = 0.2) -> None:
         self._write = write
+        self._before = tuple(before)
         self._after = tuple(after)
         self._batch_size = batch_size
         self._retry_delay = retry_delay
@@ -87,6 +89,11 @@ class RecordWriter:
                 self._flush(batch)
 
     def _flush(self, batch: list[RequestRecord]) -> None:
+        for sink in self._before:
+            try:
+                sink(batch)
+            except Exception:
+                log.exception("preparing request records failed")
         while True:
             try:
                 self._write(batch)
