@@ -8,6 +8,7 @@ failed write is retried, never dropped; on shutdown the writer drains.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -20,18 +21,23 @@ log = logging.getLogger("circuit.writer")
 
 Sink = Callable[[Sequence[RequestRecord]], None]
 _STOP = object()
+#: Seconds a batch may wait for more records before it is written. With the time one batch
+#: takes to write, this is the flush window: how long a finished request may sit in memory.
+FLUSH_LINGER = 0.01
 
 
 class RecordWriter:
     """Batches request records into the store from one background thread."""
 
     def __init__(self, write: Sink, *, before: Sequence[Sink] = (), after: Sequence[Sink] = (),
-                 batch_size: int = 1000, retry_delay: float = 0.2) -> None:
+                 batch_size: int = 1000, retry_delay: float = 0.2,
+                 linger: float = FLUSH_LINGER) -> None:
         self._write = write
         self._before = tuple(before)
         self._after = tuple(after)
         self._batch_size = batch_size
         self._retry_delay = retry_delay
+        self._linger = linger
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.written = 0
@@ -72,21 +78,29 @@ class RecordWriter:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            item = self._queue.get()
             batch: list[RequestRecord] = []
-            while True:
-                if item is _STOP:
-                    stopping = True
-                else:
-                    batch.append(item)
-                if len(batch) >= self._batch_size:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
+            stopping = self._take(self._queue.get(), batch)
+            if not stopping and len(batch) < self._batch_size and self._linger:
+                # A lone record: wait a moment for company, so a quiet gateway commits a few
+                # times a second instead of once per request (bounded by the flush window).
+                time.sleep(self._linger)
+                with contextlib.suppress(queue.Empty):
+                    stopping = self._take(self._queue.get_nowait(), batch)
             if batch:
                 self._flush(batch)
+
+    def _take(self, item: object, batch: list[RequestRecord]) -> bool:
+        """Add `item` and whatever else is queued to `batch`; True once the stop mark is seen."""
+        while True:
+            if item is _STOP:
+                return True
+            batch.append(item)
+            if len(batch) >= self._batch_size:
+                return False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
 
     def _flush(self, batch: list[RequestRecord]) -> None:
         for sink in self._before:
