@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from circuit.cli import breaker, config_cmd, keys, requests, usage
 from circuit.cli.context import CONFIG_KEY, DB_KEY, settings
 from circuit.cli.output import EXIT_USAGE, err, fail, out
+from circuit.store.select import describe_store
 
 try:  # typer >= 0.20 carries its own copy of click
     from typer._click import exceptions as click_errors
@@ -130,7 +131,7 @@ def serve(
     console = out()
     base = f"http://{active.host}:{active.port}/v1"
     console.print(f"[bold]Circuit[/bold] on [cyan]{base}[/cyan]  provider={active.provider}  "
-                  f"db={active.db_path}  workers={active.workers}", soft_wrap=True)
+                  f"db={describe_store(active)}  workers={active.workers}", soft_wrap=True)
     if first_key:
         console.print("\nNo API key existed, so one was created (name: [bold]default[/bold]). "
                       "It is shown only this once:\n", soft_wrap=True)

@@ -17,6 +17,7 @@ import typer
 from circuit.cli.output import fail
 from circuit.config import ConfigError, Settings, load_settings
 from circuit.store.base import Store
+from circuit.store.select import describe_store
 
 DB_KEY = "circuit.db_path"
 CONFIG_KEY = "circuit.config_path"
@@ -37,7 +38,7 @@ def settings(ctx: typer.Context | None = None, **flags: object) -> Settings:
 
 def _open(settings: Settings) -> Store:
     # The gateway's own choice of store, so both always open the same one.
-    from circuit.gateway.runtime import open_store
+    from circuit.store.select import open_store
 
     return open_store(settings)
 
@@ -71,11 +72,12 @@ def store_errors(store: Store, path: str) -> Iterator[None]:
 def reading(ctx: typer.Context) -> Iterator[Store]:
     """The store of an existing database, for commands that must not create one."""
     config = settings(ctx)
+    where = describe_store(config)
     store = _open(config)
-    if not store.exists():
-        raise missing_database(config.db_path)
     try:
-        with store_errors(store, config.db_path):
+        with store_errors(store, where):
+            if not store.exists():
+                raise missing_database(where)
             yield store
     finally:
         store.close()
@@ -85,13 +87,14 @@ def reading(ctx: typer.Context) -> Iterator[Store]:
 def writing(ctx: typer.Context) -> Iterator[Store]:
     """The store, created and migrated if needed (`keys add`)."""
     config = settings(ctx)
+    where = describe_store(config)
     store = _open(config)
     try:
-        with store_errors(store, config.db_path):
+        with store_errors(store, where):
             try:
                 store.migrate()
             except OSError as exc:
-                raise fail(f"cannot create the database at {config.db_path}: "
+                raise fail(f"cannot create the database at {where}: "
                            f"{exc.strerror or exc}") from None
             yield store
     finally:
