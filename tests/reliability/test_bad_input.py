@@ -74,10 +74,15 @@ def one_row(gateway: GatewayServer, request_id: str) -> dict:
 # -- generated from the OpenAPI description ----------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["positive", "negative"])
-def test_generated_requests_get_no_5xx_and_every_error_has_openai_shape(gateway, mode):
+def test_generated_requests_get_no_5xx_and_every_error_has_openai_shape(gateway, mode,
+                                                                        tmp_path_factory):
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
+    from hypothesis.configuration import set_hypothesis_home_dir
     from hypothesis.errors import Unsatisfiable
+
+    # Hypothesis keeps caches in ./.hypothesis; keep them out of the work tree.
+    set_hypothesis_home_dir(tmp_path_factory.getbasetemp() / "hypothesis")
 
     schema = schemathesis.openapi.from_url(gateway.url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
