@@ -106,15 +106,19 @@ class Meter:
 
 
 def _bound(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
-    if isinstance(value, list):
-        return sum(_bound(item) for item in value)
-    if isinstance(value, dict):
-        # Media parts are tokenized upstream by rules of their own, and not by a local count
-        # either: their (base64) bytes would only inflate the bound.
-        return sum(_bound(item) for key, item in value.items() if key not in _MEDIA)
-    return 0
+    # Iterative: client JSON may nest as deep as the parser allows (1,024 levels).
+    total, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass"))
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            # Media parts are tokenized upstream by rules of their own, and not by a local
+            # count either: their (base64) bytes would only inflate the bound.
+            stack.extend(v for k, v in item.items() if k not in _MEDIA)
+    return total
 
 
 _MEDIA = frozenset({"image_url", "input_audio", "file", "image", "audio"})

@@ -27,6 +27,10 @@ def usage_from_openai(usage: Any) -> Usage | None:
         return None
     try:
         details = usage.get("prompt_tokens_details") or {}
+        counts = (usage.get("prompt_tokens"), usage.get("completion_tokens"),
+                  details.get("cached_tokens"), details.get("cache_write_tokens"))
+        if not all(_plausible(c) for c in counts):
+            return None  # counted locally instead: a wild count must not skew the ledger
         # cache_write_tokens: what the Anthropic provider reports in OpenAI's shape (as
         # OpenRouter names it), so streamed cache writes are priced as cache writes.
         return Usage(input_tokens=int(usage.get("prompt_tokens") or 0),
@@ -35,6 +39,15 @@ def usage_from_openai(usage: Any) -> Usage | None:
                      cache_write_tokens=int(details.get("cache_write_tokens") or 0))
     except (TypeError, ValueError, AttributeError):
         return None
+
+
+#: No single request uses more tokens than this; a larger count is an upstream's mistake.
+_MAX_TOKENS = 100_000_000
+
+
+def _plausible(count: Any) -> bool:
+    return count is None or (isinstance(count, int) and not isinstance(count, bool)
+                             and 0 <= count <= _MAX_TOKENS)
 
 
 class OpenAIProvider:
@@ -169,9 +182,10 @@ class OpenAIChunkStream:
         self._done = False
 
     async def prefetch(self) -> None:
-        """Read until the first event has arrived (or the stream ended)."""
+        """Read until the first event has arrived (or the stream ended). Only the caller's
+        first-byte timeout bounds this wait: the idle timeout starts after the first event."""
         while not self._first and not self._done:
-            self._first = await self._read()
+            self._first = await self._read(idle=None)
 
     def __aiter__(self) -> OpenAIChunkStream:
         return self
@@ -186,9 +200,9 @@ class OpenAIChunkStream:
                 return payloads
         raise StopAsyncIteration
 
-    async def _read(self) -> list[bytes]:
+    async def _read(self, idle: float | None | bool = True) -> list[bytes]:
         try:
-            async with asyncio.timeout(self._idle):
+            async with asyncio.timeout(self._idle if idle is True else idle):
                 chunk = await self._response.content.readany()
         except TimeoutError:
             self._response.close()

@@ -71,6 +71,17 @@ class RecordWriter:
                       timeout, self.dropped)
         self._thread = None
 
+    def _write_each(self, batch: list[RequestRecord]) -> list[RequestRecord]:
+        written = []
+        for record in batch:
+            try:
+                self._write([record])
+                written.append(record)
+            except Exception:
+                self.dropped += 1
+                log.exception("request record %s cannot be stored; dropped", record.request_id)
+        return written
+
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -112,7 +123,12 @@ class RecordWriter:
             try:
                 self._write(batch)
                 break
-            except Exception:
+            except Exception as exc:
+                if not _transient(exc):
+                    # A row the database cannot take (a value out of range): retrying would
+                    # wedge every later record behind it. Write the others one by one.
+                    batch = self._write_each(batch)
+                    break
                 # Locked or unreachable database: keep the batch and try again; nothing is lost.
                 self.failed_writes += 1
                 self.healthy = False
@@ -125,3 +141,14 @@ class RecordWriter:
                 sink(batch)
             except Exception:
                 log.exception("request record sink failed")
+
+
+#: DB-API errors that say the data is wrong, not the database: no retry will help.
+_PERMANENT = {"DataError", "IntegrityError", "ProgrammingError", "InterfaceError",
+              "NotSupportedError"}
+
+
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, OverflowError | ValueError | TypeError):
+        return False
+    return not any(cls.__name__ in _PERMANENT for cls in type(exc).__mro__)

@@ -49,13 +49,6 @@ class Fault:
     usage_source: str | None = None
 
 
-# README: first_byte_timeout is the wait for "a stream's first event"; idle_timeout the silence
-# allowed *between* events. OpenAIChunkStream.prefetch() reads the first event under the idle
-# timeout, so a stream whose headers came is cut after idle_timeout with upstream_idle_timeout.
-FIRST_EVENT_BUG = pytest.mark.xfail(
-    strict=True, reason="the first stream event is awaited under CIRCUIT_IDLE_TIMEOUT, not "
-    "CIRCUIT_FIRST_BYTE_TIMEOUT (circuit/providers/openai.py, prefetch -> _read)")
-
 FAULTS = [
     Fault("upstream_500", Behaviour(status=500), False, 502, "upstream_server_error",
           "failed", openai.InternalServerError),
@@ -67,14 +60,10 @@ FAULTS = [
           openai.InternalServerError, model=REFUSED_MODEL),
     Fault("hang_past_the_first_byte_timeout", Behaviour(hang=3.0), False, 504,
           "upstream_timeout", "failed", openai.InternalServerError),
-    pytest.param(
-        Fault("stream_silent_past_the_first_byte_timeout", Behaviour(first_chunk_delay=3.0),
-              True, 504, "upstream_timeout", "failed", openai.InternalServerError),
-        marks=FIRST_EVENT_BUG),
-    pytest.param(
-        Fault("first_event_after_the_idle_but_within_the_first_byte_timeout",
-              Behaviour(first_chunk_delay=0.75, reply=WORDS), True, 200, None, "ok", None),
-        marks=FIRST_EVENT_BUG),
+    Fault("stream_silent_past_the_first_byte_timeout", Behaviour(first_chunk_delay=3.0),
+          True, 504, "upstream_timeout", "failed", openai.InternalServerError),
+    Fault("first_event_after_the_idle_but_within_the_first_byte_timeout",
+          Behaviour(first_chunk_delay=0.75, reply=WORDS), True, 200, None, "ok", None),
     Fault("drop_mid_stream", Behaviour(drop_after_chunks=3, reply=WORDS), True, 200,
           "upstream_stream_broken", "failed", openai.APIError, partial=True,
           usage_source="local"),
