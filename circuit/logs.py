@@ -109,9 +109,9 @@ class RequestLog:
     def _text(r: RequestRecord, now: str) -> str:
         cost = "-" if r.cost_micros is None else f"{r.cost_micros / 1e6:.6f}"
         return (f"{now} INFO circuit.requests request_id={r.request_id} "
-                f"key={r.key_name or '-'} model={r.model or '-'} "
+                f"key={r.key_name or '-'} model={_plain(r.model)} "
                 f"provider={r.provider or '-'} status={r.status} status_code={r.status_code} "
-                f"error={r.error_code or '-'} latency_ms={r.latency_ms or 0.0:.1f} "
+                f"error={_plain(r.error_code)} latency_ms={r.latency_ms or 0.0:.1f} "
                 f"tokens_in={r.tokens_input} tokens_out={r.tokens_output} cost_usd={cost} "
                 f"usage={r.usage_source or '-'} attempts={r.attempts}")
 
@@ -125,3 +125,13 @@ class RequestLog:
             "tokens_in": r.tokens_input, "tokens_out": r.tokens_output,
             "cost_usd": r.cost_usd, "usage": r.usage_source, "attempts": r.attempts,
         }).decode()
+
+
+def _plain(value: str | None) -> str:
+    """A client-chosen value made safe for a text log line: control characters (a newline
+    that would forge a line, a terminal escape) and spaces are escaped, not written."""
+    if not value:
+        return "-"
+    if value.isprintable() and " " not in value:
+        return value
+    return value.encode("unicode_escape").decode("ascii").replace(" ", "\\x20")

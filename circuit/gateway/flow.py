@@ -17,7 +17,7 @@ from time import perf_counter
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from circuit.accounting.budget import Reservation
@@ -136,6 +136,14 @@ class ChatFlow:
         except CircuitError as error:
             self._refuse(record, admission, error, started)
             return error_response(error)
+        except ClientDisconnect:
+            # The client left before its request was whole: nothing to answer, nothing failed.
+            record.status = "client_disconnected"
+            record.status_code = 499
+            record.error_code = "client_disconnected"
+            record.latency_ms = round((perf_counter() - started) * 1000, 3)
+            gateway.finish(record)
+            return Response(status_code=499)
         except Exception as exc:
             log.error("request %s failed unexpectedly", record.request_id, exc_info=exc)
             error = CircuitError("The gateway failed unexpectedly; see its log.")

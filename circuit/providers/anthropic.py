@@ -34,6 +34,7 @@ from circuit.providers.anthropic_stream import StreamTranslator, stream_error_bo
 from circuit.providers.anthropic_translate import completion_from_anthropic, to_anthropic
 from circuit.providers.base import ChatCall, Completion, Timeouts
 from circuit.providers.sse import SSEDecoder
+from circuit.providers.upstream_errors import redact
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -48,10 +49,11 @@ _REJECTED = {
 
 
 def error_from_anthropic(status: int, body: bytes, headers: Mapping[str, str],
-                         provider: str) -> UpstreamError:
+                         provider: str, secret: str | None = None) -> UpstreamError:
     """The typed error for Anthropic's non-2xx answer
-    (`{"type": "error", "error": {"type": ..., "message": ...}}`)."""
+    (`{"type": "error", "error": {"type": ..., "message": ...}}`); `secret` is cut out."""
     kind, message = _describe(body)
+    message = redact(message, secret) if message else message
     if status in (401, 403):
         # The gateway's own credentials failed; the upstream's words may quote the key.
         error = UpstreamFailed(f"{provider} rejected the gateway's credentials ({status})",
@@ -113,6 +115,7 @@ class AnthropicProvider:
         self._models_url = base + "/v1/models"
         self._headers = {"Content-Type": "application/json", "Accept": "application/json",
                          "anthropic-version": ANTHROPIC_VERSION}
+        self._api_key = api_key
         if api_key:
             self._headers["x-api-key"] = api_key
         self._timeouts = timeouts or Timeouts()
@@ -154,7 +157,8 @@ class AnthropicProvider:
                 body = b""
             finally:
                 response.release()
-            raise error_from_anthropic(response.status, body, response.headers, self.name)
+            raise error_from_anthropic(response.status, body, response.headers, self.name,
+                                       self._api_key)
         return response
 
     async def complete(self, call: ChatCall) -> Completion:
@@ -221,7 +225,8 @@ class AnthropicProvider:
                     async with self._session.get(self._models_url, params=params) as response:
                         if response.status != 200:
                             raise error_from_anthropic(response.status, await response.read(),
-                                                       response.headers, self.name)
+                                                       response.headers, self.name,
+                                                       self._api_key)
                         page = orjson.loads(await response.read())
                     models.extend(m["id"] for m in page.get("data", [])
                                   if isinstance(m, dict) and "id" in m)

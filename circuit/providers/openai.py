@@ -16,7 +16,7 @@ from circuit.accounting.usage import Usage
 from circuit.errors import StreamBroken, UpstreamFailed, UpstreamTimeout, UpstreamUnreachable
 from circuit.providers.base import ChatCall, Completion, Timeouts
 from circuit.providers.sse import SSEDecoder
-from circuit.providers.upstream_errors import error_from_upstream
+from circuit.providers.upstream_errors import error_from_upstream, redact
 
 _DONE = b"[DONE]"
 
@@ -60,6 +60,7 @@ class OpenAIProvider:
         self.name = name
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._models_url = base_url.rstrip("/") + "/models"
+        self._api_key = api_key
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -109,7 +110,8 @@ class OpenAIProvider:
                 body = b""
             finally:
                 response.release()
-            raise error_from_upstream(response.status, body, response.headers, self.name)
+            raise error_from_upstream(response.status, body, response.headers, self.name,
+                                      self._api_key)
         return response
 
     async def complete(self, call: ChatCall) -> Completion:
@@ -142,7 +144,8 @@ class OpenAIProvider:
         try:
             async with asyncio.timeout(self._timeouts.first_byte):
                 response = await self._post(call)
-                stream = OpenAIChunkStream(self.name, response, self._timeouts.idle)
+                stream = OpenAIChunkStream(self.name, response, self._timeouts.idle,
+                                           self._api_key)
                 # Wait for the first event here, so a failure before it can still be retried.
                 await stream.prefetch()
                 return stream
@@ -161,7 +164,7 @@ class OpenAIProvider:
                     self._session.get(self._models_url) as response:
                 if response.status != 200:
                     raise error_from_upstream(response.status, await response.read(),
-                                              response.headers, self.name)
+                                              response.headers, self.name, self._api_key)
                 data = orjson.loads(await response.read()).get("data", [])
                 return [m["id"] for m in data if isinstance(m, dict) and "id" in m]
         except TimeoutError:
@@ -173,8 +176,13 @@ class OpenAIProvider:
 class OpenAIChunkStream:
     """An upstream SSE stream, yielding the `data:` payloads of each network read."""
 
-    def __init__(self, provider: str, response: aiohttp.ClientResponse, idle: float) -> None:
+    def __init__(self, provider: str, response: aiohttp.ClientResponse, idle: float,
+                 secret: str | None = None) -> None:
         self._provider = provider
+        # An upstream's mid-stream error may quote the key; events carrying its tail are
+        # redacted (a byte search per event, ~0.1 µs).
+        self._secret = secret if secret and len(secret) >= 16 else None
+        self._secret_tail = self._secret[-8:].encode() if self._secret else None
         self._response = response
         self._idle = idle
         self._decoder = SSEDecoder()
@@ -223,7 +231,10 @@ class OpenAIChunkStream:
                 self._done = True
                 self._response.release()
                 break
-            payloads.append(event.data)
+            data = event.data
+            if self._secret_tail is not None and self._secret_tail in data:
+                data = redact(data.decode("utf-8", "replace"), self._secret).encode()
+            payloads.append(data)
         return payloads
 
     async def aclose(self) -> None:

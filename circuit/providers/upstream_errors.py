@@ -12,10 +12,21 @@ from circuit.errors import UpstreamError, UpstreamFailed, UpstreamRejected
 _PASSED_THROUGH = {400, 404, 409, 413, 422, 429}
 
 
+def redact(text: str, secret: str | None) -> str:
+    """`text` without `secret`, nor the tail of it an upstream may quote (`...abcd1234`)."""
+    if not secret or not text:
+        return text
+    text = text.replace(secret, "[redacted]")
+    tail = secret[-8:]
+    return text.replace(tail, "[redacted]") if len(secret) >= 16 else text
+
+
 def error_from_upstream(status: int, body: bytes, headers: Mapping[str, str],
-                        provider: str) -> UpstreamError:
-    """The typed error for an upstream's non-2xx answer."""
+                        provider: str, secret: str | None = None) -> UpstreamError:
+    """The typed error for an upstream's non-2xx answer; `secret` (the provider's key) is
+    cut out of whatever the upstream said, which reaches the client and the record."""
     message, type_, code = _describe(body)
+    message = redact(message, secret) if message else message
     if status in (401, 403):
         # The gateway's own provider credentials failed; the upstream's words may quote the key.
         error = UpstreamFailed(f"{provider} rejected the gateway's credentials ({status})",

@@ -134,11 +134,6 @@ def test_a_chunked_body_over_the_limit_gets_413_while_it_is_still_arriving(gatew
     assert one_row(gateway, request_id)["status_code"] == 413
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a client that disconnects while sending its body is recorded as a gateway failure: "
-    "read_body() lets starlette's ClientDisconnect escape, ChatFlow.__call__ "
-    "(circuit/gateway/flow.py) catches it as an unexpected Exception, logs a traceback at "
-    "ERROR and records status=failed, 500, internal_error"))
 def test_a_client_that_leaves_during_its_upload_is_recorded_as_client_disconnected(
         gateway, request_id):
     partial = request_bytes("POST", CHAT, request_id=request_id).replace(
@@ -186,11 +181,6 @@ def test_nesting_deeper_than_the_parser_allows_gets_400(gateway, request_id):
     assert one_row(gateway, request_id)["status_code"] == 400
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the admission byte bound recurses over the client's JSON: _bound() in "
-    "circuit/accounting/meter.py (2 Python frames a level) raises RecursionError at ~500 "
-    "levels, which orjson accepts (up to 1024): a 1 KB body gets 500 internal_error and a "
-    "traceback in the log"))
 def test_nesting_the_parser_accepts_is_served(gateway, request_id):
     content = b"[" * 1000 + b"]" * 1000
     body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": ' + content + b"}]}"

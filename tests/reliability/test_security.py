@@ -162,11 +162,6 @@ FORGED = "2026-01-01T00:00:00.000Z INFO circuit.requests request_id=forged key=a
 
 
 def test_a_client_cannot_forge_log_lines_through_the_model_name(secured, request):
-    if secured.log_format == "text":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "log injection: the text request line (RequestLog._text, circuit/logs.py) writes the "
-            "client's model name unescaped, so a newline in it starts a forged line (and ANSI "
-            "escapes reach the operator's terminal)")))
     response = httpx.post(secured.gateway.url + CHAT,
                           json=chat_body(model=f"gpt-4o-mini\n{FORGED}\x1b[2J"),
                           headers=auth(CONFIG_KEY, "sec-forge"), timeout=10)
@@ -234,11 +229,6 @@ def test_a_body_over_the_limit_is_refused_and_never_reaches_the_upstream(
 
 
 @pytest.mark.parametrize("status", [400, 429, 500])
-@pytest.mark.xfail(strict=True, reason=(
-    "DESIGN: a provider key never appears in an error body or a row; but an upstream error "
-    "message is passed on verbatim (circuit/providers/upstream_errors.py error_from_upstream: "
-    "the message of 400/404/409/413/422/429 as is, 5xx inside UpstreamFailed's message), to "
-    "the client and into requests.error_message; only 401/403 are masked"))
 def test_an_upstream_error_quoting_the_provider_key_does_not_pass_it_on(
         openai_gateway, upstream, status, request_id):
     upstream.script(Behaviour(
