@@ -7,6 +7,7 @@ here; shared printing and exit codes are in `output`, settings and store access 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -143,6 +144,9 @@ def serve(
                   "    -d '{\"model\": \"gpt-4o-mini\", \"messages\": [{\"role\": \"user\", "
                   "\"content\": \"Hello\"}]}'\n", soft_wrap=True, markup=False)
     sys.stdout.flush()
+    # uvicorn re-raises the SIGTERM it handled once it has drained; with a no-op handler in
+    # place that re-raise does nothing, so a clean drain exits 0, as service managers expect.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run("circuit.main:app", host=active.host, port=active.port,
                 workers=active.workers if not reload else None, reload=reload,
                 loop="uvloop", http="httptools", access_log=False, log_level="warning",

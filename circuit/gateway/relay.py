@@ -54,17 +54,23 @@ class StreamRelay(Response):
         client_gone = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, client_gone,
                                                         asyncio.current_task()))
+        started = False
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            started = True
             await self._pump(send, outcome)
         except asyncio.CancelledError:
-            if not client_gone.is_set():
-                outcome.status = "failed"
-                outcome.error = StreamBroken("The gateway stopped mid-stream",
-                                             code="gateway_shutdown")
-                raise
             asyncio.current_task().uncancel()
-            outcome.status = "client_disconnected"
+            if client_gone.is_set():
+                outcome.status = "client_disconnected"
+            else:
+                # The server is stopping past its grace period: end the stream as any other
+                # failure after the first byte ends, with an error event and a clean end.
+                error = StreamBroken("The gateway stopped mid-stream", code="gateway_shutdown")
+                if started:
+                    with contextlib.suppress(Exception):
+                        await self._fail(send, outcome, error)
+                outcome.status, outcome.error = "failed", error
         except OSError:
             outcome.status = "client_disconnected"
         finally:

@@ -179,10 +179,6 @@ def test_a_draining_gateway_logs_no_traceback(drained):
     assert TRACEBACK not in drained.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "uvicorn (>= 0.29) re-raises the captured SIGTERM after its graceful shutdown, so "
-    "`circuit serve` dies by the signal (status -15, shell 143) even though it drained "
-    "cleanly; circuit/cli/app.py serve() calls uvicorn.run() without handling it"))
 def test_circuit_serve_exits_0_after_draining_on_sigterm(drained):
     assert drained.exit_status == 0
 
@@ -199,11 +195,6 @@ def test_streams_cut_after_the_grace_period_are_each_recorded_once_as_gateway_sh
     assert cut.seconds_to_exit < 10, "the grace period bounds the shutdown"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "README: a failure after a stream started ends with an error event and data: [DONE]; "
-    "StreamRelay.__call__ (circuit/gateway/relay.py) re-raises the shutdown's CancelledError "
-    "without sending them, so the client gets a truncated chunked body (and uvicorn logs "
-    "'Exception in ASGI application' with a traceback)"))
 def test_streams_cut_after_the_grace_period_end_with_an_error_event_and_done(cut):
     for request_id in _streams(cut):
         assert request_id not in cut.errors, cut.errors[request_id]
