@@ -121,3 +121,9 @@ def test_form_encoded_json_from_curl_is_accepted(mock_gateway, request_id):
     response = _call(mock_gateway, request_id, content=orjson.dumps(GOOD),
                      headers={"content-type": "application/x-www-form-urlencoded"})
     assert response.status_code == 200
+
+
+def test_a_trailing_slash_is_a_404_not_a_redirect(mock_gateway):
+    response = httpx.post(mock_gateway.url + URL + "/", json=GOOD,
+                          headers={"Authorization": f"Bearer {CLIENT_KEY}"})
+    _assert_openai_error(response, 404, "not_found")

@@ -120,6 +120,7 @@ def serve(
     import uvicorn
 
     from circuit.cli.first_key import ensure_first_key
+    from circuit.gateway.http_protocol import BoundedHttpToolsProtocol
 
     config_path = str(config) if config else ctx.meta.get(CONFIG_KEY)
     # The workers load their settings themselves; the environment is how flags reach them.
@@ -149,7 +150,7 @@ def serve(
     signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run("circuit.main:app", host=active.host, port=active.port,
                 workers=active.workers if not reload else None, reload=reload,
-                loop="uvloop", http="httptools", access_log=False, log_level="warning",
+                loop="uvloop", http=BoundedHttpToolsProtocol, access_log=False, log_level="warning",
                 timeout_graceful_shutdown=30)
 
 

@@ -88,6 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = CircuitApp(title="Circuit", version=__version__, lifespan=lifespan,
                      exception_handlers=EXCEPTION_HANDLERS, docs_url=None, redoc_url=None)
+    # A redirect for a trailing slash would be built from the Host header and bypass the
+    # record; an unknown path is a 404 in OpenAI's shape instead.
+    app.router.redirect_slashes = False
     app.state.gateway = gateway
     chat = ChatFlow(gateway)
     app.fast_routes = {("POST", "/v1/chat/completions"): chat}
