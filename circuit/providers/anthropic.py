@@ -28,13 +28,13 @@ from circuit.errors import (
     UpstreamFailed,
     UpstreamRejected,
     UpstreamTimeout,
-    UpstreamUnreachable,
 )
 from circuit.providers.anthropic_stream import StreamTranslator, stream_error_body
 from circuit.providers.anthropic_translate import completion_from_anthropic, to_anthropic
 from circuit.providers.base import ChatCall, Completion, Timeouts
 from circuit.providers.sse import SSEDecoder
 from circuit.providers.upstream_errors import redact
+from circuit.providers.upstream_http import post
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -140,26 +140,9 @@ class AnthropicProvider:
                                          default_max_tokens=self._default_max_tokens))
 
     async def _post(self, payload: bytes) -> aiohttp.ClientResponse:
-        assert self._session is not None, "provider not started"
-        try:
-            response = await self._session.post(self._url, data=payload)
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnreachable(f"{self.name} is unreachable: {exc.strerror or exc}") \
-                from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            raise UpstreamUnreachable(f"{self.name} closed the connection: {exc}") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailed(f"{self.name} request failed: {exc}") from None
-        if response.status >= 300:
-            try:
-                body = await response.read()
-            except aiohttp.ClientError:
-                body = b""
-            finally:
-                response.release()
-            raise error_from_anthropic(response.status, body, response.headers, self.name,
-                                       self._api_key)
-        return response
+        return await post(self._session, self._url, payload, self.name,
+                          lambda status, body, headers: error_from_anthropic(
+                              status, body, headers, self.name, self._api_key))
 
     async def complete(self, call: ChatCall) -> Completion:
         payload = self._payload(call)  # a request Anthropic cannot take fails before the call

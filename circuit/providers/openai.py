@@ -13,10 +13,11 @@ import aiohttp
 import orjson
 
 from circuit.accounting.usage import Usage
-from circuit.errors import StreamBroken, UpstreamFailed, UpstreamTimeout, UpstreamUnreachable
+from circuit.errors import StreamBroken, UpstreamFailed, UpstreamTimeout
 from circuit.providers.base import ChatCall, Completion, Timeouts
 from circuit.providers.sse import SSEDecoder
 from circuit.providers.upstream_errors import error_from_upstream, redact
+from circuit.providers.upstream_http import post
 
 _DONE = b"[DONE]"
 
@@ -93,26 +94,9 @@ class OpenAIProvider:
         return orjson.dumps({**call.body, **changes}) if changes else call.raw
 
     async def _post(self, call: ChatCall) -> aiohttp.ClientResponse:
-        assert self._session is not None, "provider not started"
-        try:
-            response = await self._session.post(self._url, data=self._payload(call))
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnreachable(f"{self.name} is unreachable: {exc.strerror or exc}") \
-                from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            raise UpstreamUnreachable(f"{self.name} closed the connection: {exc}") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailed(f"{self.name} request failed: {exc}") from None
-        if response.status >= 300:
-            try:
-                body = await response.read()
-            except aiohttp.ClientError:
-                body = b""
-            finally:
-                response.release()
-            raise error_from_upstream(response.status, body, response.headers, self.name,
-                                      self._api_key)
-        return response
+        return await post(self._session, self._url, self._payload(call), self.name,
+                          lambda status, body, headers: error_from_upstream(
+                              status, body, headers, self.name, self._api_key))
 
     async def complete(self, call: ChatCall) -> Completion:
         try:

@@ -215,3 +215,32 @@ def requests_between(rows: Rows, after_id: int, up_to_id: int, *, key: str | Non
     extra, params = _filters(key, status)
     return _records(rows, f"SELECT * FROM requests WHERE id > ? AND id <= ?{extra} ORDER BY id",
                     [after_id, up_to_id, *params])
+
+
+class ReportQueries:
+    """The report methods every store offers, run through the store's own `_rows`."""
+
+    def _rows(self, sql: str, params: Sequence[object]) -> Any:
+        raise NotImplementedError
+
+    def usage(self, *, since: str, until: str | None = None, by: str = "key",
+              key: str | None = None) -> UsageReport:
+        return usage(self._rows, since=since, until=until, by=by, key=key)
+
+    def spend_by_key(self, since: str) -> dict[str | None, int]:
+        return spend_by_key(self._rows, since)
+
+    def has_requests_from(self, key: str) -> bool:
+        return has_requests_from(self._rows, key)
+
+    def last_request_id(self) -> int:
+        return last_request_id(self._rows)
+
+    def latest_requests(self, limit: int = 10, *, up_to_id: int | None = None,
+                        key: str | None = None, status: str | None = None) -> list[dict]:
+        return latest_requests(self._rows, limit, up_to_id=up_to_id, key=key,
+                                       status=status)
+
+    def requests_between(self, after_id: int, up_to_id: int, *, key: str | None = None,
+                         status: str | None = None) -> list[dict]:
+        return requests_between(self._rows, after_id, up_to_id, key=key, status=status)

@@ -1,0 +1,36 @@
+"""The one way providers POST upstream: connection failures and error answers become typed
+errors, the same for every wire format."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import aiohttp
+
+from circuit.errors import UpstreamError, UpstreamFailed, UpstreamUnreachable
+
+ErrorMapper = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
+
+
+async def post(session: aiohttp.ClientSession | None, url: str, payload: bytes, provider: str,
+               error_for: ErrorMapper) -> aiohttp.ClientResponse:
+    """The upstream's 2xx response, headers read and body not yet; else a typed error
+    (`error_for` maps the upstream's own error answers)."""
+    assert session is not None, "provider not started"
+    try:
+        response = await session.post(url, data=payload)
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamUnreachable(f"{provider} is unreachable: {exc.strerror or exc}") from None
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        raise UpstreamUnreachable(f"{provider} closed the connection: {exc}") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamFailed(f"{provider} request failed: {exc}") from None
+    if response.status >= 300:
+        try:
+            body = await response.read()
+        except aiohttp.ClientError:
+            body = b""
+        finally:
+            response.release()
+        raise error_for(response.status, body, response.headers)
+    return response
