@@ -22,6 +22,8 @@ from circuit.providers.base import ChatCall, Completion
 
 MOCK_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-5-mini", "mock-echo")
 _WORD = re.compile(r"\s*\S+")
+#: Bodies up to this size are counted inline (tens of microseconds at most).
+_INLINE_COUNT_BYTES = 16 * 1024
 _ids = itertools.count(1)
 
 
@@ -91,8 +93,14 @@ class MockProvider:
                       output_tokens=self._counter.count_text(call.model, "".join(words)))
         return words, finish, usage
 
+    async def _counted_answer(self, call: ChatCall) -> tuple[list[str], str, Usage]:
+        # Counting a large prompt takes milliseconds: off the event loop, as everywhere else.
+        if len(call.raw) > _INLINE_COUNT_BYTES:
+            return await asyncio.to_thread(self._answer, call)
+        return self._answer(call)
+
     async def complete(self, call: ChatCall) -> Completion:
-        words, finish, usage = self._answer(call)
+        words, finish, usage = await self._counted_answer(call)
         text = "".join(words)
         body = {
             "id": f"chatcmpl-mock{next(_ids)}", "object": "chat.completion",
@@ -104,7 +112,7 @@ class MockProvider:
         return Completion(body=orjson.dumps(body), usage=usage, finish_reason=finish, text=text)
 
     async def open_stream(self, call: ChatCall) -> MockChunkStream:
-        words, finish, usage = self._answer(call)
+        words, finish, usage = await self._counted_answer(call)
         return MockChunkStream(call.model, words, finish, usage, self._delay)
 
 
