@@ -17,7 +17,7 @@ from circuit.errors import StreamBroken, UpstreamFailed, UpstreamTimeout
 from circuit.providers.base import ChatCall, Completion, Timeouts
 from circuit.providers.sse import SSEDecoder
 from circuit.providers.upstream_errors import error_from_upstream, redact
-from circuit.providers.upstream_http import post
+from circuit.providers.upstream_http import open_session, post
 
 _DONE = b"[DONE]"
 
@@ -70,12 +70,8 @@ class OpenAIProvider:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300,
-                                         keepalive_timeout=30)
-        # Only connect is bounded here; first-byte and idle timeouts are applied per read below.
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeouts.connect)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                              headers=self._headers, auto_decompress=True)
+        self._session = open_session(self._headers, self._timeouts.connect,
+                                     self._max_connections)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -12,6 +12,17 @@ from circuit.errors import UpstreamError, UpstreamFailed, UpstreamUnreachable
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
 
 
+def open_session(headers: Mapping[str, str], connect_timeout: float,
+                 max_connections: int) -> aiohttp.ClientSession:
+    """A pooled session for one upstream. Only connecting is bounded here: the first-byte and
+    idle timeouts are applied by the provider around each wait."""
+    connector = aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300,
+                                     keepalive_timeout=30)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, headers=dict(headers),
+                                 auto_decompress=True)
+
+
 async def post(session: aiohttp.ClientSession | None, url: str, payload: bytes, provider: str,
                error_for: ErrorMapper) -> aiohttp.ClientResponse:
     """The upstream's 2xx response, headers read and body not yet; else a typed error
