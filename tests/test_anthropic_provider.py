@@ -625,3 +625,17 @@ def test_stream_ignores_thinking_and_server_tool_blocks():
     chunks = [orjson.loads(p) for event in events for p in translator.feed(orjson.dumps(event))]
     assert [c["choices"][0]["delta"] for c in chunks] == [
         {"role": "assistant", "content": ""}, {"content": "Answer"}]
+
+
+def test_an_error_event_quoting_the_key_does_not_pass_it_on(fake):
+    fake.script(Behaviour(error_event_after_deltas=2, event_delay=0.02,
+                          error_message=f"Overloaded for {KEY}"))
+    text = orjson.dumps(stream_chunks(fake, chat(stream=True))).decode()
+    assert "Overloaded" in text
+    assert KEY not in text and KEY[-8:] not in text
+
+
+def test_an_early_error_event_quoting_the_key_does_not_pass_it_on(fake):
+    fake.script(Behaviour(error_event_after_deltas=-1, error_message=f"Overloaded for {KEY}"))
+    error = raises(fake, chat(stream=True), UpstreamFailed)
+    assert KEY not in error.message and KEY[-8:] not in error.message

@@ -168,7 +168,8 @@ class AnthropicProvider:
         options = call.body.get("stream_options")
         translator = StreamTranslator(
             self.name, call.model,
-            usage_nulls=isinstance(options, dict) and options.get("include_usage") is True)
+            usage_nulls=isinstance(options, dict) and options.get("include_usage") is True,
+            secret=self._api_key)
         response = None
         try:
             async with asyncio.timeout(self._timeouts.first_byte):

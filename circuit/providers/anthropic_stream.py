@@ -27,6 +27,7 @@ from circuit.providers.anthropic_translate import (
     openai_usage,
     usage_from_anthropic,
 )
+from circuit.providers.upstream_errors import redact
 
 
 class StreamTranslator:
@@ -35,8 +36,10 @@ class StreamTranslator:
     `stopped` is set by `message_stop` (the stream ended well); `error` by an `error` event,
     which becomes an OpenAI error payload (`{"error": {...}}`) for the relay to pass on."""
 
-    def __init__(self, provider: str, model: str, usage_nulls: bool = False) -> None:
+    def __init__(self, provider: str, model: str, usage_nulls: bool = False,
+                 secret: str | None = None) -> None:
         self._provider = provider
+        self._secret = secret  # cut out of an error event's message, which may quote it
         self._base: dict[str, Any] = {"id": "chatcmpl-", "object": "chat.completion.chunk",
                                       "created": int(time.time()), "model": model}
         if usage_nulls:  # what OpenAI does when the client asked for the usage chunk
@@ -128,6 +131,9 @@ class StreamTranslator:
         if kind == "error":
             error = event.get("error")
             self.error = error if isinstance(error, dict) else {"message": str(error)}
+            if isinstance(self.error.get("message"), str):
+                self.error = {**self.error,
+                              "message": redact(self.error["message"], self._secret)}
             return [orjson.dumps({"error": stream_error_body(self._provider, self.error)})]
         return []  # ping, and event types added after this was written
 
