@@ -10,6 +10,8 @@ from circuit.store.base import Store
 from circuit.store.records import KeyRow
 
 KEY_PREFIX = "sk-circuit-"
+#: A key's daily limit that exempts it from the default one (NULL means "the default applies").
+NO_DAILY_LIMIT = -1.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 

@@ -180,3 +180,10 @@ def test_revoke_on_an_unknown_key_exits_2(cli):
 def test_revoke_without_a_database_exits_2(cli):
     assert "no database at" in one_line_error(cli("keys", "revoke", "alice", code=2))
     assert not cli.db_path.exists()
+
+
+def test_a_key_can_be_exempted_from_the_default_daily_limit(cli):
+    cli.add_key("internal")
+    row = cli.json("keys", "set", "internal", "--daily-limit", "unlimited")
+    assert row["daily_limit_usd"] == -1.0
+    assert "unlimited" in cli("keys", "list").stdout

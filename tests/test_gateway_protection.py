@@ -266,3 +266,15 @@ def test_every_refusal_is_recorded_in_order_auth_rate_budget_breaker(tmp_path):
         assert orjson.loads(second.content)["error"]["type"] == "rate_limit_error"
     finally:
         server.stop()
+
+
+def test_an_exempted_key_is_not_held_to_the_default_daily_limit(tmp_path):
+    from circuit.keys import NO_DAILY_LIMIT
+
+    server = GatewayServer(tmp_path, PROVIDER="mock", CIRCUIT_DAILY_USD_LIMIT=0.000001).start()
+    try:
+        assert _post(server).status_code == 429  # the default: nearly nothing
+        secret = _add_key(server, "internal", daily_limit_usd=NO_DAILY_LIMIT)
+        assert [_post(server, secret).status_code for _ in range(3)] == [200] * 3
+    finally:
+        server.stop()

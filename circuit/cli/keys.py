@@ -15,7 +15,7 @@ import typer
 from circuit.cli import output
 from circuit.cli.context import reading, settings, writing
 from circuit.cli.output import JsonFlag, emit_json, fail, text
-from circuit.keys import InvalidKeyName, check_key_name, create_key
+from circuit.keys import NO_DAILY_LIMIT, InvalidKeyName, check_key_name, create_key
 from circuit.store.base import KeyExists, KeyNotFound, Store
 from circuit.store.records import KeyRow
 from circuit.store.reports import day_start, timestamp_text
@@ -43,15 +43,19 @@ def check_name(name: str) -> str:
 
 
 def parse_usd(option: str, value: str) -> float | None:
-    """A daily limit in USD, or None for one of CLEAR_WORDS."""
+    """A daily limit in USD, None for one of CLEAR_WORDS, NO_DAILY_LIMIT for `unlimited`."""
     if value.strip().lower() in CLEAR_WORDS:
         return None
+    if value.strip().lower() == "unlimited":
+        return NO_DAILY_LIMIT
     try:
         number = float(value.strip().lstrip("$"))
     except ValueError:
-        raise fail(f"{option} must be an amount in USD or `off`, got {value!r}") from None
+        raise fail(f"{option} must be an amount in USD, `off` or `unlimited`, got {value!r}") \
+            from None
     if not math.isfinite(number) or number < 0:
-        raise fail(f"{option} must be an amount in USD >= 0 or `off`, got {value!r}")
+        raise fail(f"{option} must be an amount in USD >= 0, `off` or `unlimited`, "
+                   f"got {value!r}")
     return number
 
 
@@ -177,7 +181,10 @@ def list_keys(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         spent = spend.get(row.name, 0) / 1_000_000
         limit = row.daily_limit_usd if row.daily_limit_usd is not None else \
             config.daily_usd_limit
-        limit_text = output.usd(limit) if limit is not None else "none"
+        if limit is not None and limit < 0:
+            limit = None  # exempt from the default
+        limit_text = output.usd(limit) if limit is not None else (
+            "unlimited" if row.daily_limit_usd is not None else "none")
         if row.daily_limit_usd is None:
             limit_text = f"[dim]{limit_text}*[/dim]"
             uses_default = True
@@ -203,9 +210,9 @@ def set_limits(
     ctx: typer.Context,
     name: NameArg,
     daily_limit: Annotated[str | None, typer.Option(
-        "--daily-limit", metavar="USD|off", show_default=False,
+        "--daily-limit", metavar="USD|off|unlimited", show_default=False,
         help="Daily spend limit in USD; `off` clears it, so the gateway default "
-             "applies.")] = None,
+             "applies; `unlimited` exempts the key from the default.")] = None,
     rpm: Annotated[str | None, typer.Option(
         "--rpm", metavar="N|off", show_default=False,
         help="Requests per minute; `off` clears it.")] = None,
@@ -248,6 +255,8 @@ def set_limits(
         if value is None:
             shown = "cleared (the gateway default applies)" if column == "daily_limit_usd" \
                 else "cleared (no limit)"
+        elif column == "daily_limit_usd" and value < 0:
+            shown = "unlimited (exempt from the gateway default)"
         else:
             shown = output.usd(value) if column == "daily_limit_usd" else f"{value:,}/min"
         console.print(f"{text(name)}: {label} {shown}", soft_wrap=True)

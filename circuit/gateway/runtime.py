@@ -81,10 +81,12 @@ class Gateway:
                       tpm=key.tpm if key.tpm is not None else self.settings.default_tpm)
 
     def daily_limit_micros(self, key: ClientKey) -> int | None:
-        """The key's daily budget in micro-dollars: its own, else the default; None: no limit."""
+        """The key's daily budget in micro-dollars: its own, else the default; None: no limit
+        (none configured, or the key exempted)."""
         usd = key.daily_limit_usd if key.daily_limit_usd is not None \
             else self.settings.daily_usd_limit
-        return None if usd is None else int(usd * 1_000_000)
+        # A negative limit (keys.NO_DAILY_LIMIT) exempts the key from the default one.
+        return None if usd is None or usd < 0 else int(usd * 1_000_000)
 
     def finish(self, record: RequestRecord) -> None:
         """A request is over: hand its record to the writer."""
