@@ -183,7 +183,7 @@ def test_breaker_opens_refuses_at_once_probes_after_cooldown_and_closes(upstream
     calls = upstream.calls
     started = time.monotonic()
     refused = _post(upstream_gateway)
-    assert time.monotonic() - started < 0.2
+    assert time.monotonic() - started < 1.0, "refused at once, not after the upstream's 3 s hang"
     assert refused.status_code == 503
     assert refused.json() == SERVICE_UNAVAILABLE
     assert 1 <= int(refused.headers["retry-after"]) <= 1
