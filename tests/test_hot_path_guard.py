@@ -4,6 +4,7 @@ settings parse happens on the event loop while requests are served."""
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 import pytest
@@ -63,3 +64,32 @@ def test_requests_neither_reload_settings_nor_touch_the_database_per_request(wat
     # per half second) and by budget leases (one per chunk of the limit): not per request.
     others = [name for name in calls[before:] if name != "circuit-record-writer"]
     assert len(others) < 30
+
+
+def test_an_exact_prompt_count_for_a_small_tpm_limit_loads_the_tokenizer_off_the_loop(
+        tmp_path, upstream):
+    from circuit.keys import create_key
+
+    server = GatewayServer(tmp_path, PROVIDER="openai", OPENAI_API_KEY="sk-upstream-test",
+                           OPENAI_BASE_URL=upstream.base_url).start()
+    try:
+        meter = server.gateway.meter
+        assert meter._counter is None
+        loaded_on = []
+        load = meter._load_counter
+        meter._load_counter = lambda: loaded_on.append(threading.current_thread().name) or load()
+        store = SQLiteStore(server.db_path)
+        secret = create_key(store, "small-tpm", tpm=50)
+        store.close()
+        body = {"model": "gpt-4o-mini", "max_tokens": 5,
+                "messages": [{"role": "user", "content": "hello " * 20}]}  # bound > 50 > exact
+        deadline = time.monotonic() + 3
+        while True:
+            response = httpx.post(server.url + "/v1/chat/completions", json=body,
+                                  headers={"Authorization": f"Bearer {secret}"})
+            if response.status_code != 401 or time.monotonic() > deadline:
+                break
+        assert response.status_code == 200, response.text
+        assert loaded_on and server._thread.name not in loaded_on
+    finally:
+        server.stop()

@@ -79,6 +79,11 @@ class Meter:
         output = max_tokens if max_tokens is not None else self.prices.max_output_tokens(model)
         return self.prices.worst_case_micros(model, prompt_bound + _UPSTREAM_MARGIN, output)
 
+    def count_prompt(self, model: str, messages: Any) -> int:
+        """An exact count of a prompt's tokens. Blocking (it may load the tokenizers): off the
+        event loop."""
+        return self.counter.count_messages(model, messages)
+
     def count_locally(self, model: str, messages: Any, output_text: str) -> Usage:
         """An exact count of what a request used. Blocking: off the event loop."""
         counter = self.counter

@@ -91,7 +91,7 @@ class ChatFlow:
                 # Only a key with a small tokens-per-minute limit could be refused on a bound:
                 # count exactly (off the loop) before deciding.
                 borrowed = (chat.max_tokens or 0) + await asyncio.to_thread(
-                    gateway.meter.counter.count_messages, targets[0].model, chat.messages)
+                    gateway.meter.count_prompt, targets[0].model, chat.messages)
             admission = Admission(key.name, limits, borrowed)
             gateway.limiter.admit(key.name, admission.limits, admission.borrowed_tokens)
             admission.reservation = await gateway.ledger.reserve(
