@@ -34,7 +34,7 @@ from circuit.providers.anthropic_translate import completion_from_anthropic, to_
 from circuit.providers.base import ChatCall, Completion, Timeouts
 from circuit.providers.sse import SSEDecoder
 from circuit.providers.upstream_errors import redact
-from circuit.providers.upstream_http import open_session, post
+from circuit.providers.upstream_http import open_session, post, post_for_body
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -135,25 +135,16 @@ class AnthropicProvider:
         return orjson.dumps(to_anthropic(call.body, call.model, stream=call.stream,
                                          default_max_tokens=self._default_max_tokens))
 
+    def _error_for(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+        return error_from_anthropic(status, body, headers, self.name, self._api_key)
+
     async def _post(self, payload: bytes) -> aiohttp.ClientResponse:
-        return await post(self._session, self._url, payload, self.name,
-                          lambda status, body, headers: error_from_anthropic(
-                              status, body, headers, self.name, self._api_key))
+        return await post(self._session, self._url, payload, self.name, self._error_for)
 
     async def complete(self, call: ChatCall) -> Completion:
         payload = self._payload(call)  # a request Anthropic cannot take fails before the call
-        try:
-            async with asyncio.timeout(self._timeouts.first_byte):
-                response = await self._post(payload)
-                try:
-                    body = await response.read()
-                finally:
-                    response.release()
-        except TimeoutError:
-            raise UpstreamTimeout(f"{self.name} did not answer within "
-                                  f"{self._timeouts.first_byte:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailed(f"{self.name} broke off its answer: {exc}") from None
+        body = await post_for_body(self._session, self._url, payload, self.name,
+                                   self._error_for, self._timeouts.first_byte)
         try:
             answer, usage, finish, text = completion_from_anthropic(orjson.loads(body),
                                                                     call.model)

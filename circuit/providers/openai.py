@@ -7,17 +7,18 @@ request against httpx's ~1.8 ms (DESIGN.md; encode/httpx#3215).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 import orjson
 
 from circuit.accounting.usage import Usage
-from circuit.errors import StreamBroken, UpstreamFailed, UpstreamTimeout
+from circuit.errors import StreamBroken, UpstreamError, UpstreamFailed, UpstreamTimeout
 from circuit.providers.base import ChatCall, Completion, Timeouts
 from circuit.providers.sse import SSEDecoder
 from circuit.providers.upstream_errors import error_from_upstream, redact
-from circuit.providers.upstream_http import open_session, post
+from circuit.providers.upstream_http import open_session, post, post_for_body
 
 _DONE = b"[DONE]"
 
@@ -89,24 +90,16 @@ class OpenAIProvider:
                                              "include_usage": True}
         return orjson.dumps({**call.body, **changes}) if changes else call.raw
 
+    def _error_for(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+        return error_from_upstream(status, body, headers, self.name, self._api_key)
+
     async def _post(self, call: ChatCall) -> aiohttp.ClientResponse:
         return await post(self._session, self._url, self._payload(call), self.name,
-                          lambda status, body, headers: error_from_upstream(
-                              status, body, headers, self.name, self._api_key))
+                          self._error_for)
 
     async def complete(self, call: ChatCall) -> Completion:
-        try:
-            async with asyncio.timeout(self._timeouts.first_byte):
-                response = await self._post(call)
-                try:
-                    body = await response.read()
-                finally:
-                    response.release()
-        except TimeoutError:
-            raise UpstreamTimeout(f"{self.name} did not answer within "
-                                  f"{self._timeouts.first_byte:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailed(f"{self.name} broke off its answer: {exc}") from None
+        body = await post_for_body(self._session, self._url, self._payload(call), self.name,
+                                   self._error_for, self._timeouts.first_byte)
         try:
             parsed = orjson.loads(body)
             choice = parsed["choices"][0]

@@ -3,11 +3,12 @@ errors, the same for every wire format."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 
 import aiohttp
 
-from circuit.errors import UpstreamError, UpstreamFailed, UpstreamUnreachable
+from circuit.errors import UpstreamError, UpstreamFailed, UpstreamTimeout, UpstreamUnreachable
 
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
 
@@ -45,3 +46,19 @@ async def post(session: aiohttp.ClientSession | None, url: str, payload: bytes, 
             response.release()
         raise error_for(response.status, body, response.headers)
     return response
+
+
+async def post_for_body(session: aiohttp.ClientSession | None, url: str, payload: bytes,
+                        provider: str, error_for: ErrorMapper, first_byte: float) -> bytes:
+    """The whole body of a (non-streamed) answer, which must arrive within `first_byte`."""
+    try:
+        async with asyncio.timeout(first_byte):
+            response = await post(session, url, payload, provider, error_for)
+            try:
+                return await response.read()
+            finally:
+                response.release()
+    except TimeoutError:
+        raise UpstreamTimeout(f"{provider} did not answer within {first_byte:g}s") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamFailed(f"{provider} broke off its answer: {exc}") from None

@@ -34,6 +34,21 @@ class Migration:
 
 MIGRATIONS: list[Migration] = []
 
+_LEDGER = ("CREATE TABLE IF NOT EXISTS circuit_migrations "
+           "(number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+
+
+def apply_pending(schema: Schema, applied: Callable[[], set[int]],
+                  mark: Callable[[Migration], None]) -> None:
+    """Apply, in order, every migration not yet applied; the caller holds the transaction and
+    the lock that make this happen once however many processes start together."""
+    schema.execute(_LEDGER)
+    done = applied()
+    for step in MIGRATIONS:
+        if step.number not in done:
+            step.apply(schema)
+            mark(step)
+
 
 def migration(fn: Callable[[Schema], None]) -> Callable[[Schema], None]:
     """Register `fn`, named `mNNN_description`, as migration number NNN."""

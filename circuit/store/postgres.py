@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from circuit.store.base import KeyExists, KeyNotFound
-from circuit.store.migrations import MIGRATIONS
+from circuit.store.migrations import apply_pending
 from circuit.store.postgres_locks import LOCK_STATEMENT, MIGRATION_LOCK, REQUESTS_LOCK
 from circuit.store.postgres_protection import PostgresProtection
 from circuit.store.postgres_reports import PostgresReports
@@ -137,17 +137,11 @@ class PostgresStore(PostgresProtection, PostgresReports):
         # and the advisory lock makes replicas starting together migrate once.
         with self.connection() as conn, conn.transaction():
             conn.execute(LOCK_STATEMENT, (MIGRATION_LOCK,))
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS circuit_migrations "
-                "(number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-            done = {row[0] for row in conn.execute("SELECT number FROM circuit_migrations")}
-            schema = _PostgresSchema(conn)
-            for step in MIGRATIONS:
-                if step.number in done:
-                    continue
-                step.apply(schema)
-                conn.execute("INSERT INTO circuit_migrations VALUES (%s, %s, %s)",
-                             (step.number, step.name, utc_now()))
+            apply_pending(
+                _PostgresSchema(conn),
+                lambda: {row[0] for row in conn.execute("SELECT number FROM circuit_migrations")},
+                lambda step: conn.execute("INSERT INTO circuit_migrations VALUES (%s, %s, %s)",
+                                          (step.number, step.name, utc_now())))
 
     def applied_migrations(self) -> list[int]:
         with self.connection() as conn:

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from circuit.store.base import KeyExists, KeyNotFound
-from circuit.store.migrations import MIGRATIONS
+from circuit.store.migrations import apply_pending
 from circuit.store.records import REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
 from circuit.store.sqlite_protection import SQLiteProtection
 from circuit.store.sqlite_reports import SQLiteReports
@@ -80,17 +80,11 @@ class SQLiteStore(SQLiteProtection, SQLiteReports):
         # IMMEDIATE takes the write lock first, so workers starting together migrate once.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS circuit_migrations "
-                "(number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-            done = {row[0] for row in conn.execute("SELECT number FROM circuit_migrations")}
-            schema = _SQLiteSchema(conn)
-            for step in MIGRATIONS:
-                if step.number in done:
-                    continue
-                step.apply(schema)
-                conn.execute("INSERT INTO circuit_migrations VALUES (?, ?, ?)",
-                             (step.number, step.name, utc_now()))
+            apply_pending(
+                _SQLiteSchema(conn),
+                lambda: {row[0] for row in conn.execute("SELECT number FROM circuit_migrations")},
+                lambda step: conn.execute("INSERT INTO circuit_migrations VALUES (?, ?, ?)",
+                                          (step.number, step.name, utc_now())))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
