@@ -3,6 +3,7 @@
     CircuitError                     status, type, code, message; `body()` is the wire shape
     ├── InvalidRequest               400  malformed JSON, missing or ill-typed fields
     ├── AuthenticationFailed         401  missing, unknown or revoked key
+    ├── ModelNotPriced               403  a key with a daily limit asked for a model with no price
     ├── NotFound                     404  unknown path
     ├── MethodNotAllowed             405
     ├── PayloadTooLarge              413  body over `max_body_bytes`
@@ -10,12 +11,15 @@
     ├── RateLimitExceeded            429  requests/tokens per minute, with Retry-After
     ├── QuotaExceeded                429  daily USD budget spent
     ├── ServiceUnavailable           503  no target can serve (breaker open); fixed body
+    ├── StoreUnavailable             503  the database did not answer in time on the request path
     └── UpstreamError                     a provider failed; `retryable` drives retry/breaker
         ├── UpstreamRejected         the upstream's own 400/404/409/422/429, passed through
         ├── UpstreamFailed           502  5xx, bad credentials upstream, unreadable answer
         ├── UpstreamUnreachable      502  connection refused or reset before an answer
         ├── UpstreamTimeout          504  no first byte, or a stream idle, past its timeout
+        ├── UpstreamNotStreaming     502  a stream was asked for and the upstream answered JSON
         └── StreamBroken             the upstream stream ended mid-way (becomes an SSE error event)
+            └── UpstreamOverrun      a stream passed the output the request reserved: cut there
 
 The gateway maps these to HTTP in one place (`circuit.gateway.responses`).
 """
@@ -29,6 +33,9 @@ class CircuitError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str = "internal_error"
+
+    #: The request field the error is about, when the upstream named one.
+    param: str | None = None
 
     def __init__(
         self,
@@ -45,7 +52,10 @@ class CircuitError(Exception):
 
     def body(self) -> dict:
         """The error in OpenAI's shape."""
-        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+        error = {"message": self.message, "type": self.type, "code": self.code}
+        if self.param is not None:
+            error["param"] = self.param
+        return {"error": error}
 
 
 class InvalidRequest(CircuitError):
@@ -64,6 +74,14 @@ class NotFound(CircuitError):
     status = 404
     type = "invalid_request_error"
     code = "not_found"
+
+
+class ModelNotPriced(CircuitError):
+    """A budgeted key must not spend without bound on a model name the client picks."""
+
+    status = 403
+    type = "permission_error"
+    code = "model_not_priced"
 
 
 class MethodNotAllowed(CircuitError):
@@ -103,14 +121,24 @@ class ServiceUnavailable(CircuitError):
     type = "service_unavailable"
     code = "service_unavailable"
 
-    def __init__(self, retry_after: int = 1) -> None:
-        super().__init__(
-            "Upstream provider temporarily unavailable",
-            headers={"retry-after": str(max(1, retry_after))},
-        )
+    def __init__(self, retry_after: int = 1, cause: str | None = None) -> None:
+        headers = {"retry-after": str(max(1, retry_after))}
+        if cause:
+            # The body is fixed; why the breakers opened (e.g. the gateway's own upstream key
+            # was refused) travels beside it.
+            headers["x-circuit-breaker-cause"] = cause
+        super().__init__("Upstream provider temporarily unavailable", headers=headers)
 
     def body(self) -> dict:
         return {"error": {"code": self.code, "message": self.message}}
+
+
+class StoreUnavailable(CircuitError):
+    """The database did not answer in time while a request needed it (a budget lease)."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "store_unavailable"
 
 
 class UpstreamError(CircuitError):
@@ -131,10 +159,11 @@ class UpstreamRejected(UpstreamError):
     breaker_failure = False
 
     def __init__(self, status: int, message: str, *, type: str, code: str | None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, param: str | None = None) -> None:
         super().__init__(message, code=code or "upstream_rejected", headers=headers)
         self.status = status
         self.type = type
+        self.param = param
         if status == 429:
             # Rate limited upstream: another try (or another target) may well succeed.
             self.retryable = True
@@ -159,6 +188,17 @@ class UpstreamTimeout(UpstreamError):
     code = "upstream_timeout"
 
 
+class UpstreamNotStreaming(UpstreamError):
+    """Asked for a stream, the upstream answered one JSON body: a mismatch of the upstream's,
+    which a retry would repeat and which says nothing of its health."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_not_streaming"
+    retryable = False
+    breaker_failure = False
+
+
 class StreamBroken(UpstreamError):
     """The upstream stream failed after its first byte; never retried."""
 
@@ -166,3 +206,10 @@ class StreamBroken(UpstreamError):
     type = "upstream_error"
     code = "upstream_stream_broken"
     retryable = False
+
+
+class UpstreamOverrun(StreamBroken):
+    """The stream's output passed what the request reserved: the upstream ignored the
+    request's output limit, and the gateway cut the stream there."""
+
+    code = "upstream_overrun"

@@ -46,6 +46,10 @@ class GatewayMetrics:
         self.retries = Counter("circuit_upstream_retries",
                                "Upstream calls that repeated a failed call to one provider.",
                                ["provider"], registry=r)
+        self.anomalies = Counter("circuit_usage_anomalies",
+                                 "Requests whose reported usage cannot be right (past the "
+                                 "request's bound, or far above a local count).",
+                                 ["provider", "kind"], registry=r)
         self.fallbacks = Counter("circuit_fallbacks",
                                  "Requests served by a target after an earlier one failed.",
                                  ["provider"], registry=r)
@@ -71,6 +75,8 @@ class GatewayMetrics:
                 self.tokens.labels(key, model, provider, "output").inc(r.tokens_output)
             if r.cost_micros:
                 self.cost.labels(key, model, provider).inc(r.cost_micros / 1_000_000)
+            if r.usage_anomaly:
+                self.anomalies.labels(provider, r.usage_anomaly.partition(":")[0]).inc()
             self._observe_attempts(r)
 
     def _observe_attempts(self, r: RequestRecord) -> None:

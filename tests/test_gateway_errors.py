@@ -22,7 +22,7 @@ def _assert_openai_error(response: httpx.Response, status: int, code: str) -> di
     assert response.status_code == status
     assert response.headers["content-type"].startswith("application/json")
     error = response.json()["error"]
-    assert set(error) == {"message", "type", "code"}
+    assert {"message", "type", "code"} <= set(error) <= {"message", "type", "code", "param"}
     assert error["code"] == code and error["message"]
     assert "Traceback" not in response.text
     return error
@@ -81,12 +81,29 @@ def test_deeply_nested_json_gets_400(mock_gateway, request_id):
     ({"model": "gpt-4o-mini", "messages": []}, "invalid_type"),
     ({"model": "gpt-4o-mini", "messages": ["hi"]}, "invalid_type"),
     ({**GOOD, "stream": "yes"}, "invalid_type"),
-    ({**GOOD, "max_tokens": -1}, "invalid_type"),
-    ({**GOOD, "max_tokens": "10"}, "invalid_type"),
 ])
 def test_missing_or_ill_typed_fields_get_400(mock_gateway, request_id, body, code):
     _assert_openai_error(_call(mock_gateway, request_id, json=body), 400, code)
     assert mock_gateway.record(request_id)["status_code"] == 400
+
+
+@pytest.mark.parametrize("body, code", [
+    ({**GOOD, "max_tokens": -1}, "integer_below_min_value"),
+    ({**GOOD, "max_tokens": "10"}, "invalid_type"),
+    ({**GOOD, "n": 0}, "integer_below_min_value"),
+])
+def test_output_knobs_are_the_upstreams_to_judge(mock_gateway, request_id, body, code):
+    # The gateway reads them only to bound the budget; the upstream (here the mock, as
+    # OpenAI would) refuses what it cannot take, naming the parameter.
+    error = _assert_openai_error(_call(mock_gateway, request_id, json=body), 400, code)
+    assert error["param"] in ("max_tokens", "n")
+
+
+@pytest.mark.parametrize("knob", ["max_tokens", "max_completion_tokens"])
+def test_an_output_limit_of_zero_is_not_refused_by_the_gateway(mock_gateway, request_id, knob):
+    # The official SDK's own test suite sends it.
+    response = _call(mock_gateway, request_id, json={**GOOD, knob: 0})
+    assert response.status_code == 200
 
 
 def test_body_over_the_limit_gets_413_from_its_declared_length(openai_gateway, request_id):

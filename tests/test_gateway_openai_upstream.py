@@ -103,10 +103,14 @@ def test_json_without_upstream_usage_is_counted_locally(openai_gateway, upstream
                                                                              "alpha beta")
 
 
-def test_unpriced_model_is_recorded_without_a_cost(openai_gateway, upstream, request_id):
-    _post(openai_gateway, {"model": "my-local-llama", "messages": HELLO}, request_id)
+def test_unpriced_model_is_refused_for_a_budgeted_key_and_recorded(openai_gateway, upstream,
+                                                                   request_id):
+    # This gateway's key has the default $10 limit; what an unlimited key gets is in
+    # tests/test_budget_ceiling.py.
+    response = _post(openai_gateway, {"model": "my-local-llama", "messages": HELLO}, request_id)
+    assert response.status_code == 403
     row = openai_gateway.record(request_id)
-    assert row["status"] == "ok" and row["tokens_output"] > 0
+    assert (row["status"], row["error_code"]) == ("rejected", "model_not_priced")
     assert row["cost_usd"] is None and row["cost_micros"] is None
 
 
@@ -141,7 +145,7 @@ def test_upstream_400_is_passed_on_with_its_message(openai_gateway, upstream, re
 
 def test_upstream_404_is_passed_on(openai_gateway, upstream, request_id):
     upstream.script(Behaviour(status=404, error_message="The model does not exist."))
-    response = _post(openai_gateway, {"model": "gpt-9", "messages": HELLO}, request_id)
+    response = _post(openai_gateway, {"model": "gpt-4o-2099-01-01", "messages": HELLO}, request_id)
     assert response.status_code == 404 and response.json()["error"]["type"]
 
 

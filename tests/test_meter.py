@@ -1,9 +1,11 @@
-"""The meter: a cheap upper bound before the call, exact counts only when needed, off the loop."""
+"""The meter and the request bound: a cheap upper bound before the call, exact counts only
+when needed, off the loop."""
 
 from __future__ import annotations
 
 import pytest
 
+from circuit.accounting.bound import chat_bound
 from circuit.accounting.meter import Meter
 from circuit.accounting.pricing import PriceTable
 from circuit.accounting.tokens import TokenCounter
@@ -31,20 +33,18 @@ def counter():
 @pytest.mark.parametrize("messages", PROMPTS)
 @pytest.mark.parametrize("model", ["gpt-4o", "gpt-4", "claude-sonnet-4-5"])
 def test_the_prompt_bound_is_never_below_the_exact_count(counter, messages, model):
-    meter = Meter(PriceTable.default(), load_counter=lambda: counter)
-    assert meter.prompt_bound(messages) >= counter.count_messages(model, messages)
+    bound = chat_bound({"model": model, "messages": messages})
+    assert bound.text_tokens >= counter.count_messages(model, messages)
 
 
-def test_media_bytes_do_not_inflate_the_bound():
-    meter = Meter(PriceTable.default())
-    assert meter.prompt_bound(PROMPTS[3]) < 100
+def test_media_bytes_do_not_inflate_the_text_bound():
+    assert chat_bound({"messages": PROMPTS[3]}).text_tokens < 100
 
 
 def test_the_tokenizer_is_loaded_only_when_first_needed(counter):
     loads = []
     meter = Meter(PriceTable.default(), load_counter=lambda: loads.append(1) or counter)
-    meter.prompt_bound(PROMPTS[1])
-    meter.worst_case_micros("gpt-4o", 100, 50)
+    meter.worst_case_micros("gpt-4o", chat_bound({"messages": PROMPTS[1], "max_tokens": 50}))
     assert loads == []
     assert meter.count_locally("gpt-4o", PROMPTS[0], "Hi!").output_tokens == 2
     meter.count_locally("gpt-4o", PROMPTS[0], "Hi!")

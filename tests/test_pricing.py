@@ -6,12 +6,18 @@ from decimal import Decimal
 
 import pytest
 
-from circuit.accounting.pricing import Price, PriceTable, micros_to_usd
+from circuit.accounting.pricing import Price, PriceTable, micros_to_usd, usd_text
 from circuit.accounting.usage import Usage
 
 
 @pytest.fixture(scope="module")
 def table() -> PriceTable:
+    """Circuit's own table, without genai-prices' catalog behind it."""
+    return PriceTable.default(catalog=False)
+
+
+@pytest.fixture(scope="module")
+def full_table() -> PriceTable:
     return PriceTable.default()
 
 
@@ -206,7 +212,7 @@ def test_worst_case_rounds_up(table):
         ("claude-opus-4-1", 32_000),
         ("claude-haiku-4-5", 64_000),
         ("claude-3-5-haiku", 8_192),
-        ("never-heard-of-it", 4_096),
+        ("never-heard-of-it", 32_768),
     ],
 )
 def test_max_output_tokens(table, model, cap):
@@ -288,3 +294,53 @@ def test_override_that_is_not_a_table_is_rejected():
 
 def test_micros_to_usd():
     assert micros_to_usd(1_250_000) == 1.25
+
+
+# -- the catalog behind the table (genai-prices) and the fallback price ----------------------
+
+@pytest.mark.parametrize(("model", "input_price", "output_price"), [
+    ("o1-pro", "150", "600"),
+    ("gpt-4.5-preview", "75", "150"),
+])
+def test_models_the_table_lacks_are_priced_from_genai_prices(full_table, model, input_price,
+                                                               output_price):
+    price = full_table.lookup(model)
+    assert (price.input, price.output) == (Decimal(input_price), Decimal(output_price))
+
+
+def test_the_table_wins_over_the_catalog(full_table):
+    assert full_table.lookup("gpt-4o").max_output_tokens == 16_384
+
+
+def test_an_override_wins_over_the_catalog():
+    table = PriceTable.default({"o1-pro": {"input": 1, "output": 2}})
+    assert table.lookup("o1-pro").input == Decimal(1)
+
+
+def test_a_fine_tune_is_unpriced_until_configured(full_table):
+    assert full_table.lookup("ft:gpt-4o-mini:acme::abc123") is None
+
+
+def test_long_context_tiers_price_the_whole_request_at_the_tier(full_table):
+    # gemini-2.5-pro: $1.25/M input up to 200k tokens, $2.50/M for all of a longer prompt.
+    assert full_table.cost_micros("gemini-2.5-pro", Usage(input_tokens=100_000)) == 125_000
+    assert full_table.cost_micros("gemini-2.5-pro", Usage(input_tokens=300_000)) == 750_000
+    assert full_table.worst_case_micros("gemini-2.5-pro", 300_000, 0) == 750_000
+
+
+def test_the_star_price_prices_every_model_nothing_else_does():
+    table = PriceTable.default({"*": {"input": 1, "output": 2}}, catalog=False)
+    assert table.cost_micros("my-local-llama", Usage(input_tokens=1000)) == 1_000
+    assert table.lookup("gpt-4o").input == Decimal("2.50")
+
+
+def test_a_catalog_model_without_a_known_cap_gets_the_generous_default(full_table):
+    assert full_table.max_output_tokens("gpt-4.5-preview") == 32_768
+
+
+@pytest.mark.parametrize(("micros", "shown"), [
+    (0, "$0.00"), (11, "$0.000011"), (2_000, "$0.002"), (10_000, "$0.01"),
+    (5_000_000, "$5.00"), (1_234_567, "$1.23"), (1_250_000_000, "$1,250.00"),
+])
+def test_amounts_for_people_keep_every_micro_dollar_below_a_dollar(micros, shown):
+    assert usd_text(micros) == shown

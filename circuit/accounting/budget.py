@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from circuit.errors import QuotaExceeded
+from circuit.accounting.pricing import usd_text
+from circuit.errors import QuotaExceeded, StoreUnavailable
 from circuit.store.timestamps import utc_now
 
 log = logging.getLogger("circuit.budget")
@@ -27,6 +28,9 @@ log = logging.getLogger("circuit.budget")
 LEASE_SHARE = 20
 #: A lease untouched this long goes back, so other processes may use it.
 IDLE_RETURN_SECONDS = 2.0
+#: Seconds a request may wait for the database to lease it budget (a locked SQLite file, an
+#: unreachable PostgreSQL) before it is answered 503 `store_unavailable`.
+LEASE_TIMEOUT = 3.0
 
 
 class LeaseStore(Protocol):
@@ -48,6 +52,7 @@ class Reservation:
     key_name: str
     day: str
     amount: int  # micro-dollars held for this request
+    limit: int  # the key's daily limit when it was made
 
 
 @dataclass
@@ -61,9 +66,11 @@ class _Lease:
 class BudgetLedger:
     """Reserve before a call, settle after it."""
 
-    def __init__(self, store: LeaseStore, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: LeaseStore, clock: Callable[[], float] = time.monotonic,
+                 lease_timeout: float = LEASE_TIMEOUT) -> None:
         self._store = store
         self._clock = clock
+        self._lease_timeout = lease_timeout
         self._leases: dict[tuple[str, str], _Lease] = {}
 
     async def reserve(self, key_name: str, limit_micros: int | None,
@@ -79,22 +86,53 @@ class BudgetLedger:
         lease.last_used = self._clock()
         if lease.limit == limit_micros and lease.available >= worst_micros:
             lease.available -= worst_micros  # the fast path: memory only
-            return Reservation(key_name, day, worst_micros)
-        async with lease.lock:
-            if lease.limit != limit_micros:
-                await self._give_back(key_name, day, lease)
-                lease.limit = limit_micros
-            while lease.available < worst_micros:
-                need = worst_micros - lease.available
-                want = max(need, limit_micros // LEASE_SHARE)
-                granted, total = await asyncio.to_thread(
-                    self._store.lease_budget, key_name, day, want, need, limit_micros)
-                if not granted:
-                    raise _quota_exceeded(limit_micros, worst_micros,
-                                          limit_micros - total + max(0, lease.available))
-                lease.available += granted
-            lease.available -= worst_micros
-            return Reservation(key_name, day, worst_micros)
+            return Reservation(key_name, day, worst_micros, limit_micros)
+        try:
+            # One deadline for the whole wait, the queue behind another request's lease
+            # included: a stalled database answers 503, never a stall as long as its lock.
+            async with asyncio.timeout(self._lease_timeout), lease.lock:
+                if lease.limit != limit_micros:
+                    await self._give_back(key_name, day, lease)
+                    lease.limit = limit_micros
+                while lease.available < worst_micros:
+                    need = worst_micros - lease.available
+                    want = max(need, limit_micros // LEASE_SHARE)
+                    granted, total = await self._lease(key_name, day, want, need, limit_micros)
+                    if not granted:
+                        raise _quota_exceeded(limit_micros, worst_micros,
+                                              limit_micros - total + max(0, lease.available))
+                    lease.available += granted
+                lease.available -= worst_micros
+                return Reservation(key_name, day, worst_micros, limit_micros)
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"The database did not lease this key's budget within "
+                f"{self._lease_timeout:g}s; try again shortly",
+                headers={"retry-after": "1"}) from None
+
+    async def _lease(self, key_name: str, day: str, want: int, need: int,
+                     limit: int) -> tuple[int, int]:
+        """One lease from the store, on a worker thread. A lease that arrives after its
+        request gave up is given back, so a slow database strands no budget."""
+        call = asyncio.get_running_loop().run_in_executor(
+            None, self._store.lease_budget, key_name, day, want, need, limit)
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            call.add_done_callback(lambda done: self._give_back_late(key_name, day, done))
+            raise
+        except Exception as exc:
+            log.error("leasing budget for %s failed: %s", key_name, exc)
+            raise StoreUnavailable("The database could not lease this key's budget; try "
+                                   "again shortly", headers={"retry-after": "1"}) from None
+
+    def _give_back_late(self, key_name: str, day: str, done: asyncio.Future) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        granted, _ = done.result()
+        if granted:
+            asyncio.get_running_loop().create_task(
+                asyncio.to_thread(self._store.return_budget, key_name, day, granted))
 
     def settle(self, reservation: Reservation | None, actual_micros: int | None) -> None:
         """Keep the actual cost of a reserved call and release the rest of its reservation."""
@@ -106,14 +144,19 @@ class BudgetLedger:
         actual = reservation.amount if actual_micros is None else actual_micros
         lease.available += reservation.amount - actual
         if lease.available < 0:
-            # Spent past the reservation (an upstream counted more than we could foresee):
-            # record the debt so the ledger stays true; later requests will be refused.
+            # Spent past the reservation: only an upstream that broke its contract does this
+            # (the record says so, as a usage anomaly). The overrun is booked against the
+            # key's remaining budget, up to its limit and never past it.
             debt, lease.available = -lease.available, 0
             asyncio.get_running_loop().create_task(self._cover(reservation, debt))
 
     async def _cover(self, reservation: Reservation, debt: int) -> None:
-        await asyncio.to_thread(self._store.lease_budget, reservation.key_name,
-                                reservation.day, debt, debt, 2**62)
+        try:
+            await asyncio.to_thread(self._store.lease_budget, reservation.key_name,
+                                    reservation.day, debt, 1, reservation.limit)
+        except Exception:
+            log.exception("booking an overrun of %d micro-dollars for %s failed", debt,
+                          reservation.key_name)
 
     async def return_idle(self) -> None:
         """Give back leases idle for a while, and drop those of past days."""
@@ -145,7 +188,8 @@ def _quota_exceeded(limit: int, worst: int, remaining: int) -> QuotaExceeded:
     reset = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     minutes = int((reset - now).total_seconds() // 60)
     return QuotaExceeded(
-        f"Daily budget of ${limit / 1e6:.2f} for this key would be exceeded: this request "
-        f"may cost up to ${worst / 1e6:.6f} and ${max(0, remaining) / 1e6:.6f} remains. "
+        f"Daily budget of {usd_text(limit)} for this key would be exceeded: this request "
+        f"may cost up to {usd_text(worst)} and {usd_text(max(0, remaining))} remains. "
+        "Send max_tokens to reserve less. "
         f"The budget resets at 00:00 UTC (in {minutes // 60}h {minutes % 60:02d}m).",
         headers={"retry-after": str(max(1, int((reset - now).total_seconds())))})

@@ -1,31 +1,38 @@
 """Meter: what a request may cost before the call, and what it did cost after it.
 
-Before the call the gateway needs only a bound, not a count: a byte-level BPE token covers at
-least one byte, so a prompt's UTF-8 size (plus the chat formula's few tokens per message) is an
-upper bound on its tokens that costs a microsecond, where an exact count costs ~100 µs per
-thousand tokens on the event loop. After the call the provider's own usage settles the cost;
-only when there is none (no usage sent, a stream that broke) is an exact local count needed,
-and that happens on the record writer's thread (`settle_local_counts`), which then hands the
-result back to the event loop. The tokenizers (~70 MB) are loaded on first need, off the loop.
+Before the call the gateway needs only a bound, not a count (`accounting.bound`): the body's
+size in bytes bounds its tokens and costs microseconds, where an exact count costs ~100 µs per
+thousand tokens. Only when a bound alone would be refused (a budget or a tokens-per-minute
+limit) is the text counted exactly (`refine`, off the event loop). After the call the
+provider's own usage settles the cost; only when there is none (no usage sent, a stream that
+broke) is a local count needed, and that happens on the record writer's thread
+(`settle_local_counts`), which then hands the result back to the event loop. The tokenizers
+(~70 MB) are loaded on first need, off the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
+from circuit.accounting.bound import RequestBound, billed_fields, json_bytes, tool_overhead
 from circuit.accounting.pricing import PriceTable
 from circuit.accounting.tokens import TokenCounter
 from circuit.accounting.usage import Usage
+from circuit.accounting.usage_checks import above_local_count
 
-#: Tokens the chat formula adds: per message, per name, and to prime the reply.
-_PER_MESSAGE, _PER_NAME, _PRIMING = 3, 1, 3
-#: Room for tokens an upstream counts that the local formula does not see.
-_UPSTREAM_MARGIN = 16
+log = logging.getLogger("circuit.meter")
+
+#: For a model whose tokenizer is not published (Claude, Llama, …) the local count is only
+#: an estimate: twice it is taken as the bound, and never more than the bytes.
+_ESTIMATE_FACTOR = 2
 
 
 @dataclass(slots=True)
@@ -57,32 +64,39 @@ class Meter:
                     self._counter = self._load_counter()
         return self._counter
 
-    def prompt_bound(self, messages: Any) -> int:
-        """An upper bound on the prompt's tokens, from its size in bytes."""
-        total = _PRIMING
-        if not isinstance(messages, list):
-            return total
-        for message in messages:
-            total += _PER_MESSAGE
-            if isinstance(message, dict):
-                for key, value in message.items():
-                    total += _bound(value) + (_PER_NAME if key == "name" else 0)
-        return total
-
     def cost_micros(self, model: str, usage: Usage) -> int | None:
         """Cost in micro-dollars, rounded up; None when the model has no price."""
         return self.prices.cost_micros(model, usage)
 
-    def worst_case_micros(self, model: str, prompt_bound: int,
-                          max_tokens: int | None) -> int | None:
-        """The most a call can cost: its prompt and `max_tokens` (or the model's output cap)."""
-        output = max_tokens if max_tokens is not None else self.prices.max_output_tokens(model)
-        return self.prices.worst_case_micros(model, prompt_bound + _UPSTREAM_MARGIN, output)
+    def output_limit(self, model: str, bound: RequestBound) -> int:
+        """The most output tokens a call to `model` may bill (every choice at its longest)."""
+        return bound.output_tokens(self.prices.max_output_tokens(model))
 
-    def count_prompt(self, model: str, messages: Any) -> int:
-        """An exact count of a prompt's tokens. Blocking (it may load the tokenizers): off the
-        event loop."""
-        return self.counter.count_messages(model, messages)
+    def tokens_needed(self, model: str, bound: RequestBound) -> int:
+        """Tokens a call to `model` borrows from a tokens-per-minute bucket."""
+        return bound.input_tokens(model) + self.output_limit(model, bound)
+
+    def worst_case_micros(self, model: str, bound: RequestBound) -> int | None:
+        """The most a call to `model` can cost; None when the model has no price."""
+        return self.prices.worst_case_micros(model, bound.input_tokens(model),
+                                             self.output_limit(model, bound))
+
+    def refine(self, model: str, body: Mapping[str, Any], bound: RequestBound) -> RequestBound:
+        """`bound` with its text part counted exactly: never above the byte bound, and, for a
+        model whose tokenizer is not published, twice the estimate. Blocking: off the loop."""
+        counter = self.counter
+        counted = counter.count_messages(model, body.get("messages")) + tool_overhead(body)
+        for value in billed_fields(body):
+            # A schema's JSON takes more tokens than the signature an upstream renders it as.
+            try:
+                text = value if isinstance(value, str) else orjson.dumps(value).decode()
+            except orjson.JSONEncodeError:  # nested past orjson's limit: keep its byte bound
+                counted += json_bytes(value)
+                continue
+            counted += counter.count_text(model, text)
+        if not counter.is_exact(model):
+            counted *= _ESTIMATE_FACTOR
+        return bound.with_text(min(counted, bound.text_tokens))
 
     def count_locally(self, model: str, messages: Any, output_text: str) -> Usage:
         """An exact count of what a request used. Blocking: off the event loop."""
@@ -92,8 +106,19 @@ class Meter:
                      source="local")
 
     def settle_local_counts(self, records: Sequence) -> None:
-        """Writer-thread hook: count the records that need it, then tell the event loop."""
+        """Writer-thread hook: count the records that need it (and tell the event loop), and
+        check reported usage against a local count where it looks too high."""
         for record in records:
+            check = record.verify_output
+            if check is not None:
+                record.verify_output = None
+                model, text, reported = check
+                anomaly = above_local_count(reported, self.counter.count_text(model, text))
+                if anomaly is not None:
+                    record.usage_anomaly = anomaly
+                    log.error("request %s: %s reported usage far above the text it sent "
+                              "(%s); recorded as reported", record.request_id,
+                              record.provider, anomaly)
             pending: LocalCount | None = record.local_count
             if pending is None:
                 continue
@@ -108,22 +133,3 @@ class Meter:
             # A closed loop (shutdown) has nothing left to settle.
             with contextlib.suppress(RuntimeError):
                 pending.loop.call_soon_threadsafe(pending.on_counted, usage, cost)
-
-
-def _bound(value: Any) -> int:
-    # Iterative: client JSON may nest as deep as the parser allows (1,024 levels).
-    total, stack = 0, [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            total += len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass"))
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            # Media parts are tokenized upstream by rules of their own, and not by a local
-            # count either: their (base64) bytes would only inflate the bound.
-            stack.extend(v for k, v in item.items() if k not in _MEDIA)
-    return total
-
-
-_MEDIA = frozenset({"image_url", "input_audio", "file", "image", "audio"})

@@ -11,12 +11,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from typing import Protocol
 
 from circuit.accounting.usage import Usage
 
 PICO_PER_MICRO = 1_000_000
 MICROS_PER_USD = 1_000_000
-DEFAULT_MAX_OUTPUT_TOKENS = 4096
+#: The output cap assumed for a priced model whose cap nobody stated. It bounds what a request
+#: without `max_tokens` reserves, and where such a stream is cut, so it errs on the high side.
+DEFAULT_MAX_OUTPUT_TOKENS = 32_768
+#: `[prices."*"]` in circuit.toml: the price of any model nothing else prices.
+FALLBACK_KEY = "*"
 
 _PRICE_FIELDS = ("input", "cached_input", "output", "cache_write")
 _OVERRIDE_FIELDS = frozenset((*_PRICE_FIELDS, "max_output_tokens"))
@@ -50,7 +55,9 @@ class Price:
     """List prices of one model in USD per million tokens, and its output cap.
 
     `cached_input` and `cache_write` default to `input`. Any number or decimal string is
-    accepted; the `*_pico` fields hold the exact integer pico-dollars per token.
+    accepted; the `*_pico` fields hold the exact integer pico-dollars per token. `tiers` are
+    (input tokens, Price) cliffs: past that many input tokens the whole request is priced at
+    the tier's rates (Anthropic's and Google's long-context prices).
     """
 
     input: Decimal
@@ -58,6 +65,7 @@ class Price:
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
     max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
+    tiers: tuple[tuple[int, Price], ...] = ()
     input_pico: int = field(init=False, repr=False, compare=False)
     cached_input_pico: int = field(init=False, repr=False, compare=False)
     output_pico: int = field(init=False, repr=False, compare=False)
@@ -74,6 +82,14 @@ class Price:
         cap = self.max_output_tokens
         if isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0:
             raise ValueError(f"max_output_tokens must be a positive integer, got {cap!r}")
+
+    def for_input(self, input_tokens: int) -> Price:
+        """The rates that apply to a request of `input_tokens` (the highest tier it passes)."""
+        rates = self
+        for start, tier in self.tiers:
+            if input_tokens > start:
+                rates = tier
+        return rates
 
 
 def _p(
@@ -161,16 +177,30 @@ def _candidates(model: str) -> list[str]:
     return names
 
 
-class PriceTable:
-    """Prices by model name, with lookups tolerant of snapshot suffixes and provider prefixes."""
+class Catalog(Protocol):
+    """A source of list prices for models the table does not name (see price_catalog)."""
 
-    def __init__(self, prices: Mapping[str, Price]) -> None:
+    def lookup(self, model: str) -> Price | None: ...
+
+
+class PriceTable:
+    """Prices by model name, with lookups tolerant of snapshot suffixes and provider prefixes.
+
+    Looked up in order: the table (built-in prices with circuit.toml's on top), then the
+    catalog (genai-prices' snapshot), then the `[prices."*"]` fallback; else unpriced.
+    """
+
+    def __init__(self, prices: Mapping[str, Price], catalog: Catalog | None = None) -> None:
         self._prices = {name.strip().lower(): price for name, price in prices.items()}
+        self._fallback = self._prices.pop(FALLBACK_KEY, None)
+        self._catalog = catalog
         self._memo: dict[str, Price | None] = {}
 
     @classmethod
-    def default(cls, overrides: Mapping[str, Mapping] | None = None) -> PriceTable:
-        """The built-in table, with `[prices."model"]` entries from circuit.toml on top.
+    def default(cls, overrides: Mapping[str, Mapping] | None = None, *,
+                catalog: Catalog | None | bool = True) -> PriceTable:
+        """The built-in table, with `[prices."model"]` entries from circuit.toml on top, and
+        genai-prices' catalog behind it (`catalog=False`: the table alone).
 
         An override replaces the whole price: `input` and `output` are required, `cached_input`
         and `cache_write` default to `input`; `max_output_tokens` defaults to the built-in cap.
@@ -179,7 +209,11 @@ class PriceTable:
         prices = dict(BUILTIN_PRICES)
         for model, spec in (overrides or {}).items():
             prices[str(model).strip().lower()] = _override(model, spec, prices)
-        return cls(prices)
+        if catalog is True:
+            from circuit.accounting.price_catalog import GenaiCatalog
+
+            catalog = GenaiCatalog()
+        return cls(prices, catalog or None)
 
     def lookup(self, model: str) -> Price | None:
         """The price of `model`, or None if unpriced."""
@@ -190,6 +224,10 @@ class PriceTable:
         if not isinstance(model, str):
             return None
         price = next((self._prices[n] for n in _candidates(model) if n in self._prices), None)
+        if price is None and self._catalog is not None:
+            price = self._catalog.lookup(model)
+        if price is None:
+            price = self._fallback
         if len(self._memo) >= _CACHE_LIMIT:
             self._memo.clear()
         self._memo[model] = price
@@ -200,6 +238,7 @@ class PriceTable:
         price = self.lookup(model)
         if price is None:
             return None
+        price = price.for_input(usage.input_tokens)
         cached = max(usage.cached_input_tokens, 0)
         written = max(usage.cache_write_tokens, 0)
         uncached = max(usage.input_tokens - cached - written, 0)
@@ -219,6 +258,7 @@ class PriceTable:
         price = self.lookup(model)
         if price is None:
             return None
+        price = price.for_input(input_tokens)
         pico = (
             max(input_tokens, 0) * price.input_pico + max(max_output_tokens, 0) * price.output_pico
         )
@@ -232,7 +272,7 @@ class PriceTable:
 
 def _override(model: object, spec: object, known: Mapping[str, Price]) -> Price:
     """Build one override Price, with errors that say where in circuit.toml to look."""
-    where = f"[prices.{model!r}]"
+    where = f'[prices."{model}"]'
     if not isinstance(spec, Mapping):
         raise ValueError(f"{where} must be a table of prices, got {spec!r}")
     unknown = sorted(set(map(str, spec)) - _OVERRIDE_FIELDS)
@@ -262,3 +302,14 @@ def _override(model: object, spec: object, known: Mapping[str, Price]) -> Price:
 def micros_to_usd(m: int) -> float:
     """Micro-dollars as US dollars, for display."""
     return m / MICROS_PER_USD
+
+
+def usd_text(micros: int) -> str:
+    """An amount for people: cents from a dollar up ($5.00), else every micro-dollar that
+    matters ($0.002, $0.000011): a refusal must never read "$0.00 remains" for $0.000011."""
+    if abs(micros) >= MICROS_PER_USD or micros == 0:
+        return f"${micros / MICROS_PER_USD:,.2f}"
+    digits = f"{abs(micros) / MICROS_PER_USD:.6f}".rstrip("0")
+    if len(digits.split(".")[1]) < 2:
+        digits = f"{abs(micros) / MICROS_PER_USD:.2f}"
+    return ("-$" if micros < 0 else "$") + digits

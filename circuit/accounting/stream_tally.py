@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import orjson
 
+from circuit.accounting.bound import utf8_len
+from circuit.accounting.output_guard import OutputGuard
 from circuit.accounting.usage import Usage
 from circuit.providers.openai import usage_from_openai
 
@@ -15,13 +17,15 @@ class MalformedChunk(ValueError):
 class StreamTally:
     """Observes `chat.completion.chunk` payloads: text, finish reason, usage, upstream errors."""
 
-    __slots__ = ("pieces", "usage", "finish_reason", "error", "_forward_usage")
+    __slots__ = ("pieces", "usage", "finish_reason", "error", "guard", "_forward_usage")
 
-    def __init__(self, client_wants_usage: bool) -> None:
+    def __init__(self, client_wants_usage: bool, guard: OutputGuard | None = None) -> None:
         self.pieces: list[str] = []
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.error: dict | None = None
+        #: Watches the output against what the request reserved (None: no limit to keep).
+        self.guard = guard
         self._forward_usage = client_wants_usage
 
     def observe(self, payload: bytes) -> bool:
@@ -41,23 +45,34 @@ class StreamTally:
         if usage:
             self.usage = usage_from_openai(usage)
         if choices:
-            choice = choices[0]
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            if isinstance(delta, dict):
-                content = delta.get("content")
-                if isinstance(content, str):
-                    self.pieces.append(content)
-                for call in delta.get("tool_calls") or ():
-                    function = call.get("function") if isinstance(call, dict) else None
-                    if isinstance(function, dict):
-                        self.pieces.append(function.get("name") or "")
-                        self.pieces.append(function.get("arguments") or "")
-            if isinstance(choice, dict) and choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
+            before = len(self.pieces)
+            # Every choice's output is billed (`n` > 1 streams them interleaved).
+            for choice in choices:
+                if not isinstance(choice, dict):
+                    continue
+                delta = choice.get("delta")
+                if isinstance(delta, dict):
+                    self._take(delta)
+                if choice.get("finish_reason"):
+                    self.finish_reason = choice["finish_reason"]
+            if self.guard is not None and len(self.pieces) > before:
+                self.guard.add(sum(utf8_len(p) for p in self.pieces[before:]))
             return True
         # The usage-only chunk the gateway asked for: hidden from a client that did not ask.
         return self._forward_usage or not usage
 
+    def _take(self, delta: dict) -> None:
+        content = delta.get("content")
+        if isinstance(content, str) and content:
+            self.pieces.append(content)
+        for call in delta.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                for part in (function.get("name"), function.get("arguments")):
+                    if isinstance(part, str) and part:
+                        self.pieces.append(part)
+
     @property
     def text(self) -> str:
         return "".join(self.pieces)
+

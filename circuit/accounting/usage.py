@@ -17,3 +17,5 @@ class Usage:
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     source: UsageSource = "provider"
+    #: Of `output_tokens`, those spent thinking: billed, but not in the answer's text.
+    reasoning_tokens: int = 0

@@ -56,6 +56,7 @@ def status(
                             "opened_at": row.opened_at, "probe_at": row.probe_at,
                             "calls_in_window": row.calls_in_window,
                             "failures_in_window": row.failures_in_window,
+                            "last_failure": row.last_failure,
                             "updated_at": row.updated_at, "live": live})
     providers: dict[str, dict] = {}
     for holder in holders:
@@ -72,13 +73,15 @@ def status(
                     "`circuit serve`; use --all for stopped ones).")
     else:
         grid = output.table("Circuit breakers")
-        for column in ("provider", "state", "process", "failures", "opened", "probes at"):
+        for column in ("provider", "state", "process", "failures", "opened", "probes at",
+                       "last failure"):
             grid.add_column(column)
         for holder in holders:
             state = _state(holder["state"]) + ("" if holder["live"] else " (stale)")
             grid.add_row(text(holder["provider"]), state, text(holder["holder"]),
                          f"{holder['failures_in_window']}/{holder['calls_in_window']}",
-                         when(holder["opened_at"]), when(holder["probe_at"]))
+                         when(holder["opened_at"]), when(holder["probe_at"]),
+                         text(holder["last_failure"] or "-"))
         output.out().print(grid)
     if fail_if_open and any_open:
         raise typer.Exit(EXIT_CHECK_FAILED)

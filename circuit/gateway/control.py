@@ -29,6 +29,14 @@ TICK_SECONDS = 0.5
 SNAPSHOT_SECONDS = 2.0
 
 
+def last_failure_text(breaker: CircuitBreaker) -> str | None:
+    """The breaker's last failure as operators read it: `code at time`."""
+    if breaker.last_failure is None:
+        return None
+    code, at = breaker.last_failure
+    return f"{code} at {utc_text(at)}"
+
+
 def process_holder() -> str:
     """This process, as named in breaker rows: host:pid."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -115,7 +123,7 @@ class ControlLoop:
         for name, breaker in self._breakers.items():
             calls, failures = breaker.failures_in_window()
             to_probe = breaker.seconds_to_probe()
-            snapshot = (breaker.state, breaker.opened_at, calls, failures)
+            snapshot = (breaker.state, breaker.opened_at, calls, failures, breaker.last_failure)
             if snapshot == self._snapshots.get(name) and not force and \
                     now - self._snapshot_at < SNAPSHOT_SECONDS:
                 continue
@@ -124,7 +132,7 @@ class ControlLoop:
                 name, self.holder, breaker.state,
                 utc_text(breaker.opened_at) if breaker.opened_at else None,
                 utc_text(time.time() + to_probe) if breaker.state == OPEN and to_probe is not None
-                else None, calls, failures, utc_now()))
+                else None, calls, failures, utc_now(), last_failure_text(breaker)))
         if states and len(states) == len(self._breakers):
             self._snapshot_at = now
         events, self._events = self._events, []

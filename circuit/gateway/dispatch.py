@@ -89,5 +89,8 @@ class Dispatcher:
                 return target, result, breaker
         if last_error is not None:
             raise last_error
-        raise ServiceUnavailable(min(self._breakers[t.provider.name].retry_after()
-                                     for t in targets))
+        breakers = [self._breakers[t.provider.name] for t in targets]
+        causes = dict.fromkeys(f"{b.provider}={b.last_failure[0]}" for b in breakers
+                               if b.last_failure is not None)
+        raise ServiceUnavailable(min(b.retry_after() for b in breakers),
+                                 ", ".join(causes) or None)

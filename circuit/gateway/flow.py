@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -20,12 +19,23 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from circuit.accounting.bound import RequestBound, chat_bound
 from circuit.accounting.budget import Reservation
 from circuit.accounting.meter import LocalCount
+from circuit.accounting.output_guard import OutputGuard
+from circuit.accounting.pricing import usd_text
 from circuit.accounting.stream_tally import StreamTally
 from circuit.accounting.usage import Usage
-from circuit.errors import CircuitError, ServiceUnavailable, UpstreamError
-from circuit.gateway.chat_request import parse_chat_request, read_body
+from circuit.accounting.usage_checks import past_bound, worth_verifying
+from circuit.errors import (
+    CircuitError,
+    ModelNotPriced,
+    QuotaExceeded,
+    ServiceUnavailable,
+    UpstreamError,
+)
+from circuit.gateway.auth import ClientKey
+from circuit.gateway.chat_request import ChatRequest, parse_chat_request, read_body
 from circuit.gateway.dispatch import DispatchTrace
 from circuit.gateway.relay import StreamOutcome, StreamRelay
 from circuit.gateway.request_id import SCOPE_KEY, new_request_id
@@ -51,12 +61,17 @@ class Admission:
     borrowed_tokens: int
     reservation: Reservation | None = None
     breaker: CircuitBreaker | None = None  # set once a call was let through
+    #: What the serving target may bill at most (usage past these is an anomaly).
+    input_limit: int | None = None
+    output_limit: int | None = None
 
 
-def _most(costs: Iterable[int | None]) -> int | None:
-    """The largest worst case among the targets; None if any is unpriced (not held back)."""
-    costs = list(costs)
-    return None if any(c is None for c in costs) else max(costs)
+def _not_priced(model: str, limit_micros: int) -> ModelNotPriced:
+    return ModelNotPriced(
+        f"Model {model!r} has no price, so Circuit cannot bound what it would cost this key "
+        f"(daily limit {usd_text(limit_micros)}). Price it in circuit.toml: "
+        f'[prices."{model}"] with input = and output = in USD per million tokens (0 for a '
+        'local model), or set a fallback price under [prices."*"].')
 
 
 class ChatFlow:
@@ -82,22 +97,8 @@ class ChatFlow:
             targets = gateway.router.targets(chat.model)
             record.provider = targets[0].provider.name
             record.upstream_model = targets[0].model
-            # An upper bound from the prompt's size: exact counts wait until they are needed.
-            prompt_bound = gateway.meter.prompt_bound(chat.messages)
-
-            limits = gateway.limits(key)
-            borrowed = prompt_bound + (chat.max_tokens or 0)
-            if limits.tpm is not None and borrowed > limits.tpm:
-                # Only a key with a small tokens-per-minute limit could be refused on a bound:
-                # count exactly (off the loop) before deciding.
-                borrowed = (chat.max_tokens or 0) + await asyncio.to_thread(
-                    gateway.meter.count_prompt, targets[0].model, chat.messages)
-            admission = Admission(key.name, limits, borrowed)
-            gateway.limiter.admit(key.name, admission.limits, admission.borrowed_tokens)
-            admission.reservation = await gateway.ledger.reserve(
-                key.name, gateway.daily_limit_micros(key),
-                _most(gateway.meter.worst_case_micros(t.model, prompt_bound, chat.max_tokens)
-                      for t in targets))
+            bound = chat_bound(chat.body)
+            admission, bound = await self._admit(key, chat, targets, bound)
 
             def attempt(target: Target):
                 call = ChatCall(chat.body, chat.raw, target.model, chat.stream,
@@ -117,6 +118,8 @@ class ChatFlow:
             record.provider = target.provider.name
             record.upstream_model = target.model
             headers = {"x-circuit-provider": target.provider.name}
+            admission.input_limit = bound.input_tokens(target.model)
+            admission.output_limit = gateway.meter.output_limit(target.model, bound)
             if chat.stream:
 
                 def settle_stream(tally: StreamTally, outcome: StreamOutcome) -> None:
@@ -124,7 +127,12 @@ class ChatFlow:
                                         outcome)
 
                 gateway.open_streams += 1
-                return StreamRelay(answer, StreamTally(client_wants_usage=chat.include_usage),
+                guard = None
+                if admission.reservation is not None:
+                    model = target.model
+                    guard = OutputGuard(admission.output_limit,
+                                        lambda text: gateway.meter.counter.count_text(model, text))
+                return StreamRelay(answer, StreamTally(chat.include_usage, guard),
                                    settle_stream, headers)
 
             completion = answer
@@ -149,6 +157,46 @@ class ChatFlow:
             error = CircuitError("The gateway failed unexpectedly; see its log.")
             self._refuse(record, admission, error, started)
             return error_response(error)
+
+    async def _admit(self, key: ClientKey, chat: ChatRequest, targets: list[Target],
+                     bound: RequestBound) -> tuple[Admission, RequestBound]:
+        """Take the request's tokens and reserve its worst case, or raise the refusal.
+
+        The bound is the body's byte size; when that alone would be refused (a small
+        tokens-per-minute limit, the last of a budget), the text is counted exactly, off the
+        loop, and admission is decided on the count."""
+        gateway = self.gateway
+        meter = gateway.meter
+        limit = gateway.daily_limit_micros(key)
+        if limit is not None:
+            for target in targets:
+                if not target.free and meter.prices.lookup(target.model) is None:
+                    raise _not_priced(target.model, limit)
+        limits = gateway.limits(key)
+        first = targets[0].model
+        if limits.tpm is not None and meter.tokens_needed(first, bound) > limits.tpm:
+            bound = await asyncio.to_thread(meter.refine, first, chat.body, bound)
+        admission = Admission(key.name, limits, meter.tokens_needed(first, bound))
+        gateway.limiter.admit(key.name, admission.limits, admission.borrowed_tokens)
+        try:
+            try:
+                admission.reservation = await self._reserve(key.name, limit, targets, bound)
+            except QuotaExceeded:
+                if bound.exact:
+                    raise
+                bound = await asyncio.to_thread(meter.refine, first, chat.body, bound)
+                admission.reservation = await self._reserve(key.name, limit, targets, bound)
+        except BaseException:
+            gateway.limiter.settle(key.name, limits, admission.borrowed_tokens, 0)
+            raise
+        return admission, bound
+
+    async def _reserve(self, key_name: str, limit: int | None, targets: list[Target],
+                       bound: RequestBound) -> Reservation | None:
+        # The largest worst case among the targets: any of them may end up serving.
+        worst = [self.gateway.meter.worst_case_micros(t.model, bound) for t in targets]
+        priced = [cost for cost in worst if cost is not None]
+        return await self.gateway.ledger.reserve(key_name, limit, max(priced) if priced else None)
 
     def _settle_stream(self, record: RequestRecord, admission: Admission, messages: Any,
                        started: float, tally: StreamTally, outcome: StreamOutcome) -> None:
@@ -186,6 +234,15 @@ class ChatFlow:
             record.tokens_cached = usage.cached_input_tokens
             record.usage_source = usage.source
             record.cost_micros = gateway.meter.cost_micros(record.upstream_model, usage)
+            record.usage_anomaly = past_bound(usage, admission.input_limit,
+                                              admission.output_limit)
+            if record.usage_anomaly is not None:
+                log.error("request %s: %s reported usage past what the request could bill "
+                          "(%s); recorded as reported", record.request_id, record.provider,
+                          record.usage_anomaly)
+            elif worth_verifying(usage, output_text):
+                record.verify_output = (record.upstream_model, output_text,
+                                        usage.output_tokens - usage.reasoning_tokens)
             charge(usage, record.cost_micros)
         else:
             record.local_count = LocalCount(record.upstream_model, messages, output_text,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from circuit.gateway.control import last_failure_text
 from circuit.gateway.runtime import Gateway
 
 #: A database that takes longer than this to answer is not ready.
@@ -39,5 +40,10 @@ def _providers(gateway: Gateway) -> dict:
     if gateway.router is None:
         return {"ok": False, "error": "not started"}
     breakers = {name: breaker.state for name, breaker in gateway.breakers.items()}
-    return {"ok": bool(gateway.router.providers), "default": gateway.router.default.name,
-            "breakers": breakers}
+    answer = {"ok": bool(gateway.router.providers), "default": gateway.router.default.name,
+              "breakers": breakers}
+    failures = {name: text for name, breaker in gateway.breakers.items()
+                if (text := last_failure_text(breaker)) is not None}
+    if failures:
+        answer["last_failures"] = failures
+    return answer

@@ -18,8 +18,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from circuit.accounting.stream_tally import MalformedChunk, StreamTally
-from circuit.errors import CircuitError, StreamBroken, UpstreamError
+from circuit.errors import CircuitError, StreamBroken, UpstreamError, UpstreamOverrun
 from circuit.providers.base import ChunkStream
+from circuit.providers.upstream_errors import upstream_error_fields
 
 _DONE = b"data: [DONE]\n\n"
 
@@ -83,19 +84,27 @@ class StreamRelay(Response):
 
     async def _pump(self, send: Send, outcome: StreamOutcome) -> None:
         tally = self._tally
+        guard = tally.guard
         try:
             async for payloads in self._stream:
                 out = [b"data: " + p + b"\n\n" for p in payloads if tally.observe(p)]
+                # Checked before relaying: a read that passes the reservation is not sent.
+                if guard is not None and guard.due() and await guard.exceeded(tally.pieces):
+                    await self._fail(send, outcome, UpstreamOverrun(
+                        f"The upstream streamed more than the {guard.limit} output tokens "
+                        "this request reserved; the gateway cut the stream there"))
+                    return
                 if out:
                     await send({"type": "http.response.body", "body": b"".join(out),
                                 "more_body": True})
                     if outcome.first_byte_at is None:
                         outcome.first_byte_at = perf_counter()
                 if tally.error is not None:
+                    # Already redacted by the provider; made fit for a record and a label.
+                    error = upstream_error_fields(tally.error, None)
                     outcome.status = "failed"
-                    outcome.error = StreamBroken(str(tally.error.get("message") or "upstream error"),
-                                                 code=str(tally.error.get("code") or
-                                                          "upstream_stream_error"))
+                    outcome.error = StreamBroken(error["message"] or "upstream error",
+                                                 code=error["code"] or "upstream_stream_error")
                     break
         except UpstreamError as error:
             await self._fail(send, outcome, error)

@@ -121,7 +121,8 @@ class Gateway:
                      for name, spec in self.specs.items() if name in used}
         for provider in providers.values():
             await provider.start()
-        self.router = Router(providers, self.settings.provider, self.routes)
+        self.router = Router(providers, self.settings.provider, self.routes,
+                             frozenset(name for name, spec in self.specs.items() if spec.free))
         self.breakers = {name: CircuitBreaker(name, self.breaker_policy) for name in providers}
         self.dispatcher = Dispatcher(self.breakers,
                                      {name: spec.retry for name, spec in self.specs.items()})

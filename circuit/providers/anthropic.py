@@ -33,7 +33,7 @@ from circuit.providers.anthropic_stream import StreamTranslator, stream_error_bo
 from circuit.providers.anthropic_translate import completion_from_anthropic, to_anthropic
 from circuit.providers.base import ChatCall, Completion, Timeouts
 from circuit.providers.sse import SSEDecoder
-from circuit.providers.upstream_errors import redact
+from circuit.providers.upstream_errors import upstream_error_fields
 from circuit.providers.upstream_http import open_session, post, post_for_body
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -52,8 +52,7 @@ def error_from_anthropic(status: int, body: bytes, headers: Mapping[str, str],
                          provider: str, secret: str | None = None) -> UpstreamError:
     """The typed error for Anthropic's non-2xx answer
     (`{"type": "error", "error": {"type": ..., "message": ...}}`); `secret` is cut out."""
-    kind, message = _describe(body)
-    message = redact(message, secret) if message else message
+    kind, message = _describe(body, secret)
     if status in (401, 403):
         # The gateway's own credentials failed; the upstream's words may quote the key.
         error = UpstreamFailed(f"{provider} rejected the gateway's credentials ({status})",
@@ -76,15 +75,13 @@ def error_from_anthropic(status: int, body: bytes, headers: Mapping[str, str],
                           headers=passed)
 
 
-def _describe(body: bytes) -> tuple[str | None, str | None]:
+def _describe(body: bytes, secret: str | None) -> tuple[str | None, str | None]:
     try:
         error = orjson.loads(body).get("error")
     except (orjson.JSONDecodeError, AttributeError):
-        return None, None
-    if not isinstance(error, dict):
-        return None, None
-    kind, message = error.get("type"), error.get("message")
-    return (str(kind) if kind else None, str(message)[:500] if message else None)
+        error = None
+    fields = upstream_error_fields(error, secret)
+    return fields["type"], fields["message"]
 
 
 def _error_from_event(provider: str, error: dict[str, Any]) -> UpstreamError:
@@ -139,7 +136,8 @@ class AnthropicProvider:
         return error_from_anthropic(status, body, headers, self.name, self._api_key)
 
     async def _post(self, payload: bytes) -> aiohttp.ClientResponse:
-        return await post(self._session, self._url, payload, self.name, self._error_for)
+        return await post(self._session, self._url, payload, self.name, self._error_for,
+                          stream=True)
 
     async def complete(self, call: ChatCall) -> Completion:
         payload = self._payload(call)  # a request Anthropic cannot take fails before the call

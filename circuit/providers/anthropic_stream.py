@@ -27,7 +27,7 @@ from circuit.providers.anthropic_translate import (
     openai_usage,
     usage_from_anthropic,
 )
-from circuit.providers.upstream_errors import redact
+from circuit.providers.upstream_errors import upstream_error_fields
 
 
 class StreamTranslator:
@@ -129,11 +129,8 @@ class StreamTranslator:
                 return []
             return [orjson.dumps({**self._base, "choices": [], "usage": openai_usage(usage)})]
         if kind == "error":
-            error = event.get("error")
-            self.error = error if isinstance(error, dict) else {"message": str(error)}
-            if isinstance(self.error.get("message"), str):
-                self.error = {**self.error,
-                              "message": redact(self.error["message"], self._secret)}
+            fields = upstream_error_fields(event.get("error"), self._secret)
+            self.error = {name: value for name, value in fields.items() if value is not None}
             return [orjson.dumps({"error": stream_error_body(self._provider, self.error)})]
         return []  # ping, and event types added after this was written
 
@@ -146,7 +143,7 @@ class StreamTranslator:
 def stream_error_body(provider: str, error: dict[str, Any]) -> dict[str, Any]:
     """An Anthropic stream `error` event's error, in OpenAI's error shape."""
     kind = str(error.get("type") or "api_error")
-    message = str(error.get("message") or "stream failed")[:500]
+    message = str(error.get("message") or "stream failed")
     return {"message": f"{provider} stream failed ({kind}): {message}",
             "type": "upstream_error",
             "code": "upstream_overloaded" if kind == "overloaded_error"

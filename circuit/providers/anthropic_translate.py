@@ -317,10 +317,13 @@ def completion_from_anthropic(message: dict[str, Any], model: str
 
     Raises KeyError/TypeError/AttributeError on a message that is not Anthropic's shape."""
     texts: list[str] = []
+    thinking: list[str] = []
     calls: list[dict[str, Any]] = []
     for block in message["content"]:
         if block["type"] == "text":
             texts.append(block["text"])
+        elif block["type"] == "thinking" and isinstance(block.get("thinking"), str):
+            thinking.append(block["thinking"])  # billed as output, not shown
         elif block["type"] == "tool_use":
             calls.append({"id": block["id"], "type": "function",
                           "function": {"name": block["name"],
@@ -345,6 +348,7 @@ def completion_from_anthropic(message: dict[str, Any], model: str
     }
     if usage is not None:
         body["usage"] = openai_usage(usage)
-    # What local counting would count, as the stream tally does: text, tool names, arguments.
-    counted = text + "".join(c["function"]["name"] + c["function"]["arguments"] for c in calls)
+    # What the output tokens paid for, for local counting: text, thinking, tool calls.
+    counted = text + "".join(thinking) + "".join(
+        c["function"]["name"] + c["function"]["arguments"] for c in calls)
     return body, usage, finish, counted

@@ -18,6 +18,7 @@ import orjson
 
 from circuit.accounting.tokens import TokenCounter
 from circuit.accounting.usage import Usage
+from circuit.errors import UpstreamRejected
 from circuit.providers.base import ChatCall, Completion
 
 MOCK_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-5-mini", "mock-echo")
@@ -44,9 +45,26 @@ def _last_user_text(messages: Any) -> str:
 def _max_tokens(body: dict[str, Any]) -> int | None:
     for name in ("max_completion_tokens", "max_tokens"):
         value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
     return None
+
+
+def check_knobs(body: dict[str, Any]) -> None:
+    """Refuse ill-typed output knobs as OpenAI does (the gateway leaves them to upstreams)."""
+    for name, minimum in (("max_tokens", 0), ("max_completion_tokens", 0), ("n", 1)):
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UpstreamRejected(400, f"Invalid type for '{name}': expected an integer",
+                                   type="invalid_request_error", code="invalid_type",
+                                   param=name)
+        if value < minimum:
+            raise UpstreamRejected(
+                400, f"Invalid '{name}': integer below minimum value. Expected a value >= "
+                f"{minimum}, but got {value} instead.", type="invalid_request_error",
+                code="integer_below_min_value", param=name)
 
 
 class MockProvider:
@@ -72,6 +90,7 @@ class MockProvider:
         return list(MOCK_MODELS)
 
     def _answer(self, call: ChatCall) -> tuple[list[str], str, Usage]:
+        check_knobs(call.body)
         prompt = _last_user_text(call.body.get("messages"))
         excerpt = " ".join(prompt.split()[:12]) or "(nothing)"
         reply = (f"This is a mock reply from Circuit. You said: {excerpt}. The mock provider "

@@ -17,7 +17,12 @@ from circuit.accounting.usage import Usage
 from circuit.errors import StreamBroken, UpstreamError, UpstreamFailed, UpstreamTimeout
 from circuit.providers.base import ChatCall, Completion, Timeouts
 from circuit.providers.sse import SSEDecoder
-from circuit.providers.upstream_errors import error_from_upstream, redact
+from circuit.providers.upstream_errors import (
+    WINDOW,
+    error_from_upstream,
+    quotes_secret,
+    redact,
+)
 from circuit.providers.upstream_http import open_session, post, post_for_body
 
 _DONE = b"[DONE]"
@@ -29,8 +34,10 @@ def usage_from_openai(usage: Any) -> Usage | None:
         return None
     try:
         details = usage.get("prompt_tokens_details") or {}
+        output_details = usage.get("completion_tokens_details") or {}
         counts = (usage.get("prompt_tokens"), usage.get("completion_tokens"),
-                  details.get("cached_tokens"), details.get("cache_write_tokens"))
+                  details.get("cached_tokens"), details.get("cache_write_tokens"),
+                  output_details.get("reasoning_tokens"))
         if not all(_plausible(c) for c in counts):
             return None  # counted locally instead: a wild count must not skew the ledger
         # cache_write_tokens: what the Anthropic provider reports in OpenAI's shape (as
@@ -38,7 +45,8 @@ def usage_from_openai(usage: Any) -> Usage | None:
         return Usage(input_tokens=int(usage.get("prompt_tokens") or 0),
                      output_tokens=int(usage.get("completion_tokens") or 0),
                      cached_input_tokens=int(details.get("cached_tokens") or 0),
-                     cache_write_tokens=int(details.get("cache_write_tokens") or 0))
+                     cache_write_tokens=int(details.get("cache_write_tokens") or 0),
+                     reasoning_tokens=int(output_details.get("reasoning_tokens") or 0))
     except (TypeError, ValueError, AttributeError):
         return None
 
@@ -50,6 +58,20 @@ _MAX_TOKENS = 100_000_000
 def _plausible(count: Any) -> bool:
     return count is None or (isinstance(count, int) and not isinstance(count, bool)
                              and 0 <= count <= _MAX_TOKENS)
+
+
+def _output_text(message: dict) -> str:
+    """Everything of one choice's message that its output tokens paid for: the text, a
+    refusal, and the name and arguments of each tool call."""
+    parts = [message.get("content"), message.get("refusal")]
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            parts += [function.get("name"), function.get("arguments")]
+    legacy = message.get("function_call")
+    if isinstance(legacy, dict):
+        parts += [legacy.get("name"), legacy.get("arguments")]
+    return "".join(part for part in parts if isinstance(part, str))
 
 
 class OpenAIProvider:
@@ -95,22 +117,21 @@ class OpenAIProvider:
 
     async def _post(self, call: ChatCall) -> aiohttp.ClientResponse:
         return await post(self._session, self._url, self._payload(call), self.name,
-                          self._error_for)
+                          self._error_for, stream=True)
 
     async def complete(self, call: ChatCall) -> Completion:
         body = await post_for_body(self._session, self._url, self._payload(call), self.name,
                                    self._error_for, self._timeouts.first_byte)
         try:
             parsed = orjson.loads(body)
-            choice = parsed["choices"][0]
-            text = (choice.get("message") or {}).get("content") or ""
-            finish = choice.get("finish_reason")
+            choices = parsed["choices"]
+            finish = choices[0].get("finish_reason")
+            text = "".join(_output_text(choice.get("message") or {}) for choice in choices)
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
             raise UpstreamFailed(f"{self.name} sent an unreadable answer",
                                  code="bad_upstream_response") from None
         usage = usage_from_openai(parsed.get("usage"))
-        return Completion(body=body, usage=usage, finish_reason=finish,
-                          text=text if isinstance(text, str) else "")
+        return Completion(body=body, usage=usage, finish_reason=finish, text=text)
 
     async def open_stream(self, call: ChatCall) -> OpenAIChunkStream:
         response = None
@@ -152,10 +173,11 @@ class OpenAIChunkStream:
     def __init__(self, provider: str, response: aiohttp.ClientResponse, idle: float,
                  secret: str | None = None) -> None:
         self._provider = provider
-        # An upstream's mid-stream error may quote the key; events carrying its tail are
-        # redacted (a byte search per event, ~0.1 µs).
-        self._secret = secret if secret and len(secret) >= 16 else None
-        self._secret_tail = self._secret[-8:].encode() if self._secret else None
+        # An upstream's mid-stream error may quote the key; events carrying its head or tail
+        # are redacted whole.
+        self._secret = secret if secret and len(secret) >= 2 * WINDOW else None
+        self._secret_ends = (secret[:WINDOW].encode(), secret[-WINDOW:].encode()) \
+            if self._secret else None
         self._response = response
         self._idle = idle
         self._decoder = SSEDecoder()
@@ -205,7 +227,7 @@ class OpenAIChunkStream:
                 self._response.release()
                 break
             data = event.data
-            if self._secret_tail is not None and self._secret_tail in data:
+            if self._secret_ends is not None and quotes_secret(data, *self._secret_ends):
                 data = redact(data.decode("utf-8", "replace"), self._secret).encode()
             payloads.append(data)
         return payloads

@@ -25,6 +25,7 @@ _NUMBERS = {"connect_timeout", "first_byte_timeout", "idle_timeout", "backoff_in
             "backoff_max", "deadline"}
 _INTEGERS = {"max_attempts", "default_max_tokens", "max_connections"}
 _TEXTS = {"kind", "base_url", "api_key_env"}
+_FLAGS = {"free"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class ProviderSpec:
     retry: RetryPolicy = RetryPolicy()
     default_max_tokens: int = 4096
     max_connections: int = 1000
+    #: Costs nothing (the mock; a local model): serves unpriced models to budgeted keys.
+    free: bool = False
 
 
 def provider_specs(settings: Settings) -> dict[str, ProviderSpec]:
@@ -45,7 +48,7 @@ def provider_specs(settings: Settings) -> dict[str, ProviderSpec]:
                         settings.idle_timeout)
     retry = RetryPolicy(settings.retry_max_attempts, settings.retry_backoff_initial,
                         settings.retry_backoff_max, settings.request_deadline)
-    specs = {"mock": ProviderSpec("mock", "mock", timeouts=timeouts, retry=retry)}
+    specs = {"mock": ProviderSpec("mock", "mock", timeouts=timeouts, retry=retry, free=True)}
     if settings.openai_api_key or settings.provider == "openai":
         specs["openai"] = ProviderSpec("openai", "openai", settings.openai_base_url,
                                        settings.openai_api_key, timeouts, retry)
@@ -63,7 +66,7 @@ def _spec_from_table(name: str, table: Any, settings: Settings, timeouts: Timeou
     where = f"[providers.{name}]"
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where} must be a table")
-    unknown = sorted(set(table) - _NUMBERS - _INTEGERS - _TEXTS)
+    unknown = sorted(set(table) - _NUMBERS - _INTEGERS - _TEXTS - _FLAGS)
     if unknown:
         raise ConfigError(f"{where}: unknown setting {unknown[0]!r}")
     for key, value in table.items():
@@ -75,6 +78,8 @@ def _spec_from_table(name: str, table: Any, settings: Settings, timeouts: Timeou
         if key in _INTEGERS and (isinstance(value, bool) or not isinstance(value, int)
                                  or value < 1):
             raise ConfigError(f"{where} {key} must be a whole number >= 1")
+        if key in _FLAGS and not isinstance(value, bool):
+            raise ConfigError(f"{where} {key} must be true or false")
     kind = table.get("kind", name if name in KINDS else None)
     if kind not in KINDS:
         raise ConfigError(f"{where} kind must be one of {', '.join(KINDS)}")
@@ -101,7 +106,8 @@ def _spec_from_table(name: str, table: Any, settings: Settings, timeouts: Timeou
                     table.get("backoff_max", retry.backoff_max),
                     table.get("deadline", retry.deadline)),
         table.get("default_max_tokens", settings.anthropic_max_tokens),
-        table.get("max_connections", 1000))
+        table.get("max_connections", 1000),
+        table.get("free", kind == "mock"))
 
 
 def route_table(settings: Settings,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
@@ -10,23 +12,61 @@ from circuit.errors import UpstreamError, UpstreamFailed, UpstreamRejected
 
 #: Upstream statuses whose meaning the client can act on, passed through as they are.
 _PASSED_THROUGH = {400, 404, 409, 413, 422, 429}
+#: What an error code or type may look like when passed on (it lands in headers and labels).
+_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+#: Longest upstream message passed on (cut only after redaction, so no key straddles the cut).
+MESSAGE_LIMIT = 500
+
+
+#: A run of this many characters of a key is enough to call a quote of it a leak.
+WINDOW = 8
 
 
 def redact(text: str, secret: str | None) -> str:
-    """`text` without `secret`, nor the tail of it an upstream may quote (`...abcd1234`)."""
+    """`text` without `secret`, nor any run of WINDOW or more of its characters (an upstream
+    may quote a key's head or tail, `sk-proj-abc…wxyz1234`, or cut it anywhere)."""
     if not secret or not text:
         return text
     text = text.replace(secret, "[redacted]")
-    tail = secret[-8:]
-    return text.replace(tail, "[redacted]") if len(secret) >= 16 else text
+    if len(secret) < 2 * WINDOW:
+        return text
+    for start in range(len(secret) - WINDOW + 1):
+        window = secret[start:start + WINDOW]
+        if window in text:
+            text = text.replace(window, "[redacted]")
+    return text
+
+
+def quotes_secret(data: bytes, head: bytes, tail: bytes) -> bool:
+    """Whether a stream event may quote the key: its first or last WINDOW characters are in
+    it (two byte searches, ~0.1 µs each, so every event can be checked)."""
+    return head in data or tail in data
+
+
+def upstream_error_fields(error: Any, secret: str | None) -> dict[str, str | None]:
+    """The message, type, code and param of an upstream's error object, each redacted of
+    `secret` first and only then cut to size; a code or type that is not a plain word is
+    dropped (it reaches headers, metrics labels and the record)."""
+    if isinstance(error, str):
+        error = {"message": error}
+    if not isinstance(error, dict):
+        return {"message": None, "type": None, "code": None, "param": None}
+    fields: dict[str, str | None] = {}
+    for name in ("message", "type", "code", "param"):
+        value = error.get(name)
+        text = redact(str(value), secret) if value is not None and value != "" else None
+        if text is not None and name in ("type", "code") and not _CODE.fullmatch(text):
+            text = None
+        fields[name] = text[:MESSAGE_LIMIT] if text is not None else None
+    return fields
 
 
 def error_from_upstream(status: int, body: bytes, headers: Mapping[str, str],
                         provider: str, secret: str | None = None) -> UpstreamError:
     """The typed error for an upstream's non-2xx answer; `secret` (the provider's key) is
-    cut out of whatever the upstream said, which reaches the client and the record."""
-    message, type_, code = _describe(body)
-    message = redact(message, secret) if message else message
+    cut out of every field of what the upstream said, which reaches the client and the record."""
+    fields = _describe(body, secret)
+    message, type_, code = fields["message"], fields["type"], fields["code"]
     if status in (401, 403):
         # The gateway's own provider credentials failed; the upstream's words may quote the key.
         error = UpstreamFailed(f"{provider} rejected the gateway's credentials ({status})",
@@ -40,23 +80,15 @@ def error_from_upstream(status: int, body: bytes, headers: Mapping[str, str],
         return UpstreamRejected(
             status, message or f"{provider} rejected the request ({status})",
             type=type_ or ("rate_limit_error" if status == 429 else "invalid_request_error"),
-            code=code, headers=passed)
+            code=code, headers=passed, param=fields["param"])
     return UpstreamFailed(f"{provider} failed with status {status}"
                           + (f": {message}" if message else ""),
                           code="upstream_server_error" if status >= 500 else "upstream_error")
 
 
-def _describe(body: bytes) -> tuple[str | None, str | None, str | None]:
+def _describe(body: bytes, secret: str | None) -> dict[str, str | None]:
     try:
         error = orjson.loads(body).get("error")
     except (orjson.JSONDecodeError, AttributeError):
-        return None, None, None
-    if isinstance(error, str):
-        return error[:500], None, None
-    if not isinstance(error, dict):
-        return None, None, None
-    message = error.get("message")
-    type_, code = error.get("type"), error.get("code")
-    return (str(message)[:500] if message else None,
-            str(type_) if type_ else None,
-            str(code) if code else None)
+        error = None
+    return upstream_error_fields(error, secret)

@@ -8,7 +8,13 @@ from collections.abc import Callable, Mapping
 
 import aiohttp
 
-from circuit.errors import UpstreamError, UpstreamFailed, UpstreamTimeout, UpstreamUnreachable
+from circuit.errors import (
+    UpstreamError,
+    UpstreamFailed,
+    UpstreamNotStreaming,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
 
@@ -25,9 +31,10 @@ def open_session(headers: Mapping[str, str], connect_timeout: float,
 
 
 async def post(session: aiohttp.ClientSession | None, url: str, payload: bytes, provider: str,
-               error_for: ErrorMapper) -> aiohttp.ClientResponse:
+               error_for: ErrorMapper, *, stream: bool = False) -> aiohttp.ClientResponse:
     """The upstream's 2xx response, headers read and body not yet; else a typed error
-    (`error_for` maps the upstream's own error answers)."""
+    (`error_for` maps the upstream's own error answers). With `stream`, an answer that is one
+    JSON body rather than an event stream is refused (UpstreamNotStreaming)."""
     assert session is not None, "provider not started"
     try:
         response = await session.post(url, data=payload)
@@ -45,6 +52,10 @@ async def post(session: aiohttp.ClientSession | None, url: str, payload: bytes, 
         finally:
             response.release()
         raise error_for(response.status, body, response.headers)
+    if stream and response.content_type == "application/json":
+        response.close()
+        raise UpstreamNotStreaming(f"{provider} answered a stream request with one JSON body; "
+                                   "it does not stream (ask without \"stream\": true)")
     return response
 
 

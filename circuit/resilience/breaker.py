@@ -134,7 +134,9 @@ class _HalfOpen(_State):
         self.succeeded = 0
 
     def allow(self, now: float) -> bool:
-        if self.in_flight >= self.breaker.policy.half_open_calls:
+        # Trials in flight and trials passed together: no more than half_open_calls calls
+        # before the verdict.
+        if self.in_flight + self.succeeded >= self.breaker.policy.half_open_calls:
             return False
         self.in_flight += 1
         return True
@@ -142,7 +144,9 @@ class _HalfOpen(_State):
     def on_success(self, now: float) -> None:
         self.in_flight = max(0, self.in_flight - 1)
         self.succeeded += 1
-        if self.succeeded >= self.breaker.policy.half_open_calls or self.in_flight == 0:
+        # Every trial call must succeed: one success alone proves little of a provider
+        # that was failing (trial slots freed by abandoned calls are let through again).
+        if self.succeeded >= self.breaker.policy.half_open_calls:
             self.breaker._move(_Closed, f"{self.succeeded} trial call(s) succeeded", now)
 
     def on_failure(self, now: float, reason: str) -> None:
@@ -169,6 +173,8 @@ class CircuitBreaker:
         self._state: _State = _Closed(self)
         self.opened_at: float | None = None  # wall clock
         self.probe_at = 0.0  # monotonic
+        #: (code, wall-clock time) of the last failure: why a breaker opened, for operators.
+        self.last_failure: tuple[str, float] | None = None
 
     @property
     def state(self) -> str:
@@ -186,6 +192,7 @@ class CircuitBreaker:
         self._state.on_success(self._clock())
 
     def record_failure(self, reason: str) -> None:
+        self.last_failure = (reason, self._wall())
         self._state.on_failure(self._clock(), reason)
 
     def record_abandoned(self) -> None:

@@ -164,3 +164,16 @@ def m002_budgets_and_breakers(schema: Schema) -> None:
 def m003_attempt_errors(schema: Schema) -> None:
     # Fallback and retries: why each attempt before the one that answered failed (JSON).
     schema.execute("ALTER TABLE requests ADD COLUMN attempt_errors TEXT")
+
+
+@migration
+def m004_usage_anomaly(schema: Schema) -> None:
+    # An upstream whose usage broke its contract (past the request's bound, or far above a
+    # local count of the same text): recorded as reported, and flagged here.
+    schema.execute("ALTER TABLE requests ADD COLUMN usage_anomaly TEXT")
+
+
+@migration
+def m005_breaker_last_failure(schema: Schema) -> None:
+    # Why a breaker opened, for the operator: the last failure's code and time.
+    schema.execute("ALTER TABLE breaker_state ADD COLUMN last_failure TEXT")

@@ -9,7 +9,13 @@ from dataclasses import astuple
 import psycopg
 
 from circuit.store.postgres_locks import COMMANDS_LOCK, LOCK_STATEMENT
-from circuit.store.protection_rows import BreakerCommand, BreakerEventRow, BreakerStateRow
+from circuit.store.protection_rows import (
+    BREAKER_STATE_COLUMNS,
+    BreakerCommand,
+    BreakerEventRow,
+    BreakerStateRow,
+    upsert_breaker_state,
+)
 from circuit.store.timestamps import utc_now
 
 _ENSURE_LEDGER_ROW = ("INSERT INTO budget_ledger (key_name, day, granted_micros, updated_at) "
@@ -29,6 +35,9 @@ _LEASE = """
     WHERE b.key_name = o.key_name AND b.day = o.day
       AND LEAST(%(want)s, %(limit)s - o.granted_micros) >= %(need)s
     RETURNING o.granted_micros, b.granted_micros"""
+
+
+_UPSERT_STATE = upsert_breaker_state("%s")
 
 
 class PostgresProtection:
@@ -77,22 +86,13 @@ class PostgresProtection:
                     "INSERT INTO breaker_events (provider, holder, from_state, to_state, "
                     "reason, at) VALUES (%s, %s, %s, %s, %s, %s)", [astuple(e) for e in events])
             if states:
-                cursor.executemany(
-                    "INSERT INTO breaker_state (provider, holder, state, opened_at, probe_at, "
-                    "calls_in_window, failures_in_window, updated_at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (provider, holder) DO UPDATE SET "
-                    "state = excluded.state, opened_at = excluded.opened_at, "
-                    "probe_at = excluded.probe_at, calls_in_window = excluded.calls_in_window, "
-                    "failures_in_window = excluded.failures_in_window, "
-                    "updated_at = excluded.updated_at", [astuple(s) for s in states])
+                cursor.executemany(_UPSERT_STATE, [astuple(s) for s in states])
 
     def breaker_states(self) -> list[BreakerStateRow]:
         with self.connection() as conn:
             rows = conn.execute(
-                "SELECT provider, holder, state, opened_at, probe_at, calls_in_window, "
-                "failures_in_window, updated_at FROM breaker_state ORDER BY provider, holder"
-            ).fetchall()
+                f"SELECT {', '.join(BREAKER_STATE_COLUMNS)} FROM breaker_state "
+                "ORDER BY provider, holder").fetchall()
         return [BreakerStateRow(*row) for row in rows]
 
     def breaker_events(self, provider: str | None = None,

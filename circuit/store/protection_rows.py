@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,22 @@ class BreakerStateRow:
     calls_in_window: int
     failures_in_window: int
     updated_at: str
+    #: The last failure's code and when it happened ("upstream_auth_failed at 2026-…"), so an
+    #: operator sees why a breaker opened (bad credentials, a 5xx storm, …).
+    last_failure: str | None = None
+
+
+BREAKER_STATE_COLUMNS = tuple(f.name for f in fields(BreakerStateRow))
+
+
+def upsert_breaker_state(placeholder: str) -> str:
+    """The statement that inserts or replaces a breaker_state row, in both dialects."""
+    columns = ", ".join(BREAKER_STATE_COLUMNS)
+    values = ", ".join(placeholder for _ in BREAKER_STATE_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in BREAKER_STATE_COLUMNS
+                        if c not in ("provider", "holder"))
+    return (f"INSERT INTO breaker_state ({columns}) VALUES ({values}) "
+            f"ON CONFLICT (provider, holder) DO UPDATE SET {updates}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,8 +34,14 @@ class RequestRecord:
     attempts: int = 0
     partial_text: str | None = None
     attempt_errors: str | None = None  # JSON: why each earlier attempt failed
+    #: Why the upstream's usage cannot be right (past the request's bound, or far above a
+    #: local count of the same text); NULL when nothing is amiss.
+    usage_anomaly: str | None = None
     #: Not stored: set when tokens must be counted locally before the row is written.
     local_count: object | None = None
+    #: Not stored: (model, output text, output tokens reported) to check against a local
+    #: count on the writer thread.
+    verify_output: tuple[str, str, int] | None = None
 
     @property
     def cost_usd(self) -> float | None:
@@ -43,8 +49,9 @@ class RequestRecord:
 
 
 #: Column order of the `requests` table as the writer inserts it.
+_TRANSIENT = frozenset({"local_count", "verify_output"})
 REQUEST_COLUMNS: tuple[str, ...] = (
-    *(f.name for f in fields(RequestRecord) if f.name != "local_count"),
+    *(f.name for f in fields(RequestRecord) if f.name not in _TRANSIENT),
     "cost_usd",
 )
 
@@ -57,7 +64,7 @@ def request_row(record: RequestRecord) -> tuple:
         record.error_code, record.error_message, record.tokens_input, record.tokens_output,
         record.tokens_cached, record.cost_micros, record.usage_source, record.finish_reason,
         record.latency_ms, record.ttfb_ms, record.attempts, record.partial_text,
-        record.attempt_errors, record.cost_usd,
+        record.attempt_errors, record.usage_anomaly, record.cost_usd,
     )
 
 

@@ -6,8 +6,16 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import astuple
 
-from circuit.store.protection_rows import BreakerCommand, BreakerEventRow, BreakerStateRow
+from circuit.store.protection_rows import (
+    BREAKER_STATE_COLUMNS,
+    BreakerCommand,
+    BreakerEventRow,
+    BreakerStateRow,
+    upsert_breaker_state,
+)
 from circuit.store.timestamps import utc_now
+
+_UPSERT_STATE = upsert_breaker_state("?")
 
 
 class SQLiteProtection:
@@ -60,14 +68,7 @@ class SQLiteProtection:
             conn.executemany("INSERT INTO breaker_events (provider, holder, from_state, "
                              "to_state, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
                              [astuple(e) for e in events])
-            conn.executemany(
-                "INSERT INTO breaker_state (provider, holder, state, opened_at, probe_at, "
-                "calls_in_window, failures_in_window, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (provider, holder) DO UPDATE SET "
-                "state = excluded.state, opened_at = excluded.opened_at, "
-                "probe_at = excluded.probe_at, calls_in_window = excluded.calls_in_window, "
-                "failures_in_window = excluded.failures_in_window, "
-                "updated_at = excluded.updated_at", [astuple(s) for s in states])
+            conn.executemany(_UPSERT_STATE, [astuple(s) for s in states])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -75,8 +76,8 @@ class SQLiteProtection:
 
     def breaker_states(self) -> list[BreakerStateRow]:
         rows = self.connection().execute(
-            "SELECT provider, holder, state, opened_at, probe_at, calls_in_window, "
-            "failures_in_window, updated_at FROM breaker_state ORDER BY provider, holder")
+            f"SELECT {', '.join(BREAKER_STATE_COLUMNS)} FROM breaker_state "
+            "ORDER BY provider, holder")
         return [BreakerStateRow(*row) for row in rows]
 
     def breaker_events(self, provider: str | None = None,

@@ -107,6 +107,14 @@ class Behaviour:
     """``error.message`` (default depends on status)."""
     headers: dict[str, str] = field(default_factory=dict)
     """Extra response headers (any status, JSON or stream)."""
+    honour_n: bool = False
+    """Answer ``n`` choices (as OpenAI does), each the same reply; usage counts them all."""
+    ignore_max_tokens: bool = False
+    """Ignore ``max_tokens`` / ``max_completion_tokens``: the whole reply, always."""
+    usage: dict[str, Any] | None = None
+    """Report this ``usage`` object instead of the true counts (JSON and stream)."""
+    json_for_stream: bool = False
+    """Answer a stream request with a JSON body (``application/json``), as some servers do."""
 
 
 @dataclass
@@ -149,6 +157,15 @@ def count_prompt_tokens(messages: list[Any]) -> int:
     return words + 3 * len(messages) + 3
 
 
+def prompt_tokens_for(body: dict[str, Any]) -> int:
+    """What the fake bills for a request's prompt: its messages (see count_prompt_tokens),
+    plus tools and schemas at four bytes of their JSON a token, as OpenAI bills them."""
+    extra = sum(len(orjson.dumps(body[name])) for name in ("tools", "functions",
+                                                            "response_format")
+                if body.get(name) is not None)
+    return count_prompt_tokens(body["messages"]) + extra // 4
+
+
 def reply_for(messages: list[Any]) -> str:
     """The default deterministic reply to ``messages``."""
     last_user = ""
@@ -164,12 +181,23 @@ def reply_words(body: dict[str, Any], behaviour: Behaviour) -> tuple[list[str], 
     messages = body.get("messages") or []
     text = behaviour.reply if behaviour.reply is not None else reply_for(messages)
     words = text.split()
+    if behaviour.ignore_max_tokens:
+        return words, "stop"
     limit = body.get("max_completion_tokens")
     if limit is None:
         limit = body.get("max_tokens")
     if isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit < len(words):
         return words[:limit], "length"
     return words, "stop"
+
+
+def choices_for(body: dict[str, Any], behaviour: Behaviour) -> int:
+    """How many choices to answer: ``n`` when the behaviour honours it (read as leniently as
+    pydantic-based servers do: "50" is 50), else one."""
+    n = body.get("n")
+    if isinstance(n, str) and n.isdigit():
+        n = int(n)
+    return n if behaviour.honour_n and isinstance(n, int) and n > 1 else 1
 
 
 def usage_object(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
@@ -432,7 +460,7 @@ class FakeOpenAI:
                 await asyncio.sleep(behaviour.hang)
             if behaviour.status != 200:
                 return self._error_response(behaviour, request_id)
-            if body.get("stream") is True:
+            if body.get("stream") is True and not behaviour.json_for_stream:
                 return await self._stream(request, body, behaviour, completion_id, request_id)
             return self._completion(body, behaviour, completion_id, request_id)
         except _DroppedByServer:
@@ -467,6 +495,7 @@ class FakeOpenAI:
         self, body: dict[str, Any], behaviour: Behaviour, completion_id: str, request_id: str
     ) -> web.Response:
         words, finish_reason = reply_words(body, behaviour)
+        n = choices_for(body, behaviour)
         obj: dict[str, Any] = {
             "id": completion_id,
             "object": "chat.completion",
@@ -474,7 +503,7 @@ class FakeOpenAI:
             "model": body["model"],
             "choices": [
                 {
-                    "index": 0,
+                    "index": index,
                     "message": {
                         "role": "assistant",
                         "content": " ".join(words),
@@ -484,8 +513,9 @@ class FakeOpenAI:
                     "logprobs": None,
                     "finish_reason": finish_reason,
                 }
+                for index in range(n)
             ],
-            "usage": usage_object(count_prompt_tokens(body["messages"]), len(words)),
+            "usage": behaviour.usage or usage_object(prompt_tokens_for(body), n * len(words)),
             "service_tier": "default",
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
@@ -529,8 +559,11 @@ class FakeOpenAI:
                 c["usage"] = None
             return c
 
+        n = choices_for(body, behaviour)
+
         def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
-            return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            return [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+                    for index in range(n)]
 
         resp = web.StreamResponse(
             status=200,
@@ -569,7 +602,8 @@ class FakeOpenAI:
         await send(_sse(chunk(choice({}, finish_reason))))
         if include_usage:
             final = chunk([])
-            final["usage"] = usage_object(count_prompt_tokens(body["messages"]), len(words))
+            final["usage"] = behaviour.usage or usage_object(prompt_tokens_for(body),
+                                                             n * len(words))
             await send(_sse(final))
         await send(SSE_DONE)
         await resp.write_eof()

@@ -53,11 +53,13 @@ def sse_data(text: str) -> list[str]:
 
 
 def is_openai_error(body: Any) -> bool:
-    """`{"error": {"message", "type", "code"}}` with a non-empty message."""
+    """`{"error": {"message", "type", "code"}}` (and `param` when one is named) with a
+    non-empty message."""
     if not isinstance(body, dict) or set(body) != {"error"} or not isinstance(body["error"], dict):
         return False
     error = body["error"]
-    return set(error) == {"message", "type", "code"} and bool(error["message"])
+    return {"message", "type", "code"} <= set(error) <= {"message", "type", "code", "param"} \
+        and bool(error["message"])
 
 
 TRACEBACK = "Traceback (most recent call last)"

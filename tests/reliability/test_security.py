@@ -165,7 +165,8 @@ def test_a_client_cannot_forge_log_lines_through_the_model_name(secured, request
     response = httpx.post(secured.gateway.url + CHAT,
                           json=chat_body(model=f"gpt-4o-mini\n{FORGED}\x1b[2J"),
                           headers=auth(CONFIG_KEY, "sec-forge"), timeout=10)
-    assert response.status_code == 200
+    # No such model has a price, so the budgeted key is refused: logged all the same.
+    assert response.status_code == 403
     wait_for_rows(secured.gateway.db_path, ["sec-forge"])
     deadline = time.monotonic() + 3
     while "sec-forge" not in secured.gateway.stderr() and time.monotonic() < deadline:
