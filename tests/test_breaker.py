@@ -120,3 +120,32 @@ def test_reset_closes_and_forgets_the_window(clock):
         breaker.record_failure("x")
     breaker.reset()
     assert breaker.state == CLOSED and breaker.failures_in_window() == (0, 0)
+
+
+def test_half_open_closes_only_when_every_trial_call_succeeded(clock):
+    breaker, changes = _breaker(clock, half_open_calls=2)
+    breaker.force_open()
+    clock.now += 5
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state == HALF_OPEN, "one success of two trials is not a verdict"
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state == CLOSED
+    assert "2 trial call(s) succeeded" in changes[-1].reason
+
+
+def test_half_open_lets_no_more_than_its_trials_through_before_the_verdict(clock):
+    breaker, _ = _breaker(clock, half_open_calls=2)
+    breaker.force_open()
+    clock.now += 5
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.allow()
+    assert not breaker.allow(), "a passed trial and one in flight make two"
+
+
+def test_the_last_failure_is_kept_for_operators(clock):
+    breaker, _ = _breaker(clock)
+    breaker.record_failure("upstream_auth_failed")
+    assert breaker.last_failure == ("upstream_auth_failed", clock.now)

@@ -105,6 +105,8 @@ class Behaviour:
     """``error.code`` (default depends on status)."""
     error_message: str | None = None
     """``error.message`` (default depends on status)."""
+    error_param: str | None = None
+    """``error.param``: the request field the error is about."""
     headers: dict[str, str] = field(default_factory=dict)
     """Extra response headers (any status, JSON or stream)."""
     honour_n: bool = False
@@ -488,6 +490,7 @@ class FakeOpenAI:
             message=behaviour.error_message,
             type_=behaviour.error_type,
             code=behaviour.error_code,
+            param=behaviour.error_param,
         )
         return self._json_error(behaviour.status, body, headers)
 

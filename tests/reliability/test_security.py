@@ -55,9 +55,15 @@ class Secured:
     request_ids: list[str] = field(default_factory=list)
 
     def leaks(self, haystack: bytes) -> list[str]:
-        """Names of the secrets found in `haystack`, whole or by their random tail."""
-        return [name for name, secret in self.secrets.items()
-                if secret.encode() in haystack or secret[-20:].encode() in haystack]
+        """Names of the secrets found in `haystack`, whole or in part: any 10 characters in a
+        row of their random part (a key cut anywhere still leaks)."""
+        found = []
+        for name, secret in self.secrets.items():
+            random_part = secret.rsplit("-", 1)[-1]
+            windows = {random_part[i:i + 10] for i in range(len(random_part) - 9)}
+            if secret.encode() in haystack or any(w.encode() in haystack for w in windows):
+                found.append(name)
+        return found
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +118,13 @@ def secured(request: pytest.FixtureRequest, own_upstream: FakeOpenAI,
         upstream.script(Behaviour(status=401,
                                   error_message=f"Incorrect API key provided: {PROVIDER_KEY}"))
         call("upstream-401", CONFIG_KEY)
+        # An upstream 400 that echoes the key in every field, and one whose message puts it
+        # across the 500th character, where a message is cut.
+        upstream.script(Behaviour(status=400, error_code=PROVIDER_KEY, error_type=PROVIDER_KEY,
+                                  error_message=f"bad key {PROVIDER_KEY}"))
+        call("upstream-400-code", CONFIG_KEY)
+        upstream.script(Behaviour(status=400, error_message="x" * 470 + PROVIDER_KEY))
+        call("upstream-400-straddle", CONFIG_KEY)
         models = httpx.get(gateway.url + "/v1/models", headers=auth(STRANGER_KEY), timeout=10)
         result.error_bodies["models"] = models.text
         wait_for_rows(gateway.db_path, result.request_ids, columns="request_id")
