@@ -177,6 +177,15 @@ class Settings:
         "`postgresql://user:pass@host/db` shares keys, budgets, breakers and records between "
         "replicas; `sqlite:///path` or a path: SQLite. Unset: CIRCUIT_DB_PATH.",
         _optional(_database_url), secret=True)
+    journal_dir: str | None = setting(
+        None, "CIRCUIT_JOURNAL_DIR",
+        "Folder where request records wait when the database cannot be written (replayed "
+        "into it once it can). Unset: beside the SQLite file (`data/circuit.journal`), or "
+        "`data/circuit.journal` with PostgreSQL.", _optional(_text))
+    journal_reserve_bytes: int = setting(
+        16 * 1024 * 1024, "CIRCUIT_JOURNAL_RESERVE_BYTES",
+        "Disk space the journal keeps allocated, released for records when the disk is full "
+        "(0: none).", _integer(0))
     host: str = setting("127.0.0.1", "CIRCUIT_HOST", "Address `circuit serve` listens on.")
     port: int = setting(8080, "CIRCUIT_PORT", "Port `circuit serve` listens on (0: any free one).",
                         _integer(0))

@@ -402,6 +402,24 @@ def test_the_request_log_by_id(reported):
     assert set(record) == set(RECORD_FIELDS) and record["stream"] is False
 
 
+def test_writing_a_batch_again_adds_no_second_row(store):
+    # A commit that failed on a full disk may have landed: the writer then writes `again`.
+    records = [_record(i) for i in range(3)]
+    store.insert_requests(records)
+    store.insert_requests(records, again=True)
+    assert sorted(r["request_id"] for r in store.recent_requests(10)) == sorted(
+        r.request_id for r in records)
+
+
+def test_a_journal_chunk_and_its_offset_commit_together(store):
+    assert store.journal_offset("host-1-2.jsonl") == 0
+    store.insert_replayed([_record(1), _record(2)], "host-1-2.jsonl", 512)
+    assert store.journal_offset("host-1-2.jsonl") == 512
+    store.insert_replayed([_record(3)], "host-1-2.jsonl", 800)
+    assert store.journal_offset("host-1-2.jsonl") == 800
+    assert len(store.recent_requests(10)) == 3
+
+
 def test_both_stores_give_identical_answers(tmp_path):
     require_postgres()
     sqlite = SQLiteStore(tmp_path / "c.db")
@@ -409,9 +427,10 @@ def test_both_stores_give_identical_answers(tmp_path):
         postgres = PostgresStore(url)
         try:
             answers = []
+            rows = _report_rows()  # the same records (record keys included) into both
             for store in (sqlite, postgres):
                 store.migrate()
-                store.insert_requests(_report_rows())
+                store.insert_requests(rows)
                 answers.append([
                     *(store.usage(since="2026-11-01T00:00:00.000Z", by=by)
                       for by in ("key", "model", "provider", "day")),

@@ -91,9 +91,12 @@ class RequestBound:
     exact: bool = False  # text_tokens is a count, not a byte bound
 
     def input_tokens(self, model: str) -> int:
-        return (self.text_tokens + self.media_tokens + UPSTREAM_MARGIN
-                + self.images_low * image_tokens(model, True)
-                + self.images_high * image_tokens(model, False))
+        total = self.text_tokens + self.media_tokens + UPSTREAM_MARGIN
+        if self.images_low:
+            total += self.images_low * image_tokens(model, True)
+        if self.images_high:
+            total += self.images_high * image_tokens(model, False)
+        return total
 
     def output_tokens(self, model_cap: int) -> int:
         """Every choice at its longest: the output knob the client sent, or the model's cap."""

@@ -64,6 +64,11 @@ class Meter:
                     self._counter = self._load_counter()
         return self._counter
 
+    @property
+    def counter_loaded(self) -> bool:
+        """Whether counting is cheap now (the tokenizer is in memory)."""
+        return self._counter is not None
+
     def cost_micros(self, model: str, usage: Usage) -> int | None:
         """Cost in micro-dollars, rounded up; None when the model has no price."""
         return self.prices.cost_micros(model, usage)

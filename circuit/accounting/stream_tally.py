@@ -46,22 +46,25 @@ class StreamTally:
             self.usage = usage_from_openai(usage)
         if choices:
             before = len(self.pieces)
+            events = 0
             # Every choice's output is billed (`n` > 1 streams them interleaved).
             for choice in choices:
                 if not isinstance(choice, dict):
                     continue
                 delta = choice.get("delta")
-                if isinstance(delta, dict):
-                    self._take(delta)
+                if isinstance(delta, dict) and self._take(delta):
+                    events += 1
                 if choice.get("finish_reason"):
                     self.finish_reason = choice["finish_reason"]
-            if self.guard is not None and len(self.pieces) > before:
-                self.guard.add(sum(utf8_len(p) for p in self.pieces[before:]))
+            if self.guard is not None and events:
+                self.guard.add(events, sum(utf8_len(p) for p in self.pieces[before:]))
             return True
         # The usage-only chunk the gateway asked for: hidden from a client that did not ask.
         return self._forward_usage or not usage
 
-    def _take(self, delta: dict) -> None:
+    def _take(self, delta: dict) -> bool:
+        """Keep a delta's output text; whether it had any."""
+        before = len(self.pieces)
         content = delta.get("content")
         if isinstance(content, str) and content:
             self.pieces.append(content)
@@ -71,6 +74,7 @@ class StreamTally:
                 for part in (function.get("name"), function.get("arguments")):
                     if isinstance(part, str) and part:
                         self.pieces.append(part)
+        return len(self.pieces) > before
 
     @property
     def text(self) -> str:

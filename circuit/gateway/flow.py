@@ -129,9 +129,10 @@ class ChatFlow:
                 gateway.open_streams += 1
                 guard = None
                 if admission.reservation is not None:
-                    model = target.model
+                    model, meter = target.model, gateway.meter
                     guard = OutputGuard(admission.output_limit,
-                                        lambda text: gateway.meter.counter.count_text(model, text))
+                                        lambda text: meter.counter.count_text(model, text),
+                                        ready=lambda: meter.counter_loaded)
                 return StreamRelay(answer, StreamTally(chat.include_usage, guard),
                                    settle_stream, headers)
 

@@ -17,6 +17,7 @@ async def readiness(gateway: Gateway) -> dict[str, dict]:
     return {"database": await _database(gateway),
             "writer": {"ok": gateway.writer.alive and gateway.writer.healthy,
                        "pending": gateway.writer.pending, "written": gateway.writer.written,
+                       "journaled": gateway.writer.spilled, "replayed": gateway.writer.replayed,
                        "dropped": gateway.writer.dropped},
             "providers": _providers(gateway)}
 

@@ -22,11 +22,16 @@ from circuit.providers.registry import build_provider, provider_specs, route_tab
 from circuit.resilience.breaker import BreakerPolicy, CircuitBreaker
 from circuit.resilience.rate_limit import Limits, RateLimiter
 from circuit.store.base import Store
+from circuit.store.journal import RecordJournal
 from circuit.store.records import RequestRecord
+from circuit.store.select import journal_directory
 from circuit.store.select import open_store as select_store
 from circuit.store.writer import RecordWriter
 
 log = logging.getLogger("circuit.gateway")
+
+#: Seconds shutdown gives the control loop to return leases and save breakers.
+CONTROL_STOP_TIMEOUT = 5.0
 
 
 def open_store(settings: Settings) -> Store:
@@ -56,10 +61,14 @@ class Gateway:
             lambda model: model in self.routes or self.prices.lookup(model) is not None)
         self.metrics.add_live(self._live_metrics)
         self.meter = Meter(self.prices)
-        self.writer = RecordWriter(self.store.insert_requests,
-                                   before=[self.meter.settle_local_counts],
-                                   after=[RequestLog(settings.log_level, settings.log_format),
-                                          self.metrics.observe])
+        self.journal = RecordJournal(journal_directory(settings), settings.journal_reserve_bytes)
+        self.writer = RecordWriter(
+            self.store.insert_requests, journal=self.journal,
+            write_again=lambda records: self.store.insert_requests(records, again=True),
+            replay=lambda: self.journal.replay(self.store.insert_replayed,
+                                               self.store.journal_offset),
+            before=[self.meter.settle_local_counts],
+            after=[RequestLog(settings.log_level, settings.log_format), self.metrics.observe])
         #: Requests being handled, and streams being relayed, right now.
         self.in_flight = 0
         self.open_streams = 0
@@ -101,7 +110,11 @@ class Gateway:
                 gauge("circuit_dropped_records", "Request records never written (must be 0).",
                       self.writer.dropped),
                 gauge("circuit_record_write_failures", "Failed (and retried) batch writes.",
-                      self.writer.failed_writes)]
+                      self.writer.failed_writes),
+                gauge("circuit_records_journaled", "Request records spilled to the journal "
+                      "while the database could not take them.", self.writer.spilled),
+                gauge("circuit_records_replayed", "Journaled request records replayed into "
+                      "the database.", self.writer.replayed)]
         states = GaugeMetricFamily("circuit_breaker_state",
                                    "1 for each provider's current breaker state.",
                                    labels=["provider", "state"])
@@ -135,11 +148,25 @@ class Gateway:
         self.writer.start()
 
     async def stop(self) -> None:
-        """Stop taking work, close upstream pools, return leases, drain the writer."""
+        """Stop taking work, close upstream pools, return leases, drain the writer.
+
+        Every step runs whatever the others did: a database that cannot be written (which
+        fails saving breaker state and returning leases) must not keep the writer from
+        draining its records into the journal."""
+        steps = []
         if self.control is not None:
-            await self.control.stop()
+            # Returning leases and saving breakers wait on the database: bounded, since
+            # what cannot be returned is only lost for the day, never overspent.
+            control = self.control
+            steps.append(("the control loop",
+                          lambda: asyncio.wait_for(control.stop(), CONTROL_STOP_TIMEOUT)))
         if self.router is not None:
-            for provider in self.router.providers.values():
-                await provider.aclose()
-        await asyncio.to_thread(self.writer.stop)
-        await asyncio.to_thread(self.store.close)
+            steps += [(f"provider {name}", provider.aclose)
+                      for name, provider in self.router.providers.items()]
+        steps += [("the record writer", lambda: asyncio.to_thread(self.writer.stop)),
+                  ("the store", lambda: asyncio.to_thread(self.store.close))]
+        for what, step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("stopping %s failed; shutdown goes on", what)

@@ -25,8 +25,17 @@ class Store(Protocol):
     def migrate(self) -> None:
         """Create the database if needed and apply pending migrations."""
 
-    def insert_requests(self, records: Sequence[RequestRecord]) -> None:
-        """Insert a batch of request records in one transaction."""
+    def insert_requests(self, records: Sequence[RequestRecord], *, again: bool = False) -> None:
+        """Insert a batch of request records in one transaction. `again`: the batch may be
+        in already (an earlier attempt failed without saying whether it committed); records
+        whose key exists are skipped."""
+
+    def insert_replayed(self, records: Sequence[RequestRecord], file: str, offset: int) -> None:
+        """Insert journaled records and note `file` replayed up to `offset`, in one
+        transaction (see circuit/store/journal.py)."""
+
+    def journal_offset(self, file: str) -> int:
+        """How far `file` of the journal has been replayed (0: not at all)."""
 
     def load_keys(self) -> list[KeyRow]:
         """Every key, revoked ones included."""

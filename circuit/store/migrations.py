@@ -177,3 +177,23 @@ def m004_usage_anomaly(schema: Schema) -> None:
 def m005_breaker_last_failure(schema: Schema) -> None:
     # Why a breaker opened, for the operator: the last failure's code and time.
     schema.execute("ALTER TABLE breaker_state ADD COLUMN last_failure TEXT")
+
+
+@migration
+def m006_journal_replays(schema: Schema) -> None:
+    # How far each journal file of unwritten records has been replayed: the rows of a chunk
+    # and its offset commit together, so a replay is never applied twice.
+    schema.execute("""
+        CREATE TABLE journal_replays (
+            file TEXT PRIMARY KEY,
+            byte_offset BIGINT NOT NULL,
+            replayed_at TEXT NOT NULL
+        )""")
+
+
+@migration
+def m007_record_keys(schema: Schema) -> None:
+    # A commit that fails on a full disk may have landed all the same; with a unique key per
+    # record, writing the batch again (or replaying its journal) cannot make a second row.
+    schema.execute("ALTER TABLE requests ADD COLUMN record_key TEXT")
+    schema.execute("CREATE UNIQUE INDEX requests_record_key ON requests (record_key)")

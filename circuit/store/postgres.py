@@ -29,6 +29,10 @@ from circuit.store.timestamps import utc_now
 
 _COPY_REQUESTS = sql.SQL("COPY requests ({}) FROM STDIN").format(
     sql.SQL(", ").join(map(sql.Identifier, REQUEST_COLUMNS)))
+_INSERT_AGAIN = sql.SQL(
+    "INSERT INTO requests ({}) VALUES ({}) ON CONFLICT (record_key) DO NOTHING").format(
+    sql.SQL(", ").join(map(sql.Identifier, REQUEST_COLUMNS)),
+    sql.SQL(", ").join(sql.Placeholder() for _ in REQUEST_COLUMNS))
 _KEY_FIELDS = ("name", "key_hash", "key_prefix", "daily_limit_usd", "rpm", "tpm", "created_at",
                "revoked_at")
 _KEY_COLUMNS = ", ".join(_KEY_FIELDS)
@@ -150,20 +154,46 @@ class PostgresStore(PostgresProtection, PostgresReports):
 
     # -- request records ---------------------------------------------------------------------
 
-    def insert_requests(self, records: Sequence[RequestRecord]) -> None:
+    def insert_requests(self, records: Sequence[RequestRecord], *, again: bool = False) -> None:
         """One COPY per batch (~150,000 rows/s in batches of 1,000; executemany ~75,000).
+        `again`: the batch may be in already (an earlier attempt's commit was not confirmed),
+        so rows whose record key exists are skipped, at executemany's speed.
 
         Batches from every replica take turns on an advisory lock held to commit, so ids become
         visible in increasing order, as on SQLite: a reader that saw id N has seen every
         committed id below it (`requests tail` relies on that). A batch of 1,000 holds the lock
         for ~7 ms."""
-        if not records:
+        self._insert(records, None, again)
+
+    def insert_replayed(self, records: Sequence[RequestRecord], file: str, offset: int) -> None:
+        """Journaled records and how far their file is replayed, in one transaction."""
+        self._insert(records, (file, offset), True)
+
+    def _insert(self, records: Sequence[RequestRecord], replayed: tuple[str, int] | None,
+                again: bool) -> None:
+        if not records and replayed is None:
             return
         with self.connection() as conn, conn.transaction():
             conn.execute(LOCK_STATEMENT, (REQUESTS_LOCK,))
-            with conn.cursor().copy(_COPY_REQUESTS) as copy:
-                for record in records:
-                    copy.write_row(request_row(record))
+            if records and again:
+                with conn.cursor() as cursor:
+                    cursor.executemany(_INSERT_AGAIN, [request_row(r) for r in records])
+            elif records:
+                with conn.cursor().copy(_COPY_REQUESTS) as copy:
+                    for record in records:
+                        copy.write_row(request_row(record))
+            if replayed is not None:
+                conn.execute(
+                    "INSERT INTO journal_replays (file, byte_offset, replayed_at) "
+                    "VALUES (%s, %s, %s) ON CONFLICT (file) DO UPDATE SET "
+                    "byte_offset = excluded.byte_offset, replayed_at = excluded.replayed_at",
+                    (*replayed, utc_now()))
+
+    def journal_offset(self, file: str) -> int:
+        with self.connection() as conn:
+            row = conn.execute("SELECT byte_offset FROM journal_replays WHERE file = %s",
+                               (file,)).fetchone()
+        return row[0] if row else 0
 
     def recent_requests(self, limit: int = 10) -> list[dict]:
         with self.connection() as conn:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import itertools
+import os
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 RequestStatus = Literal["ok", "failed", "rejected", "client_disconnected"]
+
+# A random per-process prefix and a counter: unique across processes and restarts.
+_KEY_PREFIX = "rec_" + os.urandom(8).hex()
+_KEY_COUNTER = itertools.count(1)
+
+
+def new_record_key() -> str:
+    """A key no other record has: what makes writing a record twice a no-op."""
+    return f"{_KEY_PREFIX}{next(_KEY_COUNTER):x}"
 
 
 @dataclass(slots=True)
@@ -37,6 +48,9 @@ class RequestRecord:
     #: Why the upstream's usage cannot be right (past the request's bound, or far above a
     #: local count of the same text); NULL when nothing is amiss.
     usage_anomaly: str | None = None
+    #: Unique per record (the request id is the client's choice and may repeat): a batch
+    #: whose commit failed ambiguously, or a journal replayed twice, is inserted once.
+    record_key: str = field(default_factory=new_record_key)
     #: Not stored: set when tokens must be counted locally before the row is written.
     local_count: object | None = None
     #: Not stored: (model, output text, output tokens reported) to check against a local
@@ -64,7 +78,7 @@ def request_row(record: RequestRecord) -> tuple:
         record.error_code, record.error_message, record.tokens_input, record.tokens_output,
         record.tokens_cached, record.cost_micros, record.usage_source, record.finish_reason,
         record.latency_ms, record.ttfb_ms, record.attempts, record.partial_text,
-        record.attempt_errors, record.usage_anomaly, record.cost_usd,
+        record.attempt_errors, record.usage_anomaly, record.record_key, record.cost_usd,
     )
 
 

@@ -7,6 +7,7 @@ Unset: the SQLite file at `db_path` (CIRCUIT_DB_PATH).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from circuit.config import Settings
@@ -25,6 +26,17 @@ def store_location(settings: Settings) -> tuple[Kind, str]:
     if url.lower().startswith("sqlite://"):
         return "sqlite", url[len("sqlite:///"):]
     return "sqlite", url
+
+
+def journal_directory(settings: Settings) -> Path:
+    """Where records wait when the database cannot take them: CIRCUIT_JOURNAL_DIR, else
+    beside the SQLite file (circuit.db -> circuit.journal), else data/circuit.journal."""
+    if settings.journal_dir:
+        return Path(settings.journal_dir)
+    kind, where = store_location(settings)
+    if kind == "sqlite":
+        return Path(where).with_suffix(".journal")
+    return Path("data") / "circuit.journal"
 
 
 def describe_store(settings: Settings) -> str:

@@ -15,10 +15,15 @@ from circuit.store.sqlite_protection import SQLiteProtection
 from circuit.store.sqlite_reports import SQLiteReports
 from circuit.store.timestamps import utc_now
 
+# Idempotent: a record already in (its commit failed ambiguously, a journal replayed again)
+# is not inserted twice.
 _INSERT_REQUEST = (
     f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in REQUEST_COLUMNS)})"
+    f"VALUES ({', '.join('?' for _ in REQUEST_COLUMNS)}) ON CONFLICT (record_key) DO NOTHING"
 )
+_MARK_REPLAYED = ("INSERT INTO journal_replays (file, byte_offset, replayed_at) VALUES (?, ?, ?) "
+                  "ON CONFLICT (file) DO UPDATE SET byte_offset = excluded.byte_offset, "
+                  "replayed_at = excluded.replayed_at")
 _KEY_FIELDS = ("name", "key_hash", "key_prefix", "daily_limit_usd", "rpm", "tpm", "created_at",
                "revoked_at")
 
@@ -96,15 +101,31 @@ class SQLiteStore(SQLiteProtection, SQLiteReports):
 
     # -- request records ---------------------------------------------------------------------
 
-    def insert_requests(self, records: Sequence[RequestRecord]) -> None:
+    def insert_requests(self, records: Sequence[RequestRecord], *, again: bool = False) -> None:
+        # Always idempotent here (an index probe per row), so `again` changes nothing.
+        self._insert(records, None)
+
+    def _insert(self, records: Sequence[RequestRecord],
+                replayed: tuple[str, int] | None) -> None:
         conn = self.connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(_INSERT_REQUEST, [request_row(r) for r in records])
+            if replayed is not None:
+                conn.execute(_MARK_REPLAYED, (*replayed, utc_now()))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def insert_replayed(self, records: Sequence[RequestRecord], file: str, offset: int) -> None:
+        """Journaled records and how far their file is replayed, in one transaction."""
+        self._insert(records, (file, offset))
+
+    def journal_offset(self, file: str) -> int:
+        row = self.connection().execute(
+            "SELECT byte_offset FROM journal_replays WHERE file = ?", (file,)).fetchone()
+        return row[0] if row else 0
 
     def recent_requests(self, limit: int = 10) -> list[dict]:
         rows = self.connection().execute(
