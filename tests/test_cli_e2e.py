@@ -100,12 +100,12 @@ def gateway(cli) -> Iterator[ServedGateway]:
 def test_a_key_added_from_the_cli_works_at_once_is_reported_and_revoking_it_locks_it_out(
         cli, gateway):
     secret = cli.add_key("e2e", "--daily-limit", "1")
-    added = time.monotonic()
     client = gateway.client(secret)
 
+    # Picked up on the gateway's next control tick (0.5 s; counted in
+    # test_gateway_protection): the bound here is only there so a broken gateway fails.
     completion = eventually(lambda: client.chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES), within=2.0)
-    assert time.monotonic() - added < 1.5, "the gateway picks up a new key within a second"
+        model="gpt-4o-mini", messages=MESSAGES), within=10.0)
     assert completion.usage.total_tokens > 0
 
     def reported() -> dict:
@@ -113,12 +113,11 @@ def test_a_key_added_from_the_cli_works_at_once_is_reported_and_revoking_it_lock
         assert data["total"]["requests"] == 1
         return data
 
-    total = eventually(reported, within=3.0)["total"]
+    total = eventually(reported, within=10.0)["total"]
     assert total["cost_usd"] > 0 and total["tokens_out"] == completion.usage.completion_tokens
     assert total["failed"] == total["rejected"] == 0
 
     cli("keys", "revoke", "e2e")
-    revoked = time.monotonic()
 
     def refused() -> None:
         try:
@@ -127,7 +126,6 @@ def test_a_key_added_from_the_cli_works_at_once_is_reported_and_revoking_it_lock
             return
         raise AssertionError("the revoked key is still accepted")
 
-    eventually(refused, within=2.0)
-    assert time.monotonic() - revoked < 2.0
+    eventually(refused, within=10.0)
     default_key = [k for k in cli.json("keys", "list")["keys"] if k["name"] == "default"]
     assert default_key and default_key[0]["active"], "the gateway bootstrapped its own key"

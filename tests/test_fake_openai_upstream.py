@@ -257,10 +257,8 @@ def test_script_not_consumed_by_unauthorized_request(fake, client):
 
 def test_hang_triggers_client_timeout(fake, client):
     fake.script(Behaviour(hang=2.0))
-    t0 = time.monotonic()
-    with pytest.raises(openai.APITimeoutError):
+    with pytest.raises(openai.APITimeoutError):  # not the fake's answer, 2 s later
         client.with_options(timeout=0.2).chat.completions.create(model=MODEL, messages=USER)
-    assert time.monotonic() - t0 < 1.5
     # The client hung up while the fake was still hanging: counted as a client disconnect.
     assert fake.wait_for(lambda: fake.connections_closed_by_client == 1)
 

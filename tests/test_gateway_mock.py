@@ -61,7 +61,12 @@ def test_models_lists_mock_models_and_is_not_recorded(mock_gateway):
     models = [m.id for m in mock_gateway.client().models.list()]
     assert "gpt-4o-mini" in models
     assert httpx.get(mock_gateway.url + "/healthz").json()["status"] == "ok"
-    assert len(mock_gateway.records(expect=0, timeout=0.2)) == before
+    # Ordered, not timed: records are written in order, so once a chat request made after
+    # these has its row, any row theirs would have come first.
+    completion = mock_gateway.client().chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "after"}])
+    rows = mock_gateway.records(expect=before + 1)
+    assert len(rows) == before + 1 and rows[-1]["model"] == completion.model
 
 
 def test_models_requires_a_key(mock_gateway):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import openai
 import orjson
@@ -160,11 +158,11 @@ def test_upstream_401_is_a_502_that_hides_the_upstream_message(openai_gateway, u
 
 def test_upstream_that_hangs_gets_504_after_the_first_byte_timeout(openai_gateway, upstream,
                                                                    request_id):
+    # The upstream would answer after 3 s; the gateway's 1 s timeout answers first (had the
+    # upstream's answer come first, this would be a 200).
     upstream.script(Behaviour(hang=3.0))
-    started = time.monotonic()
     response = _post(openai_gateway, {"model": "gpt-4o-mini", "messages": HELLO}, request_id)
     assert response.status_code == 504
-    assert time.monotonic() - started < 2.5  # CIRCUIT_FIRST_BYTE_TIMEOUT=1 in this gateway
     assert openai_gateway.record(request_id)["error_code"] == "upstream_timeout"
 
 

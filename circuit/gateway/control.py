@@ -59,6 +59,8 @@ class ControlLoop:
         self._snapshot_at = 0.0
         self._last_command = 0
         self._task: asyncio.Task | None = None
+        #: Ticks completed: a change made before tick N started is in effect once N is done.
+        self.ticks = 0
         for breaker in breakers.values():
             breaker.listeners.append(self._on_state_change)
 
@@ -92,6 +94,7 @@ class ControlLoop:
                     await step()
                 except Exception:
                     log.exception("control step %s failed; will retry", step.__name__)
+            self.ticks += 1
 
     async def refresh_keys(self) -> None:
         """Reload the key ring if the keys table changed since the last look."""
