@@ -53,6 +53,7 @@ class Reservation:
     day: str
     amount: int  # micro-dollars held for this request
     limit: int  # the key's daily limit when it was made
+    settled: bool = False  # settling twice would release the same money twice
 
 
 @dataclass
@@ -136,8 +137,9 @@ class BudgetLedger:
 
     def settle(self, reservation: Reservation | None, actual_micros: int | None) -> None:
         """Keep the actual cost of a reserved call and release the rest of its reservation."""
-        if reservation is None:
+        if reservation is None or reservation.settled:
             return
+        reservation.settled = True
         lease = self._leases.get((reservation.key_name, reservation.day))
         if lease is None:
             return
