@@ -294,6 +294,7 @@ def load_settings(
         values["config_path"] = str(toml_path)
     settings = replace(Settings(), **values, **tables, provider_secrets=secrets,
                        sources=sources)
+    settings = replace(settings, provider=provider_name(settings.provider, settings.providers))
     _check(settings)
     return settings
 
@@ -330,6 +331,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 BUILT_IN_PROVIDERS = ("mock", "openai", "anthropic")
+
+
+def provider_name(name: str, declared: Mapping[str, Any] | None = None) -> str:
+    """The provider `name` means, matched without regard to case (`MOCK`, `OpenAI`), as people
+    type them in .env files; a name declared in `[providers]` exactly as written wins."""
+    declared = declared or {}
+    if name in declared:
+        return name
+    matches = [known for known in {*BUILT_IN_PROVIDERS, *declared}
+               if known.lower() == name.lower()]
+    return matches[0] if len(matches) == 1 else name
 
 
 def _check(settings: Settings) -> None:
