@@ -167,7 +167,8 @@ def _database_problem(db_path: str) -> str | None:
 
 @app.command()
 def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Validate the configuration: every setting, the [prices] table, the database path.
+    """Validate the configuration as `circuit serve` does: every setting, the providers and
+    the keys they need, the routes, the prices; and the database path.
 
     Exit 0 when valid; exit 1 with one line naming the problem otherwise. JSON: `{"ok",
     "error", "config_path"}`.
@@ -177,14 +178,14 @@ def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     * `circuit config check`
     * `circuit --config prod.toml config check` (in CI, before a deploy)
     """
-    from circuit.gateway.runtime import build_price_table
+    from circuit.gateway.validation import validate
 
     config_path = ctx.meta.get(CONFIG_KEY)
     problem = None
     try:
         active = _load(ctx)
         config_path = active.config_path
-        build_price_table(active)
+        validate(active)
         problem = _database_problem(active.db_path)
     except ConfigError as exc:
         problem = str(exc)
