@@ -242,7 +242,7 @@ def _mask(value: Any) -> str:
     if not value:
         return "-"
     if isinstance(value, tuple):
-        return f"({len(value)} keys)"
+        return f"({len(value)} key{'s' if len(value) != 1 else ''})"
     return "****" + str(value)[-4:] if len(str(value)) > 12 else "****"
 
 

@@ -10,11 +10,11 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from circuit import __version__
 from circuit.cli import breaker, config_cmd, keys, requests, serve, usage
 from circuit.cli.context import CONFIG_KEY, DB_KEY
+from circuit.cli.help_format import CircuitTyper, HelpGroup
 from circuit.cli.output import EXIT_USAGE, err, fail
 
 try:  # typer >= 0.20 carries its own copy of click
@@ -46,7 +46,7 @@ Examples:
 """
 
 
-class OneLineErrors(TyperGroup):
+class OneLineErrors(HelpGroup):
     """Usage errors as one line on stderr (`error: ...`), like every other error here."""
 
     def main(self, args: Any = None, prog_name: str | None = None,
@@ -69,7 +69,7 @@ class OneLineErrors(TyperGroup):
         sys.exit(result if isinstance(result, int) else 0)
 
 
-app = typer.Typer(
+app = CircuitTyper(
     name="circuit",
     cls=OneLineErrors,
     help=HELP,

@@ -13,10 +13,11 @@ from rich.table import Table
 
 from circuit.cli import output
 from circuit.cli.context import CONFIG_KEY, DB_KEY
+from circuit.cli.help_format import CircuitTyper
 from circuit.cli.output import EXIT_CHECK_FAILED, JsonFlag, emit_json, fail, text
 from circuit.config import ConfigError, Settings, declared_settings, load_settings
 
-app = typer.Typer(help="Write, show and check the gateway's configuration.",
+app = CircuitTyper(help="Write, show and check the gateway's configuration.",
                   no_args_is_help=True)
 
 #: Settings that make no sense inside the file itself.

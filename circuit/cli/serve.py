@@ -34,18 +34,25 @@ def uvicorn_config(settings: Settings, *, reload: bool):
     import uvicorn
 
     from circuit.gateway.http_protocol import BoundedHttpToolsProtocol
+    from circuit.logs import uvicorn_log_config
 
     return uvicorn.Config(
         "circuit.main:app", loop="uvloop", http=BoundedHttpToolsProtocol, access_log=False,
-        log_level="warning", timeout_graceful_shutdown=30, workers=settings.workers,
-        reload=reload)
+        log_config=uvicorn_log_config("warning", settings.log_format), log_level="warning",
+        timeout_graceful_shutdown=30, workers=settings.workers, reload=reload)
 
 
 def serve(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on (0: any free one).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    host: Annotated[str | None, typer.Option(
+        metavar="HOST", show_default=False,
+        help="Address to listen on (default: CIRCUIT_HOST, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(
+        metavar="PORT", show_default=False,
+        help="Port to listen on, 0 for any free one (default: CIRCUIT_PORT, 8080).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        metavar="N", show_default=False,
+        help="Worker processes (default: CIRCUIT_WORKERS, 1).")] = None,
     config: Annotated[Path | None, typer.Option(metavar="TOML",
                                                 help="A circuit.toml to read.")] = None,
     reload: Annotated[bool, typer.Option(
@@ -53,8 +60,8 @@ def serve(
 ) -> None:
     """Run the gateway.
 
-    Creates and migrates the database on start. When no key exists anywhere, makes one named
-    `default` and prints it once. The address is printed once the gateway answers.
+    Creates and migrates the database on start. When no active key exists anywhere, makes one
+    named `default` and prints it once. The address is printed once the gateway answers.
 
     Examples:
 
