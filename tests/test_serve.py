@@ -175,7 +175,30 @@ def test_a_restart_with_keys_in_the_table_says_how_to_get_a_new_key(serve):
     again.try_it()
     out = again.stdout().split("Circuit on", 2)[-1]
     assert "one was created" not in out and "export CIRCUIT_KEY" not in out
-    assert "one of this gateway's keys" in out and "circuit keys add NAME" in out
+    assert "one of this gateway's keys" in out
+    assert f"`circuit --db {again.folder / 'circuit.db'} keys add NAME`" in out
+
+
+def test_the_lost_key_hint_reaches_the_gateway_database_from_any_folder(serve, tmp_path):
+    gateway = serve("--port", "0")
+    gateway.try_it()
+    hint = re.search(r"`(circuit [^`]+ keys add) NAME`", gateway.stdout()).group(1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    added = subprocess.run(["bash", "-c", f"{hint} second --json"], cwd=elsewhere,
+                           capture_output=True, text=True, timeout=60,
+                           env=clean_environment(PATH=f"{BIN}:/usr/bin:/bin"))
+    assert added.returncode == 0, added.stderr
+    assert not (elsewhere / "data").exists()
+    headers = {"Authorization": f"Bearer {orjson.loads(added.stdout)['key']}"}
+    deadline = time.monotonic() + 10  # the gateway picks up new keys within a second
+    while True:
+        reply = httpx.post(f"http://127.0.0.1:{gateway.banner_port()}/v1/chat/completions",
+                           json=chat_body(), headers=headers, timeout=30)
+        if reply.status_code != 401 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert reply.status_code == 200, "the new key works on the running gateway"
 
 
 # -- SIGTERM with several workers ---------------------------------------------------------------

@@ -22,7 +22,7 @@ from circuit.cli import output
 from circuit.cli.context import CONFIG_KEY, DB_KEY, settings
 from circuit.cli.output import fail
 from circuit.config import ConfigError, Settings
-from circuit.store.select import describe_store
+from circuit.store.select import describe_store, store_location
 
 #: How long one readiness probe waits for an answer (start-up loads the database and the
 #: providers; the probe simply asks again).
@@ -95,7 +95,7 @@ def serve(
     first_key = ensure_first_key(active)
     model = next(iter(plan.routes), None) or (
         "claude-haiku-4-5" if plan.specs[active.provider].kind == "anthropic" else "gpt-4o-mini")
-    text = banner(active, sock, first_key, model, cli_command(ctx, config_path), reload)
+    text = banner(active, sock, first_key, model, cli_command(active), reload)
     stop = threading.Event()
     announced = threading.Event()
     watcher = threading.Thread(target=_announce_when_ready, name="circuit-banner", daemon=True,
@@ -112,14 +112,14 @@ def serve(
     raise fail("the gateway stopped before it was ready; see the messages above", 1)
 
 
-def cli_command(ctx: typer.Context, config_path: str | None) -> str:
-    """`circuit` with the options that name this gateway's database and configuration."""
-    words = ["circuit"]
-    if ctx.meta.get(DB_KEY):
-        words += ["--db", shlex.quote(str(ctx.meta[DB_KEY]))]
-    if config_path:
-        words += ["--config", shlex.quote(str(config_path))]
-    return " ".join(words)
+def cli_command(active: Settings) -> str:
+    """`circuit` with what names this gateway's database, so a command pasted into another
+    shell or folder reaches the same one: the SQLite file by its absolute path; a PostgreSQL
+    URL is a secret, so it is left to CIRCUIT_DATABASE_URL."""
+    kind, where = store_location(active)
+    if kind == "postgres":
+        return "CIRCUIT_DATABASE_URL=… circuit"
+    return f"circuit --db {shlex.quote(str(Path(where).resolve()))}"
 
 
 def _probe_address(sock: socket.socket) -> tuple[str, int]:
