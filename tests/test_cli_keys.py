@@ -139,9 +139,10 @@ def test_a_missing_relative_database_is_named_with_the_folder_it_was_looked_for_
     assert "--db" in line and "CIRCUIT_DB_PATH" in line and "keys add" not in line
 
 
-def test_adding_a_key_says_when_it_created_a_new_database(cli):
+def test_adding_a_key_says_when_it_created_a_new_database_and_how_to_serve_it(cli):
     first = cli("keys", "add", "alice")
     assert f"Created a new database at {cli.db_path}" in first.stderr
+    assert f"`circuit --db {cli.db_path} serve`" in " ".join(first.stderr.split())
     assert "Created a new database" not in cli("keys", "add", "bob").stderr
 
 

@@ -197,6 +197,6 @@ def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         return
     if problem:
         raise fail(f"configuration: {problem}", EXIT_CHECK_FAILED)
-    source = config_path or "no circuit.toml: defaults and environment"
+    source = config_path or "no circuit.toml: defaults, .env and environment"
     output.out().print(f"[green]ok[/green]: the configuration is valid ({text(source)}).",
                        soft_wrap=True)

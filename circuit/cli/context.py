@@ -8,6 +8,7 @@ transaction and a running gateway is never locked out. Store errors become one-l
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,8 +115,9 @@ def writing(ctx: typer.Context) -> Iterator[Store]:
                 raise fail(f"cannot create the database at {where}: "
                            f"{exc.strerror or exc}") from None
             if created:
-                note(f"Created a new database at {_shown(config)}; a gateway uses it when "
-                     "started with the same --db or CIRCUIT_DB_PATH.")
+                path = Path(store_location(config)[1]).resolve()
+                note(f"Created a new database at {_shown(config)}; start a gateway on it with "
+                     f"`circuit --db {shlex.quote(str(path))} serve`.")
             yield store
     finally:
         store.close()

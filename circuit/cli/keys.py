@@ -161,7 +161,7 @@ def add(
     console.print(f"Created key [bold]{text(name)}[/bold]. Copy it now; it is not shown "
                   "again:\n", soft_wrap=True)
     console.print(f"    {secret}\n", soft_wrap=True, markup=False)
-    console.print("A running gateway accepts it within a second.", style="dim")
+    console.print("A gateway running on this database accepts it within a second.", style="dim")
 
 
 @app.command("list")
