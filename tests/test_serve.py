@@ -122,6 +122,17 @@ def test_with_reload_the_banner_names_a_port_that_answers(serve):
     assert gateway.stop() == 0
 
 
+def test_under_reload_a_configuration_broken_while_serving_ends_serve_with_exit_2(
+        serve, tmp_path):
+    (tmp_path / "watched.py").write_text("x = 1\n")
+    gateway = serve("--port", "0", "--reload", CIRCUIT_API_KEYS="sk-serve-test-key-0123")
+    gateway.banner_port()
+    (tmp_path / ".env").write_text("PROVIDER=bogus\n")
+    (tmp_path / "watched.py").write_text("x = 2\n")  # the reloader restarts its child
+    assert gateway.process.wait(60) == 2
+    assert "circuit: configuration error: PROVIDER must be one of" in gateway.stderr()
+
+
 def test_a_port_in_use_is_one_line_naming_it_with_exit_2_and_no_banner(serve):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
