@@ -18,7 +18,6 @@ in two ways:
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import multiprocessing
 import os
@@ -114,8 +113,13 @@ def run(config: uvicorn.Config, sock: socket.socket, *, workers: int, reload: bo
         _Workers(config, sockets=[sock]).run()
         return 0
     server = uvicorn.Server(config)
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it drained
+    try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it drained for
+        pass
+    except SystemExit as stopped:  # uvicorn's way out of a failed start
+        return stopped.code if isinstance(stopped.code, int) and stopped.code else \
+            STARTUP_FAILURE
     return 0 if server.started else STARTUP_FAILURE
 
 

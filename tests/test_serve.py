@@ -42,8 +42,8 @@ class Serve:
         self.folder = folder
         self.out = folder / "serve.stdout"
         self.err = folder / "serve.stderr"
-        env = clean_environment(CIRCUIT_DB_PATH=folder / "circuit.db",
-                                CIRCUIT_LOG_LEVEL="warning", **settings)
+        env = clean_environment(**{"CIRCUIT_DB_PATH": folder / "circuit.db",
+                                   "CIRCUIT_LOG_LEVEL": "warning", **settings})
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.process = subprocess.Popen([CIRCUIT, "serve", *args], cwd=folder, env=env,
                                             stdout=out, stderr=err, stdin=subprocess.DEVNULL)
@@ -144,6 +144,16 @@ def test_a_port_in_use_is_one_line_naming_it_with_exit_2_and_no_banner(serve):
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert f"port {port}" in lines[0] and "--port" in lines[0]
     assert "Circuit on" not in gateway.stdout() and "Try it" not in gateway.stdout()
+
+
+def test_a_database_that_cannot_be_created_is_one_line_before_anything_starts(serve, tmp_path):
+    (tmp_path / "occupied").write_text("a file where the database folder would be\n")
+    gateway = serve("--port", "0", CIRCUIT_DB_PATH=str(tmp_path / "occupied" / "circuit.db"))
+    assert gateway.process.wait(30) == 2
+    lines = gateway.stderr().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in lines[0]
+    assert "occupied/circuit.db" in lines[0]
+    assert gateway.stdout() == ""
 
 
 def test_an_invalid_route_stops_serve_before_it_binds_or_makes_a_key(serve, tmp_path):

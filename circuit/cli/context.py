@@ -64,7 +64,7 @@ def missing_database(config: Settings) -> typer.Exit:
 
 
 @contextmanager
-def store_errors(store: Store, path: str) -> Iterator[None]:
+def store_errors(path: str) -> Iterator[None]:
     """Turn a store failure into one line naming the database."""
     try:
         yield
@@ -91,7 +91,7 @@ def reading(ctx: typer.Context) -> Iterator[Store]:
     where = describe_store(config)
     store = _open(config)
     try:
-        with store_errors(store, where):
+        with store_errors(where):
             if not store.exists():
                 raise missing_database(config)
             yield store
@@ -107,7 +107,7 @@ def writing(ctx: typer.Context) -> Iterator[Store]:
     where = describe_store(config)
     store = _open(config)
     try:
-        with store_errors(store, where):
+        with store_errors(where):
             created = store_location(config)[0] == "sqlite" and not store.exists()
             try:
                 store.migrate()

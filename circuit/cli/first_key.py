@@ -8,16 +8,17 @@ from circuit.keys import create_key, free_name
 
 
 def ensure_first_key(settings: Settings) -> tuple[str, str] | None:
-    """Create a key when no active key exists anywhere; return its (name, secret), else None.
+    """Migrate the database, and create a key when no active key exists anywhere; return its
+    (name, secret), else None.
 
     A random key shown once, rather than a well-known default that could linger in production.
     It is named `default`, or `default-2`, … when a revoked `default` keeps that name.
     """
-    if settings.api_keys:
-        return None
     store = open_store(settings)
     try:
-        store.migrate()
+        store.migrate()  # also shows, before anything starts, that the database opens
+        if settings.api_keys:
+            return None
         rows = store.load_keys()
         if any(row.revoked_at is None for row in rows):
             return None

@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from circuit.cli import output
-from circuit.cli.context import CONFIG_KEY, DB_KEY, settings
+from circuit.cli.context import CONFIG_KEY, DB_KEY, settings, store_errors
 from circuit.cli.output import fail
 from circuit.config import ConfigError, Settings
 from circuit.store.select import describe_store, store_location
@@ -92,7 +92,13 @@ def serve(
     except OSError as exc:
         raise fail(f"cannot listen on {active.host}:{active.port}: "
                    f"{exc.strerror or exc}") from None
-    first_key = ensure_first_key(active)
+    where = describe_store(active)
+    with store_errors(where):
+        try:
+            first_key = ensure_first_key(active)
+        except OSError as exc:
+            raise fail(f"cannot open or create the database at {where}: "
+                       f"{exc.strerror or exc}") from None
     model = next(iter(plan.routes), None) or (
         "claude-haiku-4-5" if plan.specs[active.provider].kind == "anthropic" else "gpt-4o-mini")
     text = banner(active, sock, first_key, model, cli_command(active), reload)
