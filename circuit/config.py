@@ -251,7 +251,7 @@ def _mask(value: Any) -> str:
     if not value:
         return "-"
     if isinstance(value, tuple):
-        return f"({len(value)} keys)"
+        return f"({len(value)} key{'s' if len(value) != 1 else ''})"
     return "****" + str(value)[-4:] if len(str(value)) > 12 else "****"
 
 
@@ -303,6 +303,7 @@ def load_settings(
         values["config_path"] = str(toml_path)
     settings = replace(Settings(), **values, **tables, provider_secrets=secrets,
                        sources=sources)
+    settings = replace(settings, provider=provider_name(settings.provider, settings.providers))
     _check(settings)
     return settings
 
@@ -339,6 +340,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 BUILT_IN_PROVIDERS = ("mock", "openai", "anthropic")
+
+
+def provider_name(name: str, declared: Mapping[str, Any] | None = None) -> str:
+    """The provider `name` means, matched without regard to case (`MOCK`, `OpenAI`), as people
+    type them in .env files; a name declared in `[providers]` exactly as written wins."""
+    declared = declared or {}
+    if name in declared:
+        return name
+    matches = [known for known in {*BUILT_IN_PROVIDERS, *declared}
+               if known.lower() == name.lower()]
+    return matches[0] if len(matches) == 1 else name
 
 
 def _check(settings: Settings) -> None:

@@ -69,6 +69,12 @@ class AuthenticationFailed(CircuitError):
     type = "authentication_error"
     code = "invalid_api_key"
 
+    def __init__(self, message: str, *, code: str | None = None,
+                 key_name: str | None = None) -> None:
+        super().__init__(message, code=code)
+        #: The name of a known but revoked key, for the record (never sent to the client).
+        self.key_name = key_name
+
 
 class NotFound(CircuitError):
     status = 404

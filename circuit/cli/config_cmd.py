@@ -13,10 +13,11 @@ from rich.table import Table
 
 from circuit.cli import output
 from circuit.cli.context import CONFIG_KEY, DB_KEY
+from circuit.cli.help_format import CircuitTyper
 from circuit.cli.output import EXIT_CHECK_FAILED, JsonFlag, emit_json, fail, text
 from circuit.config import ConfigError, Settings, declared_settings, load_settings
 
-app = typer.Typer(help="Write, show and check the gateway's configuration.",
+app = CircuitTyper(help="Write, show and check the gateway's configuration.",
                   no_args_is_help=True)
 
 #: Settings that make no sense inside the file itself.
@@ -167,7 +168,8 @@ def _database_problem(db_path: str) -> str | None:
 
 @app.command()
 def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Validate the configuration: every setting, the [prices] table, the database path.
+    """Validate the configuration as `circuit serve` does: every setting, the providers and
+    the keys they need, the routes, the prices; and the database path.
 
     Exit 0 when valid; exit 1 with one line naming the problem otherwise. JSON: `{"ok",
     "error", "config_path"}`.
@@ -177,14 +179,14 @@ def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     * `circuit config check`
     * `circuit --config prod.toml config check` (in CI, before a deploy)
     """
-    from circuit.gateway.runtime import build_price_table
+    from circuit.gateway.validation import validate
 
     config_path = ctx.meta.get(CONFIG_KEY)
     problem = None
     try:
         active = _load(ctx)
         config_path = active.config_path
-        build_price_table(active)
+        validate(active)
         problem = _database_problem(active.db_path)
     except ConfigError as exc:
         problem = str(exc)
@@ -195,6 +197,6 @@ def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         return
     if problem:
         raise fail(f"configuration: {problem}", EXIT_CHECK_FAILED)
-    source = config_path or "no circuit.toml: defaults and environment"
+    source = config_path or "no circuit.toml: defaults, .env and environment"
     output.out().print(f"[green]ok[/green]: the configuration is valid ({text(source)}).",
                        soft_wrap=True)

@@ -3,7 +3,7 @@
 Only what the gateway itself relies on is checked (`model`, `messages`, `stream`,
 `stream_options`); everything else is the upstream's to judge, as it would be without Circuit.
 
-Pydantic validation costs 50–500 µs a request on this path (DESIGN.md); the body is parsed once
+Pydantic validation costs 50–500 µs a request on this path (docs/design.md); the body is parsed once
 with orjson and forwarded as the client sent it.
 """
 

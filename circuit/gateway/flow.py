@@ -28,6 +28,7 @@ from circuit.accounting.stream_tally import StreamTally
 from circuit.accounting.usage import Usage
 from circuit.accounting.usage_checks import past_bound, worth_verifying
 from circuit.errors import (
+    AuthenticationFailed,
     CircuitError,
     ModelNotPriced,
     QuotaExceeded,
@@ -89,7 +90,11 @@ class ChatFlow:
         gateway = self.gateway
         gateway.in_flight += 1
         try:
-            key = gateway.keys.authenticate(request.headers.get("authorization"))
+            try:
+                key = gateway.keys.authenticate(request.headers.get("authorization"))
+            except AuthenticationFailed as refused:
+                record.key_name = refused.key_name  # a revoked key's name; None if unknown
+                raise
             record.key_name = key.name
             chat = parse_chat_request(await read_body(request, gateway.settings.max_body_bytes))
             record.model = chat.model

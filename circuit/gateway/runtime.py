@@ -10,15 +10,15 @@ from prometheus_client.core import GaugeMetricFamily
 
 from circuit.accounting.budget import BudgetLedger
 from circuit.accounting.meter import Meter
-from circuit.accounting.pricing import PriceTable
-from circuit.config import ConfigError, Settings
+from circuit.config import Settings
 from circuit.gateway.auth import ClientKey, KeyRing
 from circuit.gateway.control import ControlLoop
 from circuit.gateway.dispatch import Dispatcher
 from circuit.gateway.routing import Router
+from circuit.gateway.validation import validate
 from circuit.logs import RequestLog
 from circuit.metrics import BREAKER_STATES, GatewayMetrics, gauge
-from circuit.providers.registry import build_provider, provider_specs, route_table
+from circuit.providers.registry import build_provider
 from circuit.resilience.breaker import BreakerPolicy, CircuitBreaker
 from circuit.resilience.rate_limit import Limits, RateLimiter
 from circuit.store.base import Store
@@ -39,24 +39,16 @@ def open_store(settings: Settings) -> Store:
     return select_store(settings)
 
 
-def build_price_table(settings: Settings) -> PriceTable:
-    try:
-        return PriceTable.default(settings.prices)
-    except ValueError as exc:
-        raise ConfigError(f"[prices] {exc}") from None
-
-
 class Gateway:
     """Everything a request needs, alive between `start()` and `stop()`."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.prices = build_price_table(settings)
+        # Validated before anything opens, so a bad configuration stops start-up at once.
+        plan = validate(settings)
+        self.prices, self.specs, self.routes = plan.prices, plan.specs, plan.routes
         self.store = open_store(settings)
         self.keys = KeyRing()
-        # Validated here, so a bad [providers] or [routes] table stops start-up at once.
-        self.specs = provider_specs(settings)
-        self.routes = route_table(settings, self.specs)
         self.metrics = GatewayMetrics(
             lambda model: model in self.routes or self.prices.lookup(model) is not None)
         self.metrics.add_live(self._live_metrics)

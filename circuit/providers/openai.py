@@ -1,7 +1,7 @@
 """Any OpenAI-compatible upstream (OpenAI, vLLM, Ollama, …) over one pooled aiohttp session.
 
 aiohttp rather than httpx on this path: at concurrency 64 it costs ~0.09 ms of CPU per proxied
-request against httpx's ~1.8 ms (DESIGN.md; encode/httpx#3215).
+request against httpx's ~1.8 ms (docs/design.md; encode/httpx#3215).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from circuit.accounting.tokens import TokenCounter
-from circuit.config import ConfigError, Settings
+from circuit.config import ConfigError, Settings, provider_name
 from circuit.providers.anthropic import AnthropicProvider
 from circuit.providers.base import Provider, Timeouts
 from circuit.providers.mock import MockProvider
@@ -80,7 +80,8 @@ def _spec_from_table(name: str, table: Any, settings: Settings, timeouts: Timeou
             raise ConfigError(f"{where} {key} must be a whole number >= 1")
         if key in _FLAGS and not isinstance(value, bool):
             raise ConfigError(f"{where} {key} must be true or false")
-    kind = table.get("kind", name if name in KINDS else None)
+    kind = table.get("kind", name if name.lower() in KINDS else None)
+    kind = kind.lower() if isinstance(kind, str) else kind
     if kind not in KINDS:
         raise ConfigError(f"{where} kind must be one of {', '.join(KINDS)}")
     defaults = {"openai": settings.openai_base_url, "anthropic": settings.anthropic_base_url,
@@ -124,6 +125,7 @@ def route_table(settings: Settings,
             provider, sep, upstream = str(target).partition(":")
             if not sep or not upstream:
                 raise ConfigError(f"[routes] {model!r}: {target!r} is not \"provider:model\"")
+            provider = provider_name(provider, specs)
             if provider not in specs:
                 raise ConfigError(f"[routes] {model!r}: unknown provider {provider!r} "
                                   f"(known: {', '.join(sorted(specs))})")

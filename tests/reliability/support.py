@@ -168,7 +168,7 @@ class GatewayProcess:
     free port, with its own database and its stderr in a file."""
 
     def __init__(self, folder: Path, *, runner: str = "serve",
-                 graceful_seconds: int | None = None,
+                 graceful_seconds: int | None = None, serve_args: tuple[str, ...] = (),
                  **settings: Any) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -180,7 +180,7 @@ class GatewayProcess:
         env = clean_environment(**{"CIRCUIT_DB_PATH": self.db_path, "CIRCUIT_API_KEYS": CLIENT_KEY,
                                    "CIRCUIT_LOG_LEVEL": "warning", **settings})
         if runner == "serve":
-            command = [str(BIN / "circuit"), "serve", "--port", str(self.port)]
+            command = [str(BIN / "circuit"), "serve", "--port", str(self.port), *serve_args]
         else:  # uvicorn directly: the one way to choose the graceful-shutdown timeout
             command = [sys.executable, "-m", "uvicorn", "circuit.main:app", "--port",
                        str(self.port), "--loop", "uvloop", "--http", "httptools",
