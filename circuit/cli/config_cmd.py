@@ -16,6 +16,7 @@ from circuit.cli.context import CONFIG_KEY, DB_KEY
 from circuit.cli.help_format import CircuitTyper
 from circuit.cli.output import EXIT_CHECK_FAILED, JsonFlag, emit_json, fail, text
 from circuit.config import ConfigError, Settings, declared_settings, load_settings
+from circuit.settings_reference import accepts_off, settings_table
 
 app = CircuitTyper(help="Write, show and check the gateway's configuration.",
                   no_args_is_help=True)
@@ -46,13 +47,6 @@ def _comment(paragraph: str) -> list[str]:
     return ["# " + line for line in textwrap.wrap(paragraph, width=98)]
 
 
-def _accepts_off(f: Any) -> bool:
-    try:
-        return f.metadata["parse"]("off") is None
-    except ValueError:
-        return False
-
-
 def render_config() -> str:
     """The commented circuit.toml that `config init` writes: every setting with its default.
 
@@ -69,7 +63,7 @@ def render_config() -> str:
             example: Any = ["sk-..."] if isinstance(f.default, tuple) else "sk-..."
             lines += ["# " + line for line in tomli_w.dumps({f.name: example}).splitlines()]
         elif f.default is None:
-            lines.append(tomli_w.dumps({f.name: "off"}).strip() if _accepts_off(f)
+            lines.append(tomli_w.dumps({f.name: "off"}).strip() if accepts_off(f)
                          else f"# {f.name} = ")
         else:
             default = list(f.default) if isinstance(f.default, tuple) else f.default
@@ -110,6 +104,17 @@ def init(
         raise fail(f"cannot write {path}: {exc.strerror or exc}") from None
     output.out().print(f"Wrote {text(path)}. Check it with `circuit config check`.",
                        soft_wrap=True)
+
+
+@app.command()
+def reference() -> None:
+    """Print every setting as a Markdown table: name, variable, default, meaning.
+
+    The README's configuration reference is this table.
+
+    Example: circuit config reference > settings.md
+    """
+    typer.echo(settings_table())
 
 
 @app.command()
