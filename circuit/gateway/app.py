@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 from circuit import __version__
 from circuit.config import Settings, load_settings
 from circuit.errors import AuthenticationFailed, CircuitError
+from circuit.gateway.connections import lifespan_state
 from circuit.gateway.flow import ChatFlow
 from circuit.gateway.readiness import readiness
 from circuit.gateway.request_id import (
@@ -79,10 +80,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     gateway = Gateway(settings)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
         await gateway.start()
         try:
-            yield
+            # The HTTP protocol (circuit.gateway.http_protocol) reads its limits from here.
+            yield lifespan_state(settings)
         finally:
             await gateway.stop()
 
