@@ -339,9 +339,10 @@ def test_an_unknown_method_is_refused_by_the_http_parser_and_the_connection_clos
     answer = raw_exchange(gateway.port, method + b" /v1/chat/completions HTTP/1.1\r\n"
                                                  b"Host: gw\r\nConnection: close\r\n\r\n")
     status, headers, body = parse_answer(answer)
-    # Not HTTP the app could see: uvicorn answers 400 in plain text and closes.
+    # Not HTTP the app could see: the server's protocol answers 400, in OpenAI's shape, and
+    # closes.
     assert status == 400 and headers.get("connection") == "close"
-    assert TRACEBACK.encode() not in body
+    assert headers["content-type"] == "application/json" and is_openai_error(orjson.loads(body))
 
 
 @pytest.mark.parametrize("path", [
