@@ -8,9 +8,17 @@ from collections.abc import Callable, Mapping
 
 import aiohttp
 
-from circuit.errors import UpstreamError, UpstreamFailed, UpstreamTimeout, UpstreamUnreachable
+from circuit.errors import (
+    UpstreamError,
+    UpstreamFailed,
+    UpstreamResponseTooLarge,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
+#: Bytes of an upstream's error answer read: its message is cut to 500 characters anyway.
+ERROR_BODY_LIMIT = 64 * 1024
 
 
 def open_session(headers: Mapping[str, str], connect_timeout: float,
@@ -38,24 +46,61 @@ async def post(session: aiohttp.ClientSession | None, url: str, payload: bytes, 
     except aiohttp.ClientError as exc:
         raise UpstreamFailed(f"{provider} request failed: {exc}") from None
     if response.status >= 300:
+        body = b""
         try:
-            body = await response.read()
+            body = await read_at_most(response, ERROR_BODY_LIMIT)
         except aiohttp.ClientError:
-            body = b""
+            pass
         finally:
-            response.release()
+            response.close()  # the rest of a long error answer is not worth reading
         raise error_for(response.status, body, response.headers)
     return response
 
 
+async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Up to `limit + 1` bytes of the body: more than `limit` means it was longer."""
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit and (part := await response.content.readany()):
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+async def read_bounded(response: aiohttp.ClientResponse, limit: int, provider: str) -> bytes:
+    """The whole body, or UpstreamResponseTooLarge as soon as it is known to pass `limit`
+    (decoded bytes: a compressed answer is bounded by what it unpacks to)."""
+    declared = response.content_length
+    if declared is not None and declared > limit and not response.headers.get(
+            "content-encoding"):
+        response.close()
+        raise _too_large(provider, limit)
+    body = await read_at_most(response, limit)
+    if len(body) > limit:
+        response.close()
+        raise _too_large(provider, limit)
+    return body
+
+
+def _too_large(provider: str, limit: int) -> UpstreamResponseTooLarge:
+    return UpstreamResponseTooLarge(f"{provider} sent an answer of more than {limit} bytes")
+
+
+def event_too_large(provider: str, limit: int | None) -> UpstreamResponseTooLarge:
+    """The error for a stream event past its bound (SSEEventTooLarge from the decoder)."""
+    return UpstreamResponseTooLarge(f"{provider} sent a stream event of more than {limit} bytes")
+
+
 async def post_for_body(session: aiohttp.ClientSession | None, url: str, payload: bytes,
-                        provider: str, error_for: ErrorMapper, first_byte: float) -> bytes:
-    """The whole body of a (non-streamed) answer, which must arrive within `first_byte`."""
+                        provider: str, error_for: ErrorMapper, first_byte: float,
+                        limit: int) -> bytes:
+    """The whole body of a (non-streamed) answer, which must arrive within `first_byte` and be
+    at most `limit` bytes."""
     try:
         async with asyncio.timeout(first_byte):
             response = await post(session, url, payload, provider, error_for)
             try:
-                return await response.read()
+                return await read_bounded(response, limit, provider)
             finally:
                 response.release()
     except TimeoutError:
