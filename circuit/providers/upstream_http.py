@@ -4,6 +4,8 @@ errors, the same for every wire format."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 from collections.abc import Callable, Mapping
 
 import aiohttp
@@ -57,14 +59,20 @@ async def post(session: aiohttp.ClientSession | None, url: str, payload: bytes, 
     return response
 
 
-async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """Up to `limit + 1` bytes of the body: more than `limit` means it was longer."""
+async def _read_parts(response: aiohttp.ClientResponse, limit: int) -> tuple[list[bytes], int]:
+    """The body as read, up to its end or just past `limit` bytes; and its size so far."""
     parts: list[bytes] = []
     size = 0
     while size <= limit and (part := await response.content.readany()):
         parts.append(part)
         size += len(part)
-    return b"".join(parts)
+    return parts, size
+
+
+async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body's first `limit` bytes (the rest is left unread)."""
+    parts, _ = await _read_parts(response, limit)
+    return b"".join(parts)[:limit]
 
 
 async def read_bounded(response: aiohttp.ClientResponse, limit: int, provider: str) -> bytes:
@@ -75,20 +83,36 @@ async def read_bounded(response: aiohttp.ClientResponse, limit: int, provider: s
             "content-encoding"):
         response.close()
         raise _too_large(provider, limit)
-    body = await read_at_most(response, limit)
-    if len(body) > limit:
+    parts, size = await _read_parts(response, limit)
+    if size > limit:
         response.close()
+        parts.clear()  # dropped unjoined: no copy of a refused answer
         raise _too_large(provider, limit)
-    return body
+    return b"".join(parts)
 
 
 def _too_large(provider: str, limit: int) -> UpstreamResponseTooLarge:
+    _give_back_memory()
     return UpstreamResponseTooLarge(f"{provider} sent an answer of more than {limit} bytes")
 
 
 def event_too_large(provider: str, limit: int | None) -> UpstreamResponseTooLarge:
-    """The error for a stream event past its bound (SSEEventTooLarge from the decoder)."""
+    """The error for a stream event past its bound (the decoder's `too_large`)."""
+    _give_back_memory()
     return UpstreamResponseTooLarge(f"{provider} sent a stream event of more than {limit} bytes")
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
+
+
+def _give_back_memory() -> None:
+    """Return the megabytes a refused answer was read into to the system. glibc keeps freed
+    heap memory for reuse, so without this the process stays as large as its largest refused
+    answer made it (the read is in pieces of a few KiB, which it does not map apart). Rare
+    (only past a bound) and a few milliseconds."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 async def post_for_body(session: aiohttp.ClientSession | None, url: str, payload: bytes,
