@@ -192,10 +192,9 @@ class Settings:
                                   "Seconds a request body may take to arrive after its headers, "
                                   "plus one more for every 64 KiB received; then 408 and close.",
                                   _number(0.001))
-    keepalive_timeout: float = setting(20.0, "CIRCUIT_KEEPALIVE_TIMEOUT",
+    keepalive_timeout: float = setting(5.0, "CIRCUIT_KEEPALIVE_TIMEOUT",
                                        "Seconds an idle keep-alive connection stays open "
-                                       "(longer than the clients' own pools keep one: httpx 5, "
-                                       "aiohttp 15).", _number(0.001))
+                                       "before the server closes it.", _number(0.001))
     max_connections: int | None = setting(
         None, "CIRCUIT_MAX_CONNECTIONS",
         "Client connections per worker; at the limit the longest-idle one is closed, or a new "
