@@ -193,6 +193,30 @@ class Settings:
                            _integer(1))
     max_body_bytes: int = setting(10 * 1024 * 1024, "CIRCUIT_MAX_BODY_BYTES",
                                   "Largest request body accepted; larger gets 413.", _integer(1))
+    header_timeout: float = setting(10.0, "CIRCUIT_HEADER_TIMEOUT",
+                                    "Seconds a request's line and headers may take to arrive, "
+                                    "from the connection's opening or the request's first "
+                                    "byte; then 408 and close.", _number(0.001))
+    body_timeout: float = setting(30.0, "CIRCUIT_BODY_TIMEOUT",
+                                  "Seconds a request body may take to arrive after its headers, "
+                                  "plus one more for every 64 KiB received; then 408 and close.",
+                                  _number(0.001))
+    keepalive_timeout: float = setting(5.0, "CIRCUIT_KEEPALIVE_TIMEOUT",
+                                       "Seconds an idle keep-alive connection stays open "
+                                       "before the server closes it.", _number(0.001))
+    max_connections: int | None = setting(
+        None, "CIRCUIT_MAX_CONNECTIONS",
+        "Client connections per worker; at the limit the longest-idle one is closed, or a new "
+        "one gets 503 when all are busy. Unset: from the open-file limit, (limit - 64) / 2, "
+        "at most 10000.", _optional(_integer(1)))
+    max_upstream_response_bytes: int = setting(
+        32 * 1024 * 1024, "CIRCUIT_MAX_UPSTREAM_RESPONSE_BYTES",
+        "Largest upstream JSON answer read; larger gets 502 upstream_response_too_large.",
+        _integer(1024))
+    max_upstream_event_bytes: int = setting(
+        4 * 1024 * 1024, "CIRCUIT_MAX_UPSTREAM_EVENT_BYTES",
+        "Largest single event of an upstream stream; larger ends the stream with an "
+        "upstream_response_too_large error event.", _integer(1024))
     connect_timeout: float = setting(5.0, "CIRCUIT_CONNECT_TIMEOUT",
                                      "Seconds to connect to an upstream.", _number(0.001))
     first_byte_timeout: float = setting(

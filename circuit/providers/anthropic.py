@@ -31,10 +31,18 @@ from circuit.errors import (
 )
 from circuit.providers.anthropic_stream import StreamTranslator, stream_error_body
 from circuit.providers.anthropic_translate import completion_from_anthropic, to_anthropic
-from circuit.providers.base import ChatCall, Completion, Timeouts
+from circuit.providers.base import ChatCall, Completion, SizeLimits, Timeouts
 from circuit.providers.sse import SSEDecoder
 from circuit.providers.upstream_errors import upstream_error_fields
-from circuit.providers.upstream_http import open_session, post, post_for_body
+from circuit.providers.upstream_http import (
+    ERROR_BODY_LIMIT,
+    event_too_large,
+    open_session,
+    post,
+    post_for_body,
+    read_at_most,
+    read_bounded,
+)
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -103,7 +111,7 @@ class AnthropicProvider:
 
     def __init__(self, name: str, base_url: str, api_key: str | None,
                  timeouts: Timeouts | None = None, default_max_tokens: int = 4096,
-                 max_connections: int = 1000) -> None:
+                 max_connections: int = 1000, sizes: SizeLimits | None = None) -> None:
         self.name = name
         base = base_url.rstrip("/")
         if base.endswith("/v1"):  # accept either form of the base URL
@@ -116,6 +124,7 @@ class AnthropicProvider:
         if api_key:
             self._headers["x-api-key"] = api_key
         self._timeouts = timeouts or Timeouts()
+        self._sizes = sizes or SizeLimits()
         self._default_max_tokens = default_max_tokens
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -142,7 +151,8 @@ class AnthropicProvider:
     async def complete(self, call: ChatCall) -> Completion:
         payload = self._payload(call)  # a request Anthropic cannot take fails before the call
         body = await post_for_body(self._session, self._url, payload, self.name,
-                                   self._error_for, self._timeouts.first_byte)
+                                   self._error_for, self._timeouts.first_byte,
+                                   self._sizes.response)
         try:
             answer, usage, finish, text = completion_from_anthropic(orjson.loads(body),
                                                                     call.model)
@@ -164,7 +174,7 @@ class AnthropicProvider:
             async with asyncio.timeout(self._timeouts.first_byte):
                 response = await self._post(payload)
                 stream = AnthropicChunkStream(self.name, response, self._timeouts.idle,
-                                              translator)
+                                              translator, self._sizes.event)
                 # Wait for the first event here, so a failure before it can still be retried.
                 await stream.prefetch()
         except TimeoutError:
@@ -193,10 +203,11 @@ class AnthropicProvider:
                 for _ in range(20):  # pages; far more models than Anthropic has
                     async with self._session.get(self._models_url, params=params) as response:
                         if response.status != 200:
-                            raise error_from_anthropic(response.status, await response.read(),
-                                                       response.headers, self.name,
-                                                       self._api_key)
-                        page = orjson.loads(await response.read())
+                            raise error_from_anthropic(
+                                response.status, await read_at_most(response, ERROR_BODY_LIMIT),
+                                response.headers, self.name, self._api_key)
+                        page = orjson.loads(await read_bounded(response, self._sizes.response,
+                                                               self.name))
                     models.extend(m["id"] for m in page.get("data", [])
                                   if isinstance(m, dict) and "id" in m)
                     if not page.get("has_more") or not page.get("last_id"):
@@ -213,14 +224,16 @@ class AnthropicChunkStream:
     """An Anthropic SSE stream, yielding the OpenAI chunks of each network read."""
 
     def __init__(self, provider: str, response: aiohttp.ClientResponse, idle: float,
-                 translator: StreamTranslator) -> None:
+                 translator: StreamTranslator, max_event_bytes: int | None = None) -> None:
         self._provider = provider
         self._response = response
         self._idle = idle
         self._translator = translator
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(max_event_bytes)
+        self._max_event_bytes = max_event_bytes
         self._first: list[bytes] | None = None
         self._done = False
+        self._failure: UpstreamError | None = None  # raised once the chunks before it are out
 
     async def prefetch(self) -> None:
         """Read until the first chunk is ready (or the stream ended). Only the caller's
@@ -242,6 +255,9 @@ class AnthropicChunkStream:
         raise StopAsyncIteration
 
     async def _read(self, idle: float | None) -> list[bytes]:
+        if self._failure is not None:
+            self._done = True
+            raise self._failure
         try:
             async with asyncio.timeout(idle):
                 chunk = await self._response.content.readany()
@@ -272,6 +288,11 @@ class AnthropicChunkStream:
         except StreamBroken:
             self._close()
             raise
+        if self._decoder.too_large and not self._done:
+            self._response.close()
+            self._failure = event_too_large(self._provider, self._max_event_bytes)
+            if not payloads:
+                return await self._read(idle)
         return payloads
 
     def _close(self) -> None:

@@ -73,3 +73,11 @@ class Timeouts:
     connect: float = 5.0
     first_byte: float = 120.0
     idle: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class SizeLimits:
+    """Bytes: of a whole (non-streamed) upstream answer; of one event of a stream."""
+
+    response: int = 32 * 1024 * 1024
+    event: int = 4 * 1024 * 1024

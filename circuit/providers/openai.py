@@ -15,7 +15,7 @@ import orjson
 
 from circuit.accounting.usage import Usage
 from circuit.errors import StreamBroken, UpstreamError, UpstreamFailed, UpstreamTimeout
-from circuit.providers.base import ChatCall, Completion, Timeouts
+from circuit.providers.base import ChatCall, Completion, SizeLimits, Timeouts
 from circuit.providers.sse import SSEDecoder
 from circuit.providers.upstream_errors import (
     WINDOW,
@@ -23,7 +23,15 @@ from circuit.providers.upstream_errors import (
     quotes_secret,
     redact,
 )
-from circuit.providers.upstream_http import open_session, post, post_for_body
+from circuit.providers.upstream_http import (
+    ERROR_BODY_LIMIT,
+    event_too_large,
+    open_session,
+    post,
+    post_for_body,
+    read_at_most,
+    read_bounded,
+)
 
 _DONE = b"[DONE]"
 
@@ -80,7 +88,8 @@ class OpenAIProvider:
     reports_stream_usage = True
 
     def __init__(self, name: str, base_url: str, api_key: str | None,
-                 timeouts: Timeouts | None = None, max_connections: int = 1000) -> None:
+                 timeouts: Timeouts | None = None, max_connections: int = 1000,
+                 sizes: SizeLimits | None = None) -> None:
         self.name = name
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._models_url = base_url.rstrip("/") + "/models"
@@ -89,6 +98,7 @@ class OpenAIProvider:
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._timeouts = timeouts or Timeouts()
+        self._sizes = sizes or SizeLimits()
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
@@ -121,7 +131,8 @@ class OpenAIProvider:
 
     async def complete(self, call: ChatCall) -> Completion:
         body = await post_for_body(self._session, self._url, self._payload(call), self.name,
-                                   self._error_for, self._timeouts.first_byte)
+                                   self._error_for, self._timeouts.first_byte,
+                                   self._sizes.response)
         try:
             parsed = orjson.loads(body)
             choices = parsed["choices"]
@@ -139,7 +150,7 @@ class OpenAIProvider:
             async with asyncio.timeout(self._timeouts.first_byte):
                 response = await self._post(call)
                 stream = OpenAIChunkStream(self.name, response, self._timeouts.idle,
-                                           self._api_key)
+                                           self._api_key, self._sizes.event)
                 # Wait for the first event here, so a failure before it can still be retried.
                 await stream.prefetch()
                 return stream
@@ -157,9 +168,10 @@ class OpenAIProvider:
             async with asyncio.timeout(self._timeouts.first_byte), \
                     self._session.get(self._models_url) as response:
                 if response.status != 200:
-                    raise error_from_upstream(response.status, await response.read(),
-                                              response.headers, self.name, self._api_key)
-                data = orjson.loads(await response.read()).get("data", [])
+                    raise error_from_upstream(response.status, await read_at_most(
+                        response, ERROR_BODY_LIMIT), response.headers, self.name, self._api_key)
+                body = await read_bounded(response, self._sizes.response, self.name)
+                data = orjson.loads(body).get("data", [])
                 return [m["id"] for m in data if isinstance(m, dict) and "id" in m]
         except TimeoutError:
             raise UpstreamTimeout(f"{self.name} did not list its models in time") from None
@@ -171,7 +183,7 @@ class OpenAIChunkStream:
     """An upstream SSE stream, yielding the `data:` payloads of each network read."""
 
     def __init__(self, provider: str, response: aiohttp.ClientResponse, idle: float,
-                 secret: str | None = None) -> None:
+                 secret: str | None = None, max_event_bytes: int | None = None) -> None:
         self._provider = provider
         # An upstream's mid-stream error may quote the key; events carrying its head or tail
         # are redacted whole.
@@ -180,9 +192,11 @@ class OpenAIChunkStream:
             if self._secret else None
         self._response = response
         self._idle = idle
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(max_event_bytes)
+        self._max_event_bytes = max_event_bytes
         self._first: list[bytes] | None = None
         self._done = False
+        self._failure: UpstreamError | None = None  # raised once the events before it are out
 
     async def prefetch(self) -> None:
         """Read until the first event has arrived (or the stream ended). Only the caller's
@@ -204,6 +218,9 @@ class OpenAIChunkStream:
         raise StopAsyncIteration
 
     async def _read(self, idle: float | None | bool = True) -> list[bytes]:
+        if self._failure is not None:
+            self._done = True
+            raise self._failure
         try:
             async with asyncio.timeout(self._idle if idle is True else idle):
                 chunk = await self._response.content.readany()
@@ -230,6 +247,11 @@ class OpenAIChunkStream:
             if self._secret_ends is not None and quotes_secret(data, *self._secret_ends):
                 data = redact(data.decode("utf-8", "replace"), self._secret).encode()
             payloads.append(data)
+        if self._decoder.too_large and not self._done:
+            self._response.close()
+            self._failure = event_too_large(self._provider, self._max_event_bytes)
+            if not payloads:
+                return await self._read()
         return payloads
 
     async def aclose(self) -> None:

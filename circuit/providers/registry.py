@@ -9,13 +9,13 @@ ordered list of `provider:model` targets.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from circuit.accounting.tokens import TokenCounter
 from circuit.config import ConfigError, Settings, provider_name
 from circuit.providers.anthropic import AnthropicProvider
-from circuit.providers.base import Provider, Timeouts
+from circuit.providers.base import Provider, SizeLimits, Timeouts
 from circuit.providers.mock import MockProvider
 from circuit.providers.openai import OpenAIProvider
 from circuit.resilience.retry import RetryPolicy
@@ -40,6 +40,7 @@ class ProviderSpec:
     max_connections: int = 1000
     #: Costs nothing (the mock; a local model): serves unpriced models to budgeted keys.
     free: bool = False
+    sizes: SizeLimits = SizeLimits()
 
 
 def provider_specs(settings: Settings) -> dict[str, ProviderSpec]:
@@ -48,16 +49,18 @@ def provider_specs(settings: Settings) -> dict[str, ProviderSpec]:
                         settings.idle_timeout)
     retry = RetryPolicy(settings.retry_max_attempts, settings.retry_backoff_initial,
                         settings.retry_backoff_max, settings.request_deadline)
+    sizes = SizeLimits(settings.max_upstream_response_bytes, settings.max_upstream_event_bytes)
     specs = {"mock": ProviderSpec("mock", "mock", timeouts=timeouts, retry=retry, free=True)}
     if settings.openai_api_key or settings.provider == "openai":
         specs["openai"] = ProviderSpec("openai", "openai", settings.openai_base_url,
-                                       settings.openai_api_key, timeouts, retry)
+                                       settings.openai_api_key, timeouts, retry, sizes=sizes)
     if settings.anthropic_api_key or settings.provider == "anthropic":
         specs["anthropic"] = ProviderSpec("anthropic", "anthropic", settings.anthropic_base_url,
                                           settings.anthropic_api_key, timeouts, retry,
-                                          settings.anthropic_max_tokens)
+                                          settings.anthropic_max_tokens, sizes=sizes)
     for name, table in settings.providers.items():
-        specs[name] = _spec_from_table(name, table, settings, timeouts, retry)
+        specs[name] = replace(_spec_from_table(name, table, settings, timeouts, retry),
+                              sizes=sizes)
     return specs
 
 
@@ -142,6 +145,6 @@ def build_provider(spec: ProviderSpec, counter: Callable[[], TokenCounter]) -> P
     if spec.kind == "anthropic":
         return AnthropicProvider(spec.name, spec.base_url, spec.api_key, spec.timeouts,
                                  default_max_tokens=spec.default_max_tokens,
-                                 max_connections=spec.max_connections)
+                                 max_connections=spec.max_connections, sizes=spec.sizes)
     return OpenAIProvider(spec.name, spec.base_url, spec.api_key, spec.timeouts,
-                          max_connections=spec.max_connections)
+                          max_connections=spec.max_connections, sizes=spec.sizes)

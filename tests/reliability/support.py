@@ -169,6 +169,7 @@ class GatewayProcess:
 
     def __init__(self, folder: Path, *, runner: str = "serve",
                  graceful_seconds: int | None = None, serve_args: tuple[str, ...] = (),
+                 prefix: Iterable[str] = (),
                  **settings: Any) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -183,10 +184,12 @@ class GatewayProcess:
             command = [str(BIN / "circuit"), "serve", "--port", str(self.port), *serve_args]
         else:  # uvicorn directly: the one way to choose the graceful-shutdown timeout
             command = [sys.executable, "-m", "uvicorn", "circuit.main:app", "--port",
-                       str(self.port), "--loop", "uvloop", "--http", "httptools",
+                       str(self.port), "--loop", "uvloop",
+                       "--http", "circuit.gateway.http_protocol:BoundedHttpToolsProtocol",
                        "--no-access-log", "--log-level", "warning"]
             if graceful_seconds is not None:
                 command += ["--timeout-graceful-shutdown", str(graceful_seconds)]
+        command = [*prefix, *command]  # e.g. prlimit, to run under other limits
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(command, env=env, cwd=folder, stdout=out, stderr=err,
                                             stdin=subprocess.DEVNULL)
