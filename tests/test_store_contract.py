@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
-import psycopg
 import pytest
 
 from circuit.config import ConfigError, load_settings
 from circuit.store.base import KeyExists, KeyNotFound, Store
+from circuit.store.errors import NotCircuitDatabase, StoreRejected, StoreUnavailable
 from circuit.store.migrations import MIGRATIONS
 from circuit.store.postgres import PostgresStore, safe_url
 from circuit.store.protection_rows import BreakerEventRow, BreakerStateRow
@@ -490,7 +490,7 @@ def test_the_password_in_a_database_url_is_never_shown(tmp_path):
 def test_an_unreachable_server_fails_at_once_with_its_reason():
     store = PostgresStore("postgresql://circuit:s3cret-pw@127.0.0.1:1/circuit")
     started = time.monotonic()
-    with pytest.raises(psycopg.OperationalError) as failure:
+    with pytest.raises(StoreUnavailable) as failure:
         store.migrate()
     assert time.monotonic() - started < 5
     assert "127.0.0.1:1" in str(failure.value) and "refused" in str(failure.value).lower()
@@ -503,3 +503,18 @@ def test_a_closed_store_opens_again_on_use(store):
     store.insert_requests([_record(1)])
     store.close()
     assert len(store.find_requests("r1")) == 1
+
+
+def test_store_failures_are_typed_whatever_the_database(store):
+    # The CLI and the gateway act on these, never on a driver's message text.
+    from circuit.store.records import RequestRecord
+
+    with pytest.raises(StoreRejected):
+        store.insert_requests([RequestRecord(request_id="big", timestamp="2026-11-20T01:00:00.000Z",
+                                             status_code=200, tokens_input=2**70)])
+
+
+def test_a_database_without_circuits_tables_is_typed_as_such(backend):
+    empty = backend.open()  # not migrated
+    with pytest.raises(NotCircuitDatabase):
+        empty.load_keys()

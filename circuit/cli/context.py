@@ -9,7 +9,6 @@ transaction and a running gateway is never locked out. Store errors become one-l
 from __future__ import annotations
 
 import shlex
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ import typer
 from circuit.cli.output import fail, note
 from circuit.config import ConfigError, Settings, load_settings
 from circuit.store.base import Store
+from circuit.store.errors import NotCircuitDatabase, SchemaOutdated, StoreError
 from circuit.store.select import describe_store, store_location
 
 DB_KEY = "circuit.db_path"
@@ -68,20 +68,13 @@ def store_errors(path: str) -> Iterator[None]:
     """Turn a store failure into one line naming the database."""
     try:
         yield
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            raise fail(f"{path} is not a Circuit database ({exc})") from None
-        if "no such column" in str(exc):
-            raise fail(f"{path} has an older schema ({exc}); start the gateway once to "
-                       "migrate it") from None
-        raise fail(f"database {path}: {exc}") from None
-    except sqlite3.DatabaseError as exc:
-        raise fail(f"database {path}: {exc}") from None
-    except Exception as exc:
-        # A PostgreSQL store raises psycopg's errors; name the database, never a traceback.
-        if type(exc).__module__.split(".")[0] != "psycopg":
-            raise
-        raise fail(f"database: {str(exc).strip().splitlines()[0]}") from None
+    except NotCircuitDatabase as exc:
+        raise fail(f"{path} is not a Circuit database ({exc})") from None
+    except SchemaOutdated as exc:
+        raise fail(f"{path} has an older schema ({exc}); start the gateway once to "
+                   "migrate it") from None
+    except StoreError as exc:
+        raise fail(f"database {path}: {str(exc).strip().splitlines()[0]}") from None
 
 
 @contextmanager

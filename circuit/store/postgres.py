@@ -20,6 +20,14 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from circuit.store.base import KeyExists, KeyNotFound
+from circuit.store.errors import (
+    NotCircuitDatabase,
+    SchemaOutdated,
+    StoreError,
+    StoreRejected,
+    StoreUnavailable,
+    translating,
+)
 from circuit.store.migrations import apply_pending
 from circuit.store.postgres_locks import LOCK_STATEMENT, MIGRATION_LOCK, REQUESTS_LOCK
 from circuit.store.postgres_protection import PostgresProtection
@@ -57,11 +65,26 @@ class _PostgresSchema:
         self._conn.execute(statement)  # type: ignore[arg-type]  # migration text is trusted
 
 
+def postgres_error(exc: BaseException) -> StoreError | None:
+    """psycopg's exceptions as the store's typed errors (None: not a database failure)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, errors.UndefinedTable):
+        return NotCircuitDatabase(f"not a Circuit database ({text})")
+    if isinstance(exc, errors.UndefinedColumn):
+        return SchemaOutdated(f"an older schema ({text}); starting a gateway migrates it")
+    if isinstance(exc, psycopg.IntegrityError | psycopg.DataError):
+        return StoreRejected(text)
+    if isinstance(exc, psycopg.Error | PoolTimeout):
+        return StoreUnavailable(text)
+    return None
+
+
+@translating(postgres_error)
 class PostgresStore(PostgresProtection, PostgresReports):
     """The Store interface on a PostgreSQL database (the schema is the URL's search_path).
 
-    An unreachable database raises psycopg.OperationalError, as every other database failure
-    does, with a message that names the server and the reason, never the password.
+    Every database failure is a typed StoreError (circuit/store/errors.py) whose message names
+    the server and the reason, never the password.
     """
 
     dialect = "postgres"

@@ -9,6 +9,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from circuit.store.base import KeyExists, KeyNotFound
+from circuit.store.errors import (
+    NotCircuitDatabase,
+    SchemaOutdated,
+    StoreError,
+    StoreRejected,
+    StoreUnavailable,
+    translating,
+)
 from circuit.store.migrations import apply_pending
 from circuit.store.records import REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
 from circuit.store.sqlite_protection import SQLiteProtection
@@ -39,6 +47,29 @@ class _SQLiteSchema:
         self._conn.execute(sql)
 
 
+def sqlite_error(exc: BaseException) -> StoreError | None:
+    """sqlite3's exceptions as the store's typed errors (None: not a database failure)."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        if "no such table" in text:
+            return NotCircuitDatabase(f"not a Circuit database ({text})")
+        if "no such column" in text:
+            return SchemaOutdated(f"an older schema ({text}); starting a gateway migrates it")
+        return StoreUnavailable(text)
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | OverflowError):
+        return StoreRejected(text)
+    if isinstance(exc, sqlite3.DatabaseError):
+        if "file is not a database" in text:
+            return NotCircuitDatabase(text)
+        return StoreUnavailable(text)
+    if isinstance(exc, sqlite3.Error):
+        return StoreUnavailable(text)
+    if isinstance(exc, OSError):
+        return StoreUnavailable(exc.strerror or text)
+    return None
+
+
+@translating(sqlite_error)
 class SQLiteStore(SQLiteProtection, SQLiteReports):
     """The Store interface on one SQLite file. Each thread gets its own connection."""
 
