@@ -21,6 +21,7 @@ from typing import TextIO
 
 import orjson
 
+from circuit.money import usd
 from circuit.store.records import RequestRecord
 
 #: The id of the request being handled, for every log line written on its behalf.
@@ -131,7 +132,7 @@ class RequestLog:
 
     @staticmethod
     def _text(r: RequestRecord, now: str) -> str:
-        cost = "-" if r.cost_micros is None else f"{r.cost_micros / 1e6:.6f}"
+        cost = "-" if r.cost_micros is None else f"{usd(r.cost_micros):.6f}"
         return (f"{now} INFO circuit.requests request_id={r.request_id} "
                 f"key={r.key_name or '-'} model={_plain(r.model)} "
                 f"provider={r.provider or '-'} status={r.status} status_code={r.status_code} "

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from circuit.accounting.pricing import usd_text
 from circuit.errors import QuotaExceeded, StoreUnavailable
+from circuit.money import usd_text
 from circuit.store.timestamps import utc_now
 
 log = logging.getLogger("circuit.budget")

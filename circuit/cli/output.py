@@ -26,6 +26,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from circuit import money
+
 #: The `--json` flag every read command takes.
 JsonFlag = Annotated[bool, typer.Option("--json", metavar="", help="Print JSON for scripts.")]
 
@@ -108,7 +110,7 @@ def cost(micros: int, unpriced: int = 0) -> str:
     of it does (a table says what the * means below it)."""
     if unpriced and not micros:
         return UNPRICED
-    shown = usd(micros / 1_000_000)
+    shown = usd(money.usd(micros))
     return f"{shown}*" if unpriced else shown
 
 
@@ -116,7 +118,7 @@ def record_cost(record: dict) -> str:
     """The cost of one request record: `unpriced` when it used tokens of a model with no
     price, `-` when it used none (refused before any call)."""
     if record["cost_micros"] is not None:
-        return usd(record["cost_micros"] / 1_000_000)
+        return usd(money.usd(record["cost_micros"]))
     used = (record["tokens_input"] or 0) + (record["tokens_output"] or 0)
     return UNPRICED if used else "-"
 
@@ -131,7 +133,7 @@ def unpriced_note(requests: int, models: Iterable[str] = ()) -> str:
 
 
 def micros_usd(micros: int | None) -> float | None:
-    return None if micros is None else round(micros / 1_000_000, 6)
+    return None if micros is None else round(money.usd(micros), 6)
 
 
 def millis(value: float | None) -> str:

@@ -17,6 +17,7 @@ from circuit.cli import output
 from circuit.cli.context import reading, settings
 from circuit.cli.output import EXIT_CHECK_FAILED, JsonFlag, emit_csv, emit_json, fail, text
 from circuit.keys import config_key_names
+from circuit.money import micros_rounded
 from circuit.store.base import Store
 from circuit.store.reports import GROUPINGS, UsageReport, UsageRow, day_start, timestamp_text
 
@@ -171,7 +172,7 @@ def usage(
         if key is not None:
             check_key(store, key, api_keys)
         report = store.usage(since=start, until=end, by=by, key=key)
-    over = fail_over is not None and report.total.cost_micros > round(fail_over * 1_000_000)
+    over = fail_over is not None and report.total.cost_micros > micros_rounded(fail_over)
     if as_json:
         emit_json(report_json(report, fail_over, over))
     elif as_csv:

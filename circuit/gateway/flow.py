@@ -23,7 +23,6 @@ from circuit.accounting.bound import RequestBound, chat_bound
 from circuit.accounting.budget import Reservation
 from circuit.accounting.meter import LocalCount
 from circuit.accounting.output_guard import OutputGuard
-from circuit.accounting.pricing import usd_text
 from circuit.accounting.stream_tally import StreamTally
 from circuit.accounting.usage import Usage
 from circuit.accounting.usage_checks import past_bound, worth_verifying
@@ -44,6 +43,7 @@ from circuit.gateway.responses import error_response
 from circuit.gateway.routing import Target
 from circuit.gateway.runtime import Gateway
 from circuit.logs import current_request_id
+from circuit.money import usd_text
 from circuit.providers.base import ChatCall
 from circuit.resilience.breaker import CircuitBreaker
 from circuit.resilience.rate_limit import Limits

@@ -18,6 +18,7 @@ from circuit.gateway.routing import Router
 from circuit.gateway.validation import validate
 from circuit.logs import RequestLog
 from circuit.metrics import BREAKER_STATES, GatewayMetrics, gauge
+from circuit.money import micros
 from circuit.providers.registry import build_provider
 from circuit.resilience.breaker import BreakerPolicy, CircuitBreaker
 from circuit.resilience.rate_limit import Limits, RateLimiter
@@ -87,7 +88,7 @@ class Gateway:
         usd = key.daily_limit_usd if key.daily_limit_usd is not None \
             else self.settings.daily_usd_limit
         # A negative limit (keys.NO_DAILY_LIMIT) exempts the key from the default one.
-        return None if usd is None or usd < 0 else int(usd * 1_000_000)
+        return None if usd is None or usd < 0 else micros(usd)
 
     def finish(self, record: RequestRecord) -> None:
         """A request is over: hand its record to the writer."""

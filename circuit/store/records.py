@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from circuit.money import usd
+
 RequestStatus = Literal["ok", "failed", "rejected", "client_disconnected"]
 
 # A random per-process prefix and a counter: unique across processes and restarts.
@@ -59,7 +61,7 @@ class RequestRecord:
 
     @property
     def cost_usd(self) -> float | None:
-        return None if self.cost_micros is None else self.cost_micros / 1_000_000
+        return None if self.cost_micros is None else usd(self.cost_micros)
 
 
 #: Column order of the `requests` table as the writer inserts it.

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from circuit.money import usd
 from circuit.store.records import REQUEST_COLUMNS
 from circuit.store.timestamps import utc_text
 
@@ -74,7 +75,7 @@ class UsageRow:
 
     @property
     def cost_usd(self) -> float:
-        return self.cost_micros / 1_000_000
+        return usd(self.cost_micros)
 
 
 @dataclass(frozen=True, slots=True)
