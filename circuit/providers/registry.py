@@ -13,19 +13,31 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from circuit.accounting.tokens import TokenCounter
-from circuit.config import ConfigError, Settings, provider_name
+from circuit.config import BUILT_IN_PROVIDERS, ConfigError, Settings, provider_name
+from circuit.parsers import (
+    parse_choice,
+    parse_flag,
+    parse_http_url,
+    parse_integer,
+    parse_number,
+    parse_text,
+)
 from circuit.providers.anthropic import AnthropicProvider
 from circuit.providers.base import Provider, SizeLimits, Timeouts
 from circuit.providers.mock import MockProvider
 from circuit.providers.openai import OpenAIProvider
 from circuit.resilience.retry import RetryPolicy
 
-KINDS = ("openai", "anthropic", "mock")
-_NUMBERS = {"connect_timeout", "first_byte_timeout", "idle_timeout", "backoff_initial",
-            "backoff_max", "deadline"}
-_INTEGERS = {"max_attempts", "default_max_tokens", "max_connections"}
-_TEXTS = {"kind", "base_url", "api_key_env"}
-_FLAGS = {"free"}
+KINDS = BUILT_IN_PROVIDERS
+#: The fields of a `[providers.NAME]` table, each with the parser settings use for its kind.
+_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "kind": parse_choice(*KINDS), "base_url": parse_http_url, "api_key_env": parse_text,
+    "free": parse_flag,
+    **dict.fromkeys(("connect_timeout", "first_byte_timeout", "idle_timeout",
+                     "backoff_initial", "backoff_max", "deadline"), parse_number(0.0)),
+    **dict.fromkeys(("max_attempts", "default_max_tokens", "max_connections"),
+                    parse_integer(1)),
+}
 
 
 @dataclass(frozen=True)
@@ -69,29 +81,22 @@ def _spec_from_table(name: str, table: Any, settings: Settings, timeouts: Timeou
     where = f"[providers.{name}]"
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where} must be a table")
-    unknown = sorted(set(table) - _NUMBERS - _INTEGERS - _TEXTS - _FLAGS)
+    unknown = sorted(set(table) - _FIELDS.keys())
     if unknown:
         raise ConfigError(f"{where}: unknown setting {unknown[0]!r}")
+    parsed = {}
     for key, value in table.items():
-        if key in _TEXTS and not isinstance(value, str):
-            raise ConfigError(f"{where} {key} must be text")
-        if key in _NUMBERS and (isinstance(value, bool) or not isinstance(value, int | float)
-                                or value < 0):
-            raise ConfigError(f"{where} {key} must be a number >= 0")
-        if key in _INTEGERS and (isinstance(value, bool) or not isinstance(value, int)
-                                 or value < 1):
-            raise ConfigError(f"{where} {key} must be a whole number >= 1")
-        if key in _FLAGS and not isinstance(value, bool):
-            raise ConfigError(f"{where} {key} must be true or false")
-    kind = table.get("kind", name if name.lower() in KINDS else None)
-    kind = kind.lower() if isinstance(kind, str) else kind
-    if kind not in KINDS:
+        try:
+            parsed[key] = _FIELDS[key](value)
+        except ValueError as exc:
+            raise ConfigError(f"{where} {key} {exc}") from None
+    table = parsed
+    kind = table.get("kind", name.lower() if name.lower() in KINDS else None)
+    if kind is None:
         raise ConfigError(f"{where} kind must be one of {', '.join(KINDS)}")
     defaults = {"openai": settings.openai_base_url, "anthropic": settings.anthropic_base_url,
                 "mock": ""}
     base_url = table.get("base_url", defaults[kind])
-    if kind != "mock" and not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"{where} base_url must start with http:// or https://")
     api_key = None
     if "api_key_env" in table:
         api_key = settings.provider_secrets.get(table["api_key_env"])
