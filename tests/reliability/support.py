@@ -394,18 +394,23 @@ class Load:
             self._open -= 1
         return None
 
-    async def at_rate(self, rate: float, seconds: float) -> None:
-        """Open-loop: request n starts at n / rate seconds, whatever the answers do."""
+    async def at_rate(self, rate: float, seconds: float, max_in_flight: int = 64) -> None:
+        """Request n starts at n / rate seconds, with at most `max_in_flight` at once: on a
+        machine too busy to keep the rate, the load waits rather than opening connection after
+        connection (a soak measures drift, not the machine's spare CPU)."""
         start = time.monotonic()
         tasks: set[asyncio.Task] = set()
+        slots = asyncio.Semaphore(max_in_flight)
         total = int(rate * seconds)
         for n in range(total):
             delay = start + n / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            await slots.acquire()
             task = asyncio.create_task(self.one())
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+            task.add_done_callback(lambda _: slots.release())
         if tasks:
             await asyncio.gather(*tasks)
         self.close()
