@@ -25,8 +25,8 @@ import orjson
 from circuit.accounting.bound import RequestBound, billed_fields, json_bytes, tool_overhead
 from circuit.accounting.pricing import PriceTable
 from circuit.accounting.tokens import TokenCounter
-from circuit.accounting.usage import Usage
 from circuit.accounting.usage_checks import above_local_count
+from circuit.wire import Usage
 
 log = logging.getLogger("circuit.meter")
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Protocol
 
-from circuit.accounting.usage import Usage
 from circuit.money import usd
+from circuit.wire import Usage
 
 PICO_PER_MICRO = 1_000_000
 #: The output cap assumed for a priced model whose cap nobody stated. It bounds what a request

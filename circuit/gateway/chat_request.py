@@ -24,7 +24,6 @@ class ChatRequest:
     raw: bytes
     model: str
     stream: bool
-    include_usage: bool  # the client itself asked for the usage chunk
     messages: list[Any]
 
 
@@ -78,6 +77,4 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         raise InvalidRequest("'stream_options' must be an object", code="invalid_type")
     # Output knobs (`max_tokens`, `n`, …) are the upstream's to judge: the budget reads them
     # leniently, as the most lenient upstream would (accounting.bound).
-    return ChatRequest(body=body, raw=raw, model=model, stream=bool(stream),
-                       include_usage=bool(options and options.get("include_usage") is True),
-                       messages=messages)
+    return ChatRequest(body=body, raw=raw, model=model, stream=bool(stream), messages=messages)

@@ -24,7 +24,6 @@ from circuit.accounting.budget import Reservation
 from circuit.accounting.meter import LocalCount
 from circuit.accounting.output_guard import OutputGuard
 from circuit.accounting.stream_tally import StreamTally
-from circuit.accounting.usage import Usage
 from circuit.accounting.usage_checks import past_bound, worth_verifying
 from circuit.errors import (
     AuthenticationFailed,
@@ -44,11 +43,11 @@ from circuit.gateway.routing import Target
 from circuit.gateway.runtime import Gateway
 from circuit.logs import current_request_id
 from circuit.money import usd_text
-from circuit.providers.base import ChatCall
 from circuit.resilience.breaker import CircuitBreaker
 from circuit.resilience.rate_limit import Limits
 from circuit.store.records import RequestRecord
 from circuit.store.timestamps import utc_now
+from circuit.wire import Call, Usage
 
 log = logging.getLogger("circuit.gateway")
 
@@ -106,7 +105,7 @@ class ChatFlow:
             admission, bound = await self._admit(key, chat, targets, bound)
 
             def attempt(target: Target):
-                call = ChatCall(chat.body, chat.raw, target.model, chat.stream,
+                call = Call(chat.body, chat.raw, target.model, chat.stream,
                                 record.request_id)
                 if chat.stream:
                     return target.provider.open_stream(call)
@@ -138,7 +137,7 @@ class ChatFlow:
                     guard = OutputGuard(admission.output_limit,
                                         lambda text: meter.counter.count_text(model, text),
                                         ready=lambda: meter.counter_loaded)
-                return StreamRelay(answer, StreamTally(chat.include_usage, guard),
+                return StreamRelay(answer, StreamTally(guard),
                                    settle_stream, headers)
 
             completion = answer

@@ -31,18 +31,18 @@ from circuit.errors import (
 )
 from circuit.providers.anthropic_stream import StreamTranslator, stream_error_body
 from circuit.providers.anthropic_translate import completion_from_anthropic, to_anthropic
-from circuit.providers.base import ChatCall, Completion, SizeLimits, Timeouts
-from circuit.providers.sse import SSEDecoder
+from circuit.providers.base import SizeLimits, Timeouts
 from circuit.providers.upstream_errors import upstream_error_fields
 from circuit.providers.upstream_http import (
     ERROR_BODY_LIMIT,
-    event_too_large,
     open_session,
     post,
     post_for_body,
     read_at_most,
     read_bounded,
 )
+from circuit.providers.upstream_stream import UpstreamEventStream
+from circuit.wire import Call, Completion
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -137,7 +137,7 @@ class AnthropicProvider:
         if self._session is not None:
             await self._session.close()
 
-    def _payload(self, call: ChatCall) -> bytes:
+    def _payload(self, call: Call) -> bytes:
         return orjson.dumps(to_anthropic(call.body, call.model, stream=call.stream,
                                          default_max_tokens=self._default_max_tokens))
 
@@ -148,7 +148,7 @@ class AnthropicProvider:
         return await post(self._session, self._url, payload, self.name, self._error_for,
                           stream=True)
 
-    async def complete(self, call: ChatCall) -> Completion:
+    async def complete(self, call: Call) -> Completion:
         payload = self._payload(call)  # a request Anthropic cannot take fails before the call
         body = await post_for_body(self._session, self._url, payload, self.name,
                                    self._error_for, self._timeouts.first_byte,
@@ -162,7 +162,7 @@ class AnthropicProvider:
         return Completion(body=orjson.dumps(answer), usage=usage, finish_reason=finish,
                           text=text)
 
-    async def open_stream(self, call: ChatCall) -> AnthropicChunkStream:
+    async def open_stream(self, call: Call) -> UpstreamEventStream:
         payload = self._payload(call)
         options = call.body.get("stream_options")
         translator = StreamTranslator(
@@ -173,8 +173,8 @@ class AnthropicProvider:
         try:
             async with asyncio.timeout(self._timeouts.first_byte):
                 response = await self._post(payload)
-                stream = AnthropicChunkStream(self.name, response, self._timeouts.idle,
-                                              translator, self._sizes.event)
+                stream = UpstreamEventStream(self.name, response, self._timeouts.idle,
+                                             translator, self._sizes.event)
                 # Wait for the first event here, so a failure before it can still be retried.
                 await stream.prefetch()
         except TimeoutError:
@@ -218,88 +218,3 @@ class AnthropicProvider:
         except (aiohttp.ClientError, orjson.JSONDecodeError, AttributeError) as exc:
             raise UpstreamFailed(f"{self.name} could not list models: {exc}") from None
         return models
-
-
-class AnthropicChunkStream:
-    """An Anthropic SSE stream, yielding the OpenAI chunks of each network read."""
-
-    def __init__(self, provider: str, response: aiohttp.ClientResponse, idle: float,
-                 translator: StreamTranslator, max_event_bytes: int | None = None) -> None:
-        self._provider = provider
-        self._response = response
-        self._idle = idle
-        self._translator = translator
-        self._decoder = SSEDecoder(max_event_bytes)
-        self._max_event_bytes = max_event_bytes
-        self._first: list[bytes] | None = None
-        self._done = False
-        self._failure: UpstreamError | None = None  # raised once the chunks before it are out
-
-    async def prefetch(self) -> None:
-        """Read until the first chunk is ready (or the stream ended). Only the caller's
-        first-byte timeout bounds this wait; the idle timeout starts after it."""
-        while not self._first and not self._done:
-            self._first = await self._read(None)
-
-    def __aiter__(self) -> AnthropicChunkStream:
-        return self
-
-    async def __anext__(self) -> list[bytes]:
-        if self._first:
-            first, self._first = self._first, None
-            return first
-        while not self._done:
-            payloads = await self._read(self._idle)
-            if payloads:
-                return payloads
-        raise StopAsyncIteration
-
-    async def _read(self, idle: float | None) -> list[bytes]:
-        if self._failure is not None:
-            self._done = True
-            raise self._failure
-        try:
-            async with asyncio.timeout(idle):
-                chunk = await self._response.content.readany()
-        except TimeoutError:
-            self._close()
-            raise UpstreamTimeout(f"{self._provider} went silent for {self._idle:g}s "
-                                  "mid-stream", code="upstream_idle_timeout") from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            self._close()
-            raise StreamBroken(f"{self._provider} stream broke: {exc.__class__.__name__}") \
-                from None
-        if not chunk:
-            self._close()
-            # A clean end without message_stop means the upstream gave up mid-answer.
-            raise StreamBroken(f"{self._provider} ended the stream early")
-        payloads: list[bytes] = []
-        translator = self._translator
-        try:
-            for event in self._decoder.feed(chunk):
-                payloads.extend(translator.feed(event.data))
-                if translator.stopped:
-                    self._done = True
-                    self._response.release()
-                    break
-                if translator.error is not None:
-                    self._close()  # Anthropic sends nothing after an error event
-                    break
-        except StreamBroken:
-            self._close()
-            raise
-        if self._decoder.too_large and not self._done:
-            self._response.close()
-            self._failure = event_too_large(self._provider, self._max_event_bytes)
-            if not payloads:
-                return await self._read(idle)
-        return payloads
-
-    def _close(self) -> None:
-        self._done = True
-        # Closing (not releasing) drops the connection, which cancels the upstream call.
-        self._response.close()
-
-    async def aclose(self) -> None:
-        if not self._done:
-            self._close()

@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 
 from circuit.accounting.tokens import TokenCounter
-from circuit.accounting.usage import Usage
 from circuit.errors import UpstreamRejected
-from circuit.providers.base import ChatCall, Completion
+from circuit.providers.openai_wire import OpenAIEvents, PayloadEvents, wants_usage
+from circuit.wire import Call, Completion, Usage
 
 MOCK_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-5-mini", "mock-echo")
 _WORD = re.compile(r"\s*\S+")
@@ -89,7 +89,7 @@ class MockProvider:
     async def list_models(self) -> list[str]:
         return list(MOCK_MODELS)
 
-    def _answer(self, call: ChatCall) -> tuple[list[str], str, Usage]:
+    def _answer(self, call: Call) -> tuple[list[str], str, Usage]:
         check_knobs(call.body)
         prompt = _last_user_text(call.body.get("messages"))
         excerpt = " ".join(prompt.split()[:12]) or "(nothing)"
@@ -112,13 +112,13 @@ class MockProvider:
                       output_tokens=self._counter.count_text(call.model, "".join(words)))
         return words, finish, usage
 
-    async def _counted_answer(self, call: ChatCall) -> tuple[list[str], str, Usage]:
+    async def _counted_answer(self, call: Call) -> tuple[list[str], str, Usage]:
         # Counting a large prompt takes milliseconds: off the event loop, as everywhere else.
         if len(call.raw) > _INLINE_COUNT_BYTES:
             return await asyncio.to_thread(self._answer, call)
         return self._answer(call)
 
-    async def complete(self, call: ChatCall) -> Completion:
+    async def complete(self, call: Call) -> Completion:
         words, finish, usage = await self._counted_answer(call)
         text = "".join(words)
         body = {
@@ -130,9 +130,10 @@ class MockProvider:
         }
         return Completion(body=orjson.dumps(body), usage=usage, finish_reason=finish, text=text)
 
-    async def open_stream(self, call: ChatCall) -> MockChunkStream:
+    async def open_stream(self, call: Call) -> PayloadEvents:
         words, finish, usage = await self._counted_answer(call)
-        return MockChunkStream(call.model, words, finish, usage, self._delay)
+        return PayloadEvents(MockChunkStream(call.model, words, finish, usage, self._delay),
+                             OpenAIEvents(wants_usage(call.body)))
 
 
 def _usage_json(usage: Usage) -> dict[str, Any]:
