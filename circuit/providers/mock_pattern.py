@@ -17,6 +17,8 @@ from re import _parser
 
 #: Extra repetitions tried, in order, to reach a minimum length.
 _EXTRA_STEPS = (0, 1, 2, 4, 8, 16, 32, 64)
+#: Patterns come from clients: no string is made longer (nor repeat taken more often).
+_MAX_LENGTH = 10_000
 #: Characters tried, in order, for a negated class or `.`.
 _CANDIDATES = "a0A-_ xb1B.~"
 _CATEGORY_CHARS = {
@@ -40,7 +42,7 @@ def string_matching(pattern: str, min_length: int = 0, max_length: int | None = 
     except (re.error, RecursionError, OverflowError, ValueError):
         return None
     best: str | None = None
-    for extra in _EXTRA_STEPS:
+    for extra in (*_EXTRA_STEPS, min_length):
         try:
             text = _walk(parsed, extra, {})
         except (_Unsupported, RecursionError):
@@ -55,7 +57,10 @@ def string_matching(pattern: str, min_length: int = 0, max_length: int | None = 
     return best
 
 
-def _walk(items, extra: int, groups: dict[int, str]) -> str:
+def _walk(items, extra: int, groups: dict[int, str], budget: list[int] | None = None) -> str:
+    """One string the parsed pattern matches; `budget` bounds the work (characters and repeat
+    rounds), since patterns come from clients."""
+    budget = budget if budget is not None else [2 * _MAX_LENGTH + 8]  # a character and a round each
     out: list[str] = []
     for op, value in items:
         if op is C.LITERAL:
@@ -69,30 +74,42 @@ def _walk(items, extra: int, groups: dict[int, str]) -> str:
         elif op is C.CATEGORY:
             out.append(_CATEGORY_CHARS.get(value, "a"))
         elif op is C.BRANCH:
-            out.append(_walk(value[1][0], extra, groups))
+            out.append(_walk(value[1][0], extra, groups, budget))
         elif op is C.SUBPATTERN:
             group, _, _, body = value
-            text = _walk(body, extra, groups)
+            text = _walk(body, extra, groups, budget)
             if group is not None:
                 groups[group] = text
             out.append(text)
         elif op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT):
             low, high, body = value
             count = low + extra if high == C.MAXREPEAT else min(high, low + extra)
-            out.extend(_walk(body, extra, groups) for _ in range(count))
+            for _ in range(count):
+                budget[0] -= 1
+                if budget[0] < 0:
+                    raise _Unsupported("pattern too long")
+                out.append(_walk(body, extra, groups, budget))
         elif op is C.ATOMIC_GROUP:
-            out.append(_walk(value, extra, groups))
+            out.append(_walk(value, extra, groups, budget))
         elif op is C.GROUPREF:
             out.append(groups.get(value, ""))
+            budget[0] -= len(out[-1])
         elif op is C.GROUPREF_EXISTS:
             group, yes, no = value
             branch = yes if group in groups else no
-            out.append(_walk(branch, extra, groups) if branch is not None else "")
+            out.append(_walk(branch, extra, groups, budget) if branch is not None else "")
         elif op in (C.AT, C.ASSERT, C.ASSERT_NOT):
             continue  # anchors and lookarounds match a position, not characters
         else:
             raise _Unsupported(str(op))
+        if op in _ONE_CHARACTER:
+            budget[0] -= 1
+        if budget[0] < 0:
+            raise _Unsupported("pattern too long")
     return "".join(out)
+
+
+_ONE_CHARACTER = (C.LITERAL, C.NOT_LITERAL, C.ANY, C.IN, C.CATEGORY)
 
 
 def _class_member(items) -> str:

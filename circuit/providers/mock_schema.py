@@ -19,7 +19,8 @@ The same schema always gives the same value. What a value is made of:
 - numbers: 1 (2, 3... for later items) moved inside `minimum`/`maximum` and the exclusive
   bounds (both drafts' forms), then onto `multipleOf`.
 
-Limits, by design: `not`, `if`/`then`/`else`, `propertyNames` and remote `$ref`s are not
+Limits, by design: sizes are capped, since schemas come from clients (a value of about 200,000
+characters at most, 1,000 items or properties, strings of 10,000 characters); `not`, `if`/`then`/`else`, `propertyNames` and remote `$ref`s are not
 interpreted; `oneOf` branches that overlap may both match the value; a format wins over length
 limits; a pattern that lookarounds make unreachable falls back to the plain string.
 """
@@ -37,6 +38,11 @@ from circuit.providers.mock_pattern import string_matching
 _LEAN_DEPTH = 4
 #: Past this depth (nesting and `$ref` hops) the schema is taken as unsatisfiable: null.
 _MAX_DEPTH = 48
+#: Schemas come from clients: a value has at most this size (parts plus string characters;
+#: nulls past it), and no `minItems`, `minProperties` or `minLength` is followed past these.
+_MAX_SIZE = 200_000
+_MAX_ITEMS = 1_000
+_MAX_LENGTH = 10_000
 _FORMATS = {
     "date-time": lambda i: f"2024-01-{1 + i % 28:02d}T00:00:00Z",
     "date": lambda i: f"2024-01-{1 + i % 28:02d}",
@@ -67,9 +73,11 @@ def example_value(schema: Any) -> Any:
 class _Generator:
     def __init__(self, root: Any) -> None:
         self.root = root
+        self.size_left = _MAX_SIZE
 
     def value(self, schema: Any, name: str | None, depth: int, salt: int) -> Any:
-        if depth > _MAX_DEPTH:
+        self.size_left -= 1
+        if depth > _MAX_DEPTH or self.size_left < 0:
             return None
         schema = self.flatten(schema, depth)
         if schema is False or schema is None:
@@ -90,7 +98,9 @@ class _Generator:
         if kind == "array":
             return self.array(schema, name, depth, salt)
         if kind == "string":
-            return _string(schema, name, salt)
+            text = _string(schema, name, salt)
+            self.size_left -= len(text)
+            return text if self.size_left >= 0 else None
         if kind == "integer":
             return _number(schema, salt, integer=True)
         if kind == "number":
@@ -134,7 +144,7 @@ class _Generator:
     def object(self, schema: dict, depth: int, salt: int) -> dict:
         properties = schema.get("properties")
         properties = properties if isinstance(properties, dict) else {}
-        required = [r for r in schema.get("required") or () if isinstance(r, str)]
+        required = [r for r in _list(schema.get("required")) if isinstance(r, str)]
         extra = schema.get("additionalProperties", True)
         lean = depth >= _LEAN_DEPTH
         names = [n for n in properties if not lean or n in required]
@@ -153,7 +163,7 @@ class _Generator:
             names = kept
         result = {n: self.value(properties.get(n, extra if isinstance(extra, dict) else {}),
                                 n, depth + 1, salt) for n in names}
-        least = _integer(schema.get("minProperties")) or 0
+        least = min(_integer(schema.get("minProperties")) or 0, _MAX_ITEMS)
         if not result and isinstance(extra, dict) and extra and not lean:
             least = max(least, 1)  # show what a map holds, as a model would
         self._fill_properties(schema, result, least, depth)
@@ -185,7 +195,7 @@ class _Generator:
         if isinstance(items, list):  # draft 4-7 tuples
             prefix, items = items, schema.get("additionalItems", {})
         prefix = prefix if isinstance(prefix, list) else []
-        least = _integer(schema.get("minItems")) or 0
+        least = min(_integer(schema.get("minItems")) or 0, _MAX_ITEMS)
         most = _integer(schema.get("maxItems"))
         count = max(least, len(prefix), 0 if depth >= _LEAN_DEPTH else 1)
         if items is False:
@@ -243,9 +253,10 @@ def _kind(schema: dict, depth: int) -> str | None:
 
 
 def _string(schema: dict, name: str | None, salt: int) -> str:
-    least = _integer(schema.get("minLength")) or 0
+    least = min(_integer(schema.get("minLength")) or 0, _MAX_LENGTH)
     most = _integer(schema.get("maxLength"))
-    fmt = _FORMATS.get(schema.get("format"))
+    fmt = schema.get("format")
+    fmt = _FORMATS.get(fmt) if isinstance(fmt, str) else None
     if fmt is not None:
         return fmt(salt)
     pattern = schema.get("pattern")
@@ -378,6 +389,10 @@ def _singular(name: str | None) -> str | None:
     if name and len(name) > 3 and name.endswith("s") and not name.endswith("ss"):
         return name[:-1]
     return name
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
 
 
 def _integer(value: Any) -> int | None:
