@@ -14,52 +14,29 @@ The same schema always gives the same value. What a value is made of:
 - `const`, then `enum` (its first value), `$ref` (local JSON pointers, `#` included), `allOf`
   (merged), `anyOf`/`oneOf` (the first non-null branch, the null one when deep), type lists
   (nullable types: the same rule);
-- strings: the property's name, padded or cut to `minLength`/`maxLength`; a `pattern` through
-  `mock_pattern`; formats date-time, date, time, duration, email, uri, uuid, hostname, ipv4, ipv6;
-- numbers: 1 (2, 3... for later items) moved inside `minimum`/`maximum` and the exclusive
-  bounds (both drafts' forms), then onto `multipleOf`.
+- strings, numbers, booleans: `mock_scalars`.
 
 Limits, by design: sizes are capped, since schemas come from clients (a value of about 200,000
-characters at most, 1,000 items or properties, strings of 10,000 characters); `not`, `if`/`then`/`else`, `propertyNames` and remote `$ref`s are not
-interpreted; `oneOf` branches that overlap may both match the value; a format wins over length
-limits; a pattern that lookarounds make unreachable falls back to the plain string.
+characters at most, 1,000 items or properties); `not`, `if`/`then`/`else`, `propertyNames`
+and remote `$ref`s are not interpreted; `oneOf` branches that overlap may both match the value.
 """
 
 from __future__ import annotations
 
-import math
-from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
 
 from circuit.providers.mock_pattern import string_matching
+from circuit.providers.mock_scalars import is_number, number_value, size, string_value
 
 #: Past this depth objects keep only required properties and arrays their minimum items.
 _LEAN_DEPTH = 4
 #: Past this depth (nesting and `$ref` hops) the schema is taken as unsatisfiable: null.
 _MAX_DEPTH = 48
 #: Schemas come from clients: a value has at most this size (parts plus string characters;
-#: nulls past it), and no `minItems`, `minProperties` or `minLength` is followed past these.
+#: nulls past it), and no `minItems` or `minProperties` is followed past `_MAX_ITEMS`.
 _MAX_SIZE = 200_000
 _MAX_ITEMS = 1_000
-_MAX_LENGTH = 10_000
-_FORMATS = {
-    "date-time": lambda i: f"2024-01-{1 + i % 28:02d}T00:00:00Z",
-    "date": lambda i: f"2024-01-{1 + i % 28:02d}",
-    "time": lambda i: f"{i % 24:02d}:00:00Z",
-    "duration": lambda i: f"P{1 + i}D",
-    "email": lambda i: f"user{i or ''}@example.com",
-    "idn-email": lambda i: f"user{i or ''}@example.com",
-    "uri": lambda i: f"https://example.com/{i or ''}",
-    "url": lambda i: f"https://example.com/{i or ''}",
-    "iri": lambda i: f"https://example.com/{i or ''}",
-    "uri-reference": lambda i: f"/{i or ''}",
-    "uuid": lambda i: f"00000000-0000-4000-8000-{i:012d}",
-    "hostname": lambda i: f"host{i or ''}.example.com",
-    "idn-hostname": lambda i: f"host{i or ''}.example.com",
-    "ipv4": lambda i: f"192.0.2.{1 + i % 254}",
-    "ipv6": lambda i: f"2001:db8::{1 + i % 65535:x}",
-}
 _LOWER = ("minimum", "minLength", "minItems", "minProperties", "exclusiveMinimum")
 _UPPER = ("maximum", "maxLength", "maxItems", "maxProperties", "exclusiveMaximum")
 _TYPES = ("object", "array", "string", "integer", "number", "boolean", "null")
@@ -98,13 +75,13 @@ class _Generator:
         if kind == "array":
             return self.array(schema, name, depth, salt)
         if kind == "string":
-            text = _string(schema, name, salt)
+            text = string_value(schema, name, salt)
             self.size_left -= len(text)
             return text if self.size_left >= 0 else None
         if kind == "integer":
-            return _number(schema, salt, integer=True)
+            return number_value(schema, salt, integer=True)
         if kind == "number":
-            return _number(schema, salt, integer=False)
+            return number_value(schema, salt, integer=False)
         if kind == "boolean":
             return salt % 2 == 0
         return None
@@ -152,7 +129,7 @@ class _Generator:
         for trigger, needed in _dependent_required(schema).items():
             if trigger in names:
                 names += [n for n in needed if isinstance(n, str) and n not in names]
-        most = _integer(schema.get("maxProperties"))
+        most = size(schema.get("maxProperties"))
         if most is not None and len(names) > most:
             room = most - sum(n in required for n in names)
             kept = []
@@ -163,7 +140,7 @@ class _Generator:
             names = kept
         result = {n: self.value(properties.get(n, extra if isinstance(extra, dict) else {}),
                                 n, depth + 1, salt) for n in names}
-        least = min(_integer(schema.get("minProperties")) or 0, _MAX_ITEMS)
+        least = min(size(schema.get("minProperties")) or 0, _MAX_ITEMS)
         if not result and isinstance(extra, dict) and extra and not lean:
             least = max(least, 1)  # show what a map holds, as a model would
         self._fill_properties(schema, result, least, depth)
@@ -195,8 +172,8 @@ class _Generator:
         if isinstance(items, list):  # draft 4-7 tuples
             prefix, items = items, schema.get("additionalItems", {})
         prefix = prefix if isinstance(prefix, list) else []
-        least = min(_integer(schema.get("minItems")) or 0, _MAX_ITEMS)
-        most = _integer(schema.get("maxItems"))
+        least = min(size(schema.get("minItems")) or 0, _MAX_ITEMS)
+        most = size(schema.get("maxItems"))
         count = max(least, len(prefix), 0 if depth >= _LEAN_DEPTH else 1)
         if items is False:
             count = min(count, len(prefix))
@@ -252,89 +229,6 @@ def _kind(schema: dict, depth: int) -> str | None:
     return "string"  # anything goes: a string is the most telling
 
 
-def _string(schema: dict, name: str | None, salt: int) -> str:
-    least = min(_integer(schema.get("minLength")) or 0, _MAX_LENGTH)
-    most = _integer(schema.get("maxLength"))
-    fmt = schema.get("format")
-    fmt = _FORMATS.get(fmt) if isinstance(fmt, str) else None
-    if fmt is not None:
-        return fmt(salt)
-    pattern = schema.get("pattern")
-    if isinstance(pattern, str):
-        text = string_matching(pattern, least, most)
-        if text is not None:
-            return text
-    text = name or "string"
-    if salt:
-        text = f"{text}-{salt}"
-    if len(text) < least:
-        text = (text * (least // len(text) + 1))[:least]
-    return text if most is None else text[:most]
-
-
-def _number(schema: dict, salt: int, *, integer: bool) -> int | float:
-    low, low_open = _bound(schema, "minimum", "exclusiveMinimum")
-    high, high_open = _bound(schema, "maximum", "exclusiveMaximum")
-
-    def inside(number: float) -> bool:
-        return ((low is None or number > low or (not low_open and number == low))
-                and (high is None or number < high or (not high_open and number == high)))
-
-    value: float = 1 + salt
-    if integer:
-        value = _clamp_integer(value, low, low_open, high, high_open)
-    elif not inside(value):
-        if low is not None and high is not None:
-            value = low if not low_open else high if not high_open else (low + high) / 2
-        elif low is not None:
-            value = low + 1 + salt
-        else:
-            value = high - 1 - salt
-    step = schema.get("multipleOf")
-    if _is_number(step) and step > 0:
-        value = _on_step(value, step, inside, integer)
-    return value
-
-
-def _clamp_integer(value: float, low, low_open, high, high_open) -> int:
-    result = math.ceil(value)
-    if low is not None:
-        result = max(result, math.floor(low) + 1 if low_open else math.ceil(low))
-    if high is not None:
-        result = min(result, math.ceil(high) - 1 if high_open else math.floor(high))
-    return result
-
-
-def _on_step(value, step, inside, integer: bool):
-    """The first multiple of `step` from `value` on that is inside the bounds, and exact in
-    floats (a validator divides by `step` to check it); `value` itself if none is near."""
-    exact = Decimal(str(step))
-    start = math.ceil(Decimal(str(value)) / exact)
-    for k in (*range(start, start + 64), *range(start - 1, start - 64, -1)):
-        candidate = exact * k
-        whole = candidate == candidate.to_integral_value()
-        if integer and not whole:
-            continue
-        number = int(candidate) if whole else float(candidate)
-        if inside(number) and number / step == int(number / step):
-            return number
-    return value
-
-
-def _bound(schema: dict, inclusive: str, exclusive: str) -> tuple[float | None, bool]:
-    """A bound and whether it is exclusive, from draft 6+ (a number) or draft 4 (a flag)."""
-    open_value = schema.get(exclusive)
-    closed = schema.get(inclusive)
-    if _is_number(open_value):
-        if _is_number(closed) and ((closed > open_value) if inclusive == "minimum"
-                                   else (closed < open_value)):
-            return closed, False
-        return open_value, True
-    if _is_number(closed):
-        return closed, open_value is True
-    return None, False
-
-
 def _merge(base: Any, extra: Any) -> Any:
     """Both schemas at once (allOf, `$ref` siblings, a branch and its parent): properties and
     required joined, bounds tightened, the rest taken from `extra` when both have it."""
@@ -344,10 +238,10 @@ def _merge(base: Any, extra: Any) -> Any:
         return base if extra is not False else False
     merged = {**base, **extra}
     for key in _LOWER:
-        if _is_number(base.get(key)) and _is_number(extra.get(key)):
+        if is_number(base.get(key)) and is_number(extra.get(key)):
             merged[key] = max(base[key], extra[key])
     for key in _UPPER:
-        if _is_number(base.get(key)) and _is_number(extra.get(key)):
+        if is_number(base.get(key)) and is_number(extra.get(key)):
             merged[key] = min(base[key], extra[key])
     if isinstance(base.get("properties"), dict) and isinstance(extra.get("properties"), dict):
         properties = dict(base["properties"])
@@ -393,13 +287,3 @@ def _singular(name: str | None) -> str | None:
 
 def _list(value: Any) -> list:
     return value if isinstance(value, list) else []
-
-
-def _integer(value: Any) -> int | None:
-    if _is_number(value) and value >= 0:
-        return math.floor(value)
-    return None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
