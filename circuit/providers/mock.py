@@ -19,8 +19,11 @@ from circuit.providers.mock_wire import MockChunkStream, completion_body
 
 MOCK_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-5-mini", "mock-echo")
 #: Bodies up to this size are answered inline (tens of microseconds at most); larger ones,
-#: whose prompt (or schema) takes milliseconds to count, off the event loop.
+#: whose prompt takes milliseconds to count, off the event loop.
 _INLINE_BYTES = 16 * 1024
+#: Fields that make the mock generate JSON from a client's schema: work a small body can make
+#: large (tens of milliseconds within the generator's caps), so always off the event loop.
+_GENERATING = ("tools", "functions", "response_format")
 
 
 class MockProvider:
@@ -46,9 +49,10 @@ class MockProvider:
         return list(MOCK_MODELS)
 
     async def _reply(self, call: ChatCall) -> MockReply:
-        if len(call.raw) > _INLINE_BYTES:
-            return await asyncio.to_thread(compose, call.body, call.model, self._counter)
-        return compose(call.body, call.model, self._counter)
+        body = call.body
+        if len(call.raw) > _INLINE_BYTES or any(field in body for field in _GENERATING):
+            return await asyncio.to_thread(compose, body, call.model, self._counter)
+        return compose(body, call.model, self._counter)
 
     async def complete(self, call: ChatCall) -> Completion:
         reply = await self._reply(call)

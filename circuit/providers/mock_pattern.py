@@ -3,10 +3,10 @@
 The pattern is parsed with the standard library's own regex parser (`re._parser`, the module
 `re.compile` uses; hypothesis and exrex build on it too) and walked once: every repeat takes its
 minimum count, alternatives their first branch, character classes their first member (so
-`^[A-Z]{3}-\\d{4}$` gives "AAA-0000"). To reach a `minLength`, open repeats are lengthened step
-by step, which also gets past most lookarounds (they are skipped in the walk). Every candidate
-is checked with `re.search`, as JSON Schema does; when none matches the result is None and the
-caller falls back.
+`^[A-Z]{3}-\\d{4}$` gives "AAA-0000"). To reach a `minLength`, open repeats are lengthened a
+few steps, then at once by the length asked for; lengthening also gets past most lookarounds
+(the walk skips them). Every candidate is checked with `re.search`, as JSON Schema does; when
+none matches the result is None and the caller falls back.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from re import _constants as C  # noqa: N812 - the parser's opcode names
 from re import _parser
 
 #: Extra repetitions tried, in order, to reach a minimum length.
-_EXTRA_STEPS = (0, 1, 2, 4, 8, 16, 32, 64)
+_EXTRA_STEPS = (0, 1, 2, 4, 8)
 #: Patterns come from clients: no string is made longer (nor repeat taken more often).
 _MAX_LENGTH = 10_000
 #: Characters tried, in order, for a negated class or `.`.

@@ -104,7 +104,7 @@ def _on_step(value, step, inside, integer: bool):
     try:
         exact = Decimal(str(step))
         start = math.ceil(Decimal(str(value)) / exact)
-        for k in (*range(start, start + 64), *range(start - 1, start - 64, -1)):
+        for k in (*range(start, start + 4), *range(start - 1, start - 5, -1)):
             candidate = exact * k
             whole = candidate == candidate.to_integral_value()
             if integer and not whole:

@@ -16,8 +16,8 @@ The same schema always gives the same value. What a value is made of:
   (nullable types: the same rule);
 - strings, numbers, booleans: `mock_scalars`.
 
-Limits, by design: sizes are capped, since schemas come from clients (a value of about 200,000
-characters at most, 1,000 items or properties); `not`, `if`/`then`/`else`, `propertyNames`
+Limits, by design: sizes are capped, since schemas come from clients (a value of about 20,000
+characters of JSON at most, 1,000 items or properties); `not`, `if`/`then`/`else`, `propertyNames`
 and remote `$ref`s are not interpreted; `oneOf` branches that overlap may both match the value.
 """
 
@@ -33,10 +33,12 @@ from circuit.providers.mock_scalars import is_number, number_value, size, string
 _LEAN_DEPTH = 4
 #: Past this depth (nesting and `$ref` hops) the schema is taken as unsatisfiable: null.
 _MAX_DEPTH = 48
-#: Schemas come from clients: a value has at most this size (parts plus string characters;
-#: nulls past it), and no `minItems` or `minProperties` is followed past `_MAX_ITEMS`.
-_MAX_SIZE = 200_000
+#: Schemas come from clients: a value has at most about this JSON size (nulls past it), and
+#: no `minItems` or `minProperties` is followed past `_MAX_ITEMS`.
+_MAX_SIZE = 20_000
 _MAX_ITEMS = 1_000
+#: Keys tried from a `patternProperties` pattern (each a longer match) before `key1`, `key2`...
+_PATTERN_KEYS = 8
 _LOWER = ("minimum", "minLength", "minItems", "minProperties", "exclusiveMinimum")
 _UPPER = ("maximum", "maxLength", "maxItems", "maxProperties", "exclusiveMaximum")
 _TYPES = ("object", "array", "string", "integer", "number", "boolean", "null")
@@ -53,7 +55,14 @@ class _Generator:
         self.size_left = _MAX_SIZE
 
     def value(self, schema: Any, name: str | None, depth: int, salt: int) -> Any:
-        self.size_left -= 1
+        value = self._value(schema, name, depth, salt)
+        # Charged by (about) its JSON size, a container by its punctuation, so the budget
+        # bounds both the answer and the work of making it.
+        self.size_left -= len(value) + 2 if isinstance(value, str) else (
+            2 if isinstance(value, dict | list) else len(repr(value)))
+        return value if self.size_left >= 0 else None
+
+    def _value(self, schema: Any, name: str | None, depth: int, salt: int) -> Any:
         if depth > _MAX_DEPTH or self.size_left < 0:
             return None
         schema = self.flatten(schema, depth)
@@ -75,9 +84,7 @@ class _Generator:
         if kind == "array":
             return self.array(schema, name, depth, salt)
         if kind == "string":
-            text = string_value(schema, name, salt)
-            self.size_left -= len(text)
-            return text if self.size_left >= 0 else None
+            return string_value(schema, name, salt)
         if kind == "integer":
             return number_value(schema, salt, integer=True)
         if kind == "number":
@@ -138,8 +145,12 @@ class _Generator:
                     room -= n not in required
                     kept.append(n)
             names = kept
-        result = {n: self.value(properties.get(n, extra if isinstance(extra, dict) else {}),
-                                n, depth + 1, salt) for n in names}
+        result = {}
+        for n in names:
+            if self.size_left < 0:
+                break
+            result[n] = self.value(properties.get(n, extra if isinstance(extra, dict) else {}),
+                                   n, depth + 1, salt)
         least = min(size(schema.get("minProperties")) or 0, _MAX_ITEMS)
         if not result and isinstance(extra, dict) and extra and not lean:
             least = max(least, 1)  # show what a map holds, as a model would
@@ -147,14 +158,14 @@ class _Generator:
         return result
 
     def _fill_properties(self, schema: dict, result: dict, least: int, depth: int) -> None:
-        """Add keys until there are `least`: matching a pattern property, else `key`, `key1`..."""
+        """Add keys until there are `least`: matching a pattern property, then `key`, `key1`..."""
         patterns = schema.get("patternProperties")
         extra = schema.get("additionalProperties", True)
-        for index in range(least + 8):
-            if len(result) >= least:
+        for index in range(least + _PATTERN_KEYS):
+            if len(result) >= least or self.size_left < 0:
                 return
             key, value_schema = None, extra
-            if isinstance(patterns, dict) and patterns:
+            if isinstance(patterns, dict) and patterns and index < _PATTERN_KEYS:
                 pattern, value_schema = next(iter(patterns.items()))
                 key = string_matching(str(pattern), index + 1)
             if key is None or key in result:
@@ -182,6 +193,8 @@ class _Generator:
         contains = schema.get("contains")
         values = []
         for index in range(count):
+            if self.size_left < 0:
+                break
             item = prefix[index] if index < len(prefix) else items
             if index == 0 and contains is not None and not prefix:
                 item = {"allOf": [item, contains]}
