@@ -21,9 +21,6 @@ MOCK_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-5-mini", "mock-echo
 #: Bodies up to this size are answered inline (tens of microseconds at most); larger ones,
 #: whose prompt takes milliseconds to count, off the event loop.
 _INLINE_BYTES = 16 * 1024
-#: Fields that make the mock generate JSON from a client's schema: work a small body can make
-#: large (tens of milliseconds within the generator's caps), so always off the event loop.
-_GENERATING = ("tools", "functions", "response_format")
 
 
 class MockProvider:
@@ -50,7 +47,10 @@ class MockProvider:
 
     async def _reply(self, call: ChatCall) -> MockReply:
         body = call.body
-        if len(call.raw) > _INLINE_BYTES or any(field in body for field in _GENERATING):
+        # Tools and response formats make the mock generate JSON from a client's schema, work
+        # a small body can make large (tens of milliseconds within the generator's caps).
+        if (len(call.raw) > _INLINE_BYTES or "tools" in body or "functions" in body
+                or "response_format" in body):
             return await asyncio.to_thread(compose, body, call.model, self._counter)
         return compose(body, call.model, self._counter)
 

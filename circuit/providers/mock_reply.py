@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -50,7 +51,7 @@ class MockCall:
 class MockChoice:
     content: str | None
     finish_reason: str
-    calls: list[MockCall] = field(default_factory=list)
+    calls: Sequence[MockCall] = ()
     legacy_call: bool = False  # answer as `function_call` (the request used `functions`)
     structured: bool = False  # the content is JSON (streamed in JSON-sized fragments)
     logprobs: list[dict] | None = None  # token entries, when the request asked for logprobs
@@ -105,7 +106,9 @@ def reply_text(messages: list) -> str:
     for message in reversed(messages):
         role = message.get("role") if isinstance(message, dict) else None
         if role == "user" or role == "tool" or role == "function":
-            said = " ".join(message_text(message.get("content")).split()[:_EXCERPT_WORDS])
+            content = message.get("content")
+            text = content if isinstance(content, str) else message_text(content)
+            said = " ".join(text.split()[:_EXCERPT_WORDS])
             lead = "You said" if role == "user" else "The tool returned"
             break
     return (f"This is a mock reply from Circuit. {lead}: {said or '(nothing)'}. The mock provider "

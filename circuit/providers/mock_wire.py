@@ -33,12 +33,14 @@ _FINGERPRINT = "fp_circuit_mock"
 
 def completion_body(reply: MockReply, model: str) -> bytes:
     """The `chat.completion` JSON body."""
+    choices = []
+    for index, choice in enumerate(reply.choices):
+        choices.append({"index": index, "finish_reason": choice.finish_reason,
+                        "logprobs": _logprobs(reply, choice.logprobs),
+                        "message": _message(choice)})
     return orjson.dumps({
         "id": f"chatcmpl-mock{next(_ids)}", "object": "chat.completion",
-        "created": int(time.time()), "model": model,
-        "choices": [{"index": index, "finish_reason": choice.finish_reason,
-                     "logprobs": _logprobs(reply, choice.logprobs), "message": _message(choice)}
-                    for index, choice in enumerate(reply.choices)],
+        "created": int(time.time()), "model": model, "choices": choices,
         "usage": usage_json(reply.usage), "system_fingerprint": _FINGERPRINT,
     })
 
@@ -91,11 +93,14 @@ class MockChunkStream:
                                                       "finish_reason": finish_reason}],
                                  "usage": None})
 
-        if len(reply.choices) == 1:  # the common case, without the interleaving's cost
-            for number, (delta, logprobs) in enumerate(_deltas(reply, reply.choices[0])):
-                if delay and number:
+        first = reply.choices[0]
+        if len(reply.choices) == 1 and not first.calls and not reply.logprobs:
+            # The plain reply, as cheap as it ever was: one chunk per word.
+            yield [chunk(0, {"role": "assistant", "content": "", "refusal": None})]
+            for piece in (_FRAGMENT if first.structured else _WORD).findall(first.content or ""):
+                if delay:
                     await asyncio.sleep(delay)
-                yield [chunk(0, delta, logprobs)]
+                yield [chunk(0, {"content": piece})]
         else:
             steps = zip_longest(*(_deltas(reply, choice) for choice in reply.choices))
             for number, step in enumerate(steps):
