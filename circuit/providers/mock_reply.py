@@ -85,12 +85,13 @@ def compose(body: dict[str, Any], model: str, counter: TokenCounter) -> MockRepl
     prompt += _definition_tokens(body, encoding)
     count = _choice_count(body.get("n"))
     top = _top_logprobs(body)
-    plan = plan_tool_calls(body, messages) if body.get("tools") or body.get("functions") \
-        else None
+    offered = body.get("tools") or body.get("functions")
+    plan = plan_tool_calls(body, messages) if offered else None
     if plan is not None:
         choices = [_tool_choice(plan, encoding, limit) for _ in range(count)]
-        used = sum(len(encoding.encode_ordinary(c.name)) + len(encoding.encode_ordinary(c.arguments))
-                   for choice in choices for c in choice.calls)
+        used = sum(len(encoding.encode_ordinary(call.name))
+                   + len(encoding.encode_ordinary(call.arguments))
+                   for choice in choices for call in choice.calls)
         return MockReply(choices, Usage(prompt, used), logprobs=top is not None)
     text, structured = _content(body.get("response_format"), messages)
     content, tokens, finish = _cut(encoding, _before_stop(text, body.get("stop")), limit)
