@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-import instructor
 import pytest
 
 from tests.clients.shapes import PERSON_PROMPT, WEATHER_QUESTION, CityWeather, Person
+from tests.support.postgres import in_ci
+
+try:
+    import instructor
+except ImportError:
+    # Not in the `test` extra (its jiter pin would hold back the openai SDK): scripts/_bootstrap
+    # installs it. Required under CI.
+    if in_ci():
+        raise
+    pytest.skip("instructor is not installed (scripts/_bootstrap installs it)",
+                allow_module_level=True)
 
 
 @pytest.mark.parametrize("mode", [instructor.Mode.TOOLS, instructor.Mode.JSON],
