@@ -190,6 +190,11 @@ class TokenCounter:
         """The tiktoken encoding used to count `model`'s tokens."""
         return self._resolve(model)[1]
 
+    def encoding(self, model: str) -> tiktoken.Encoding:
+        """The encoding that counts `model`'s tokens, for callers that need the tokens
+        themselves (the mock's token-exact truncation and logprobs)."""
+        return self._resolve(model)[0]
+
     def is_exact(self, model: str) -> bool:
         """True if `model` is an OpenAI family whose tokenizer is known, so counts are exact."""
         return self._resolve(model)[2]
