@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from circuit.accounting.tokens import TokenCounter
-from circuit.providers.base import ChatCall
 from circuit.providers.mock import MockProvider
 from circuit.providers.mock_reply import compose
 from circuit.providers.mock_wire import completion_body
+from circuit.wire import Call
 
 ASK = [{"role": "user", "content": "Hello"}]
 
@@ -29,7 +29,7 @@ def _complete(counter: TokenCounter, body: dict) -> dict:
         provider = MockProvider(lambda: counter)
         await provider.start()
         raw = orjson.dumps(body)
-        completion = await provider.complete(ChatCall(body, raw, "gpt-4o-mini", False, "r"))
+        completion = await provider.complete(Call(body, raw, "gpt-4o-mini", False, "r"))
         return orjson.loads(completion.body)
 
     return asyncio.run(run())

@@ -25,10 +25,10 @@ import orjson
 import tiktoken
 
 from circuit.accounting.tokens import TokenCounter
-from circuit.accounting.usage import Usage
 from circuit.providers.mock_logprobs import MAX_TOP_LOGPROBS, token_logprobs
 from circuit.providers.mock_schema import example_value
 from circuit.providers.mock_tools import ToolPlan, message_text, plan_tool_calls
+from circuit.wire import Usage
 
 #: Request fields that leave the plain path.
 _SHAPING = frozenset(("tools", "functions", "response_format", "n", "stop", "logprobs"))

@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 
-from circuit.accounting.usage import Usage
 from circuit.providers.mock_logprobs import whole_pieces
 from circuit.providers.mock_reply import MockCall, MockChoice, MockReply
+from circuit.wire import Usage
 
 # Both split losslessly: the pieces join back into the text, trailing whitespace included.
 _WORD = re.compile(r"\s*\S+|\s+")

@@ -1,7 +1,8 @@
 """Validators for OpenAI's own response schemas, read from its official OpenAPI description.
 
-The description is shared/specs/openai-openapi.yaml beside the repository (or
-CIRCUIT_OPENAI_SPEC). Two adjustments make it checkable with `jsonschema`: OpenAPI's
+The schemas come from OpenAI's OpenAPI description (shared/specs/openai-openapi.yaml),
+extracted into tests/specs/openai-schemas.json so every clone has them (or CIRCUIT_OPENAI_SPEC
+names the whole YAML). Two adjustments make it checkable with `jsonschema`: OpenAPI's
 `nullable: true` becomes "or null", and every object schema that declares its properties (and
 says nothing of others) refuses undeclared ones, so a misspelt or invented field fails too.
 Without the file the tests skip, saying why, unless CI is set: then they fail.
@@ -9,6 +10,7 @@ Without the file the tests skip, saying why, unless CI is set: then they fail.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import cache
 from pathlib import Path
@@ -22,9 +24,10 @@ from referencing.jsonschema import DRAFT202012
 
 from tests.support.postgres import in_ci
 
+#: The schemas the tests check against, extracted from OpenAI's OpenAPI description
+#: (scripts/extract_openai_schemas); CIRCUIT_OPENAI_SPEC may name the whole YAML instead.
 SPEC_PATH = Path(os.environ.get(
-    "CIRCUIT_OPENAI_SPEC",
-    Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "openai-openapi.yaml"))
+    "CIRCUIT_OPENAI_SPEC", Path(__file__).resolve().parents[1] / "specs" / "openai-schemas.json"))
 _URI = "urn:openai-openapi"
 
 
@@ -42,7 +45,8 @@ def validator(name: str) -> jsonschema.Draft202012Validator:
 @cache
 def _registry() -> Registry:
     with SPEC_PATH.open() as file:
-        spec = yaml.load(file, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        spec = json.load(file) if SPEC_PATH.suffix == ".json" else \
+            yaml.load(file, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     resource = Resource.from_contents(_checkable(spec), default_specification=DRAFT202012)
     return Registry().with_resource(_URI, resource)
 
