@@ -518,3 +518,10 @@ def test_a_database_without_circuits_tables_is_typed_as_such(backend):
     empty = backend.open()  # not migrated
     with pytest.raises(NotCircuitDatabase):
         empty.load_keys()
+
+
+@pytest.mark.parametrize("implementation", [SQLiteStore, PostgresStore])
+def test_each_store_implements_every_method_the_protocol_declares(implementation):
+    declared = {name for name, member in vars(Store).items()
+                if callable(member) and not name.startswith("_")}
+    assert declared - set(dir(implementation)) == set()

@@ -1,5 +1,9 @@
 """The storage interface the gateway and the CLI share; SQLite and PostgreSQL implement it.
 
+It declares every method either calls — request records, keys, budget leases, breaker state,
+the journal's replay, the reports — and every failure is a typed StoreError
+(circuit/store/errors.py).
+
 Methods are synchronous and may block: the gateway calls them only from its writer thread or
 through `asyncio.to_thread`, never on the event loop.
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from circuit.store.protection_rows import BreakerCommand, BreakerEventRow, BreakerStateRow
 from circuit.store.records import KeyRow, RequestRecord
 from circuit.store.reports import UsageReport
 
@@ -51,6 +56,40 @@ class Store(Protocol):
 
     def recent_requests(self, limit: int = 10) -> list[dict]:
         """The newest request records, newest first."""
+
+    # -- protection: budget leases and breakers, shared by every gateway process -------------
+
+    def lease_budget(self, key_name: str, day: str, want: int, need: int,
+                     limit: int) -> tuple[int, int]:
+        """Atomically grant between `need` and `want` micro-dollars of a key's day without
+        passing `limit`; (granted, total granted for the key and day), granted 0 if refused."""
+
+    def return_budget(self, key_name: str, day: str, amount: int) -> None:
+        """Give back an unused lease."""
+
+    def granted_budget(self, key_name: str, day: str) -> int:
+        """Micro-dollars leased for the key and day, all processes together."""
+
+    def save_breakers(self, events: Sequence[BreakerEventRow],
+                      states: Sequence[BreakerStateRow]) -> None:
+        """Append breaker state changes and replace this process's states, in one
+        transaction."""
+
+    def breaker_states(self) -> list[BreakerStateRow]:
+        """Every process's current breaker state."""
+
+    def breaker_events(self, provider: str | None = None,
+                       limit: int = 50) -> list[BreakerEventRow]:
+        """State changes, newest first."""
+
+    def add_breaker_command(self, provider: str, action: str) -> int:
+        """An operator's `open` or `reset`, for every gateway process; its id."""
+
+    def breaker_commands_after(self, after_id: int) -> list[BreakerCommand]:
+        """Commands with an id above `after_id`, in order."""
+
+    def last_breaker_command_id(self) -> int:
+        """The newest command's id, 0 when there is none."""
 
     # -- read side for the CLI (circuit/store/reports.py); none of these create or write -----
 

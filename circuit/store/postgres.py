@@ -32,7 +32,7 @@ from circuit.store.migrations import apply_pending
 from circuit.store.postgres_locks import LOCK_STATEMENT, MIGRATION_LOCK, REQUESTS_LOCK
 from circuit.store.postgres_protection import PostgresProtection
 from circuit.store.postgres_reports import PostgresReports
-from circuit.store.records import REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
+from circuit.store.records import KEY_COLUMNS, REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
 from circuit.store.timestamps import utc_now
 
 _COPY_REQUESTS = sql.SQL("COPY requests ({}) FROM STDIN").format(
@@ -41,8 +41,7 @@ _INSERT_AGAIN = sql.SQL(
     "INSERT INTO requests ({}) VALUES ({}) ON CONFLICT (record_key) DO NOTHING").format(
     sql.SQL(", ").join(map(sql.Identifier, REQUEST_COLUMNS)),
     sql.SQL(", ").join(sql.Placeholder() for _ in REQUEST_COLUMNS))
-_KEY_FIELDS = ("name", "key_hash", "key_prefix", "daily_limit_usd", "rpm", "tpm", "created_at",
-               "revoked_at")
+_KEY_FIELDS = KEY_COLUMNS
 _KEY_COLUMNS = ", ".join(_KEY_FIELDS)
 
 #: Pool bounds: the writer thread, the control loop, lease calls and `to_thread` readers

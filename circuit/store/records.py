@@ -96,3 +96,7 @@ class KeyRow:
     tpm: int | None = None
     created_at: str = ""
     revoked_at: str | None = None
+
+
+#: Columns of `keys` a KeyRow is read from, in its field order: both stores select these.
+KEY_COLUMNS = tuple(f.name for f in fields(KeyRow))

@@ -18,7 +18,7 @@ from circuit.store.errors import (
     translating,
 )
 from circuit.store.migrations import apply_pending
-from circuit.store.records import REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
+from circuit.store.records import KEY_COLUMNS, REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
 from circuit.store.sqlite_protection import SQLiteProtection
 from circuit.store.sqlite_reports import SQLiteReports
 from circuit.store.timestamps import utc_now
@@ -32,8 +32,7 @@ _INSERT_REQUEST = (
 _MARK_REPLAYED = ("INSERT INTO journal_replays (file, byte_offset, replayed_at) VALUES (?, ?, ?) "
                   "ON CONFLICT (file) DO UPDATE SET byte_offset = excluded.byte_offset, "
                   "replayed_at = excluded.replayed_at")
-_KEY_FIELDS = ("name", "key_hash", "key_prefix", "daily_limit_usd", "rpm", "tpm", "created_at",
-               "revoked_at")
+_KEY_FIELDS = KEY_COLUMNS
 
 
 class _SQLiteSchema:
