@@ -525,3 +525,18 @@ def test_each_store_implements_every_method_the_protocol_declares(implementation
     declared = {name for name, member in vars(Store).items()
                 if callable(member) and not name.startswith("_")}
     assert declared - set(dir(implementation)) == set()
+
+
+def test_typed_errors_keep_a_stores_own_override_of_a_mixins_method():
+    from circuit.store.errors import translating
+
+    class Mixin:
+        def name(self) -> str:
+            return "mixin"
+
+    @translating(lambda exc: None)
+    class Own(Mixin):
+        def name(self) -> str:
+            return "own"
+
+    assert Own().name() == "own"

@@ -13,6 +13,7 @@ matches sqlite3 message text or psycopg module names.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -49,12 +50,13 @@ def translating(mapper: Mapper) -> Callable[[type[T]], type[T]]:
     from its driver's exceptions by `mapper` (None: not a store failure, left as it is)."""
 
     def decorate(cls: type[T]) -> type[T]:
-        for klass in reversed(cls.__mro__):
-            for name, member in vars(klass).items():
-                if name.startswith("_") or name in _UNWRAPPED or not callable(member) \
-                        or isinstance(member, type | staticmethod | classmethod):
-                    continue
-                setattr(cls, name, _wrapped(member, mapper))
+        names = {name for klass in cls.__mro__ for name in vars(klass)}
+        for name in names:
+            # The member the class really has (its own override before a mixin's), unbound.
+            member = inspect.getattr_static(cls, name)
+            if name.startswith("_") or name in _UNWRAPPED or not inspect.isfunction(member):
+                continue
+            setattr(cls, name, _wrapped(member, mapper))
         return cls
 
     return decorate
