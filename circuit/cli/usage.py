@@ -21,7 +21,7 @@ from circuit.money import micros_rounded
 from circuit.store.base import Store
 from circuit.store.reports import GROUPINGS, UsageReport, UsageRow, day_start, timestamp_text
 
-GroupBy = Literal["key", "model", "provider", "day"]
+GroupBy = Literal["key", "model", "provider", "api", "day"]
 assert set(get_args(GroupBy)) == set(GROUPINGS)
 
 COLUMNS = ("requests", "failed", "rejected", "tokens_in", "tokens_out", "cost_usd", "unpriced",
@@ -133,7 +133,7 @@ def usage(
         help="Up to (not including) this date or time; default now.")] = None,
     by: Annotated[GroupBy, typer.Option(
         "--by", metavar="GROUP",
-        help="Group rows by key, model, provider or day.")] = "key",
+        help="Group rows by key, model, provider, api (the door) or day.")] = "key",
     key: Annotated[str | None, typer.Option(
         "--key", metavar="NAME", show_default=False,
         help="Only this key's requests.")] = None,

@@ -7,6 +7,7 @@ through `asyncio.to_thread`, never on the event loop.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from typing import Protocol
 
 from circuit.store.records import KeyRow, RequestRecord
@@ -61,8 +62,9 @@ class Store(Protocol):
         """Every record with this request id, oldest first."""
 
     def usage(self, *, since: str, until: str | None = None, by: str = "key",
-              key: str | None = None) -> UsageReport:
-        """Requests, failures, tokens, cost and latency percentiles per group in a window."""
+              key: str | None = None, today: date | None = None) -> UsageReport:
+        """Requests, failures, tokens, cost and latency percentiles per group in a window
+        (whole days from the rollups; `today`, the UTC day read from rows, defaults to now)."""
 
     def spend_by_key(self, since: str) -> dict[str | None, int]:
         """Micro-dollars spent per key name since `since` (timestamp text)."""

@@ -9,7 +9,7 @@ those of SQLiteStore; the same contract tests run against both.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 
@@ -31,8 +31,9 @@ from circuit.store.errors import (
 from circuit.store.migrations import apply_pending
 from circuit.store.postgres_locks import LOCK_STATEMENT, MIGRATION_LOCK, REQUESTS_LOCK
 from circuit.store.postgres_protection import PostgresProtection
-from circuit.store.postgres_reports import PostgresReports
+from circuit.store.postgres_reports import PostgresReports, placeholders
 from circuit.store.records import REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
+from circuit.store.rollups import SOURCE_COLUMNS, UPSERT, source, tally, upsert_rows
 from circuit.store.timestamps import utc_now
 
 _COPY_REQUESTS = sql.SQL("COPY requests ({}) FROM STDIN").format(
@@ -41,6 +42,8 @@ _INSERT_AGAIN = sql.SQL(
     "INSERT INTO requests ({}) VALUES ({}) ON CONFLICT (record_key) DO NOTHING").format(
     sql.SQL(", ").join(map(sql.Identifier, REQUEST_COLUMNS)),
     sql.SQL(", ").join(sql.Placeholder() for _ in REQUEST_COLUMNS))
+_INSERTED_SINCE = f"SELECT {', '.join(SOURCE_COLUMNS)} FROM requests WHERE id > %s"
+_UPSERT_ROLLUPS = placeholders(UPSERT)
 _KEY_FIELDS = ("name", "key_hash", "key_prefix", "daily_limit_usd", "rpm", "tpm", "created_at",
                "revoked_at")
 _KEY_COLUMNS = ", ".join(_KEY_FIELDS)
@@ -63,6 +66,17 @@ class _PostgresSchema:
 
     def execute(self, statement: str) -> None:
         self._conn.execute(statement)  # type: ignore[arg-type]  # migration text is trusted
+
+    def executemany(self, statement: str, params: Iterable[Sequence[object]]) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(placeholders(statement), list(params))  # type: ignore[arg-type]
+
+    def rows(self, statement: str) -> Iterator[tuple]:
+        # A server-side cursor: the rows come in pages, never all at once.
+        with self._conn.cursor(name="circuit_migration_rows") as cursor:
+            cursor.itersize = 10_000
+            cursor.execute(statement)  # type: ignore[arg-type]
+            yield from cursor
 
 
 def postgres_error(exc: BaseException) -> StoreError | None:
@@ -199,12 +213,20 @@ class PostgresStore(PostgresProtection, PostgresReports):
         with self.connection() as conn, conn.transaction():
             conn.execute(LOCK_STATEMENT, (REQUESTS_LOCK,))
             if records and again:
+                # Some of the batch may be in already: the rollups count only what went in
+                # (ids past the newest before it; the lock keeps other writers out).
+                before = conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]
                 with conn.cursor() as cursor:
                     cursor.executemany(_INSERT_AGAIN, [request_row(r) for r in records])
+                sources = conn.execute(_INSERTED_SINCE, (before,)).fetchall()
             elif records:
                 with conn.cursor().copy(_COPY_REQUESTS) as copy:
                     for record in records:
                         copy.write_row(request_row(record))
+                sources = map(source, records)  # COPY takes all of the batch or none of it
+            if records:
+                with conn.cursor() as cursor:
+                    cursor.executemany(_UPSERT_ROLLUPS, upsert_rows(tally(sources)))
             if replayed is not None:
                 conn.execute(
                     "INSERT INTO journal_replays (file, byte_offset, replayed_at) "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from circuit.store.errors import (
 )
 from circuit.store.migrations import apply_pending
 from circuit.store.records import REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
+from circuit.store.rollups import SOURCE_COLUMNS, UPSERT, source, tally, upsert_rows
 from circuit.store.sqlite_protection import SQLiteProtection
 from circuit.store.sqlite_reports import SQLiteReports
 from circuit.store.timestamps import utc_now
@@ -29,6 +30,7 @@ _INSERT_REQUEST = (
     f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in REQUEST_COLUMNS)}) ON CONFLICT (record_key) DO NOTHING"
 )
+_INSERTED_SINCE = f"SELECT {', '.join(SOURCE_COLUMNS)} FROM requests WHERE id > ?"
 _MARK_REPLAYED = ("INSERT INTO journal_replays (file, byte_offset, replayed_at) VALUES (?, ?, ?) "
                   "ON CONFLICT (file) DO UPDATE SET byte_offset = excluded.byte_offset, "
                   "replayed_at = excluded.replayed_at")
@@ -45,6 +47,14 @@ class _SQLiteSchema:
 
     def execute(self, sql: str) -> None:
         self._conn.execute(sql)
+
+    def executemany(self, sql: str, params: Iterable[Sequence[object]]) -> None:
+        self._conn.executemany(sql, params)
+
+    def rows(self, sql: str) -> Iterator[tuple]:
+        cursor = self._conn.cursor()
+        cursor.row_factory = None
+        yield from cursor.execute(sql)
 
 
 def sqlite_error(exc: BaseException) -> StoreError | None:
@@ -141,7 +151,14 @@ class SQLiteStore(SQLiteProtection, SQLiteReports):
         conn = self.connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(_INSERT_REQUEST, [request_row(r) for r in records])
+            before = conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]
+            inserted = conn.executemany(_INSERT_REQUEST, [request_row(r) for r in records])
+            if records:
+                # Rollups count what went in: all of the batch, unless some of it was in
+                # already (written again after an ambiguous failure, or replayed twice).
+                sources = (map(source, records) if inserted.rowcount == len(records) else
+                           conn.execute(_INSERTED_SINCE, (before,)).fetchall())
+                conn.executemany(UPSERT, upsert_rows(tally(sources)))
             if replayed is not None:
                 conn.execute(_MARK_REPLAYED, (*replayed, utc_now()))
             conn.execute("COMMIT")
