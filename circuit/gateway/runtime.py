@@ -25,6 +25,7 @@ from circuit.resilience.rate_limit import Limits, RateLimiter
 from circuit.store.base import Store
 from circuit.store.journal import RecordJournal
 from circuit.store.records import RequestRecord
+from circuit.store.retention import Pruner
 from circuit.store.select import journal_directory
 from circuit.store.select import open_store as select_store
 from circuit.store.writer import RecordWriter
@@ -75,6 +76,8 @@ class Gateway:
         self.breakers: dict[str, CircuitBreaker] = {}
         self.router: Router | None = None
         self.control: ControlLoop | None = None
+        self.pruner = Pruner(self.store, settings.retention_days,
+                             settings.content_retention_days, settings.prune_interval)
         self.dispatcher: Dispatcher | None = None
 
     def limits(self, key: ClientKey) -> Limits:
@@ -139,6 +142,7 @@ class Gateway:
             log.warning("no API keys: every request will get 401; create one with "
                         "`circuit keys add NAME` or set CIRCUIT_API_KEYS")
         self.writer.start()
+        await self.pruner.start()
 
     async def stop(self) -> None:
         """Stop taking work, close upstream pools, return leases, drain the writer.
@@ -156,7 +160,8 @@ class Gateway:
         if self.router is not None:
             steps += [(f"provider {name}", provider.aclose)
                       for name, provider in self.router.providers.items()]
-        steps += [("the record writer", lambda: asyncio.to_thread(self.writer.stop)),
+        steps += [("the pruner", self.pruner.stop),
+                  ("the record writer", lambda: asyncio.to_thread(self.writer.stop)),
                   ("the store", lambda: asyncio.to_thread(self.store.close))]
         for what, step in steps:
             try:

@@ -6,7 +6,7 @@ through `asyncio.to_thread`, never on the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import Protocol
 
@@ -82,6 +82,28 @@ class Store(Protocol):
     def requests_between(self, after_id: int, up_to_id: int, *, key: str | None = None,
                          status: str | None = None) -> list[dict]:
         """Matching records with after_id < id <= up_to_id, oldest first."""
+
+    def request_pages(self, since: str | None, until: str | None,
+                      page_rows: int = 10_000) -> Iterator[list[tuple]]:
+        """The rows of [since, until) a page at a time, oldest first, as tuples in
+        RECORD_FIELDS order (circuit/store/export.py)."""
+
+    # -- retention (circuit/store/pruning.py, circuit/store/retention.py) ---------------------
+
+    def prune_requests(self, before: str, limit: int) -> int:
+        """Delete up to `limit` of the oldest rows from before `before`; how many."""
+
+    def clear_content(self, before: str, limit: int) -> int:
+        """Clear the text of up to `limit` of the oldest rows from before `before`."""
+
+    def count_prunable(self, before: str | None, content_before: str | None) -> tuple[int, int]:
+        """(rows that pruning would delete, rows whose text it would clear)."""
+
+    def release_space(self) -> int:
+        """Give space freed by pruning back to the file system; bytes released."""
+
+    def compact(self) -> int:
+        """Rewrite the database to its smallest size; bytes released."""
 
     def close(self) -> None:
         """Release connections held by the calling thread."""

@@ -32,6 +32,7 @@ from circuit.store.migrations import apply_pending
 from circuit.store.postgres_locks import LOCK_STATEMENT, MIGRATION_LOCK, REQUESTS_LOCK
 from circuit.store.postgres_protection import PostgresProtection
 from circuit.store.postgres_reports import PostgresReports, placeholders
+from circuit.store.pruning import PruningQueries
 from circuit.store.records import REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
 from circuit.store.rollups import SOURCE_COLUMNS, UPSERT, source, tally, upsert_rows
 from circuit.store.timestamps import utc_now
@@ -82,9 +83,9 @@ class _PostgresSchema:
 def postgres_error(exc: BaseException) -> StoreError | None:
     """psycopg's exceptions as the store's typed errors (None: not a database failure)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, errors.UndefinedTable):
+    if isinstance(exc, errors.UndefinedTable) and "request_rollups" not in text:
         return NotCircuitDatabase(f"not a Circuit database ({text})")
-    if isinstance(exc, errors.UndefinedColumn):
+    if isinstance(exc, errors.UndefinedColumn | errors.UndefinedTable):
         return SchemaOutdated(f"an older schema ({text}); starting a gateway migrates it")
     if isinstance(exc, psycopg.IntegrityError | psycopg.DataError):
         return StoreRejected(text)
@@ -94,7 +95,7 @@ def postgres_error(exc: BaseException) -> StoreError | None:
 
 
 @translating(postgres_error)
-class PostgresStore(PostgresProtection, PostgresReports):
+class PostgresStore(PostgresProtection, PostgresReports, PruningQueries):
     """The Store interface on a PostgreSQL database (the schema is the URL's search_path).
 
     Every database failure is a typed StoreError (circuit/store/errors.py) whose message names
@@ -102,6 +103,7 @@ class PostgresStore(PostgresProtection, PostgresReports):
     """
 
     dialect = "postgres"
+    _pick_lock = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str, *, min_size: int = POOL_MIN, max_size: int = POOL_MAX) -> None:
         self.url = url
@@ -239,6 +241,10 @@ class PostgresStore(PostgresProtection, PostgresReports):
             row = conn.execute("SELECT byte_offset FROM journal_replays WHERE file = %s",
                                (file,)).fetchone()
         return row[0] if row else 0
+
+    def _change(self, statement: str, params: Sequence[object]) -> int:
+        with self.connection() as conn:
+            return conn.execute(placeholders(statement), params).rowcount  # type: ignore[arg-type]
 
     def recent_requests(self, limit: int = 10) -> list[dict]:
         with self.connection() as conn:

@@ -14,7 +14,7 @@ of a usage report come from the rollups instead (circuit/store/rollups.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -295,6 +295,12 @@ class ReportQueries:
                         key: str | None = None, status: str | None = None) -> list[dict]:
         return latest_requests(self._rows, limit, up_to_id=up_to_id, key=key,
                                        status=status)
+
+    def request_pages(self, since: str | None, until: str | None,
+                      page_rows: int = 10_000) -> Iterator[list[tuple]]:
+        from circuit.store.export import request_pages
+
+        return request_pages(self._rows, since, until, page_rows)
 
     def requests_between(self, after_id: int, up_to_id: int, *, key: str | None = None,
                          status: str | None = None) -> list[dict]:
