@@ -24,8 +24,9 @@ log = logging.getLogger("circuit.store")
 
 #: Files up to this size are switched to incremental vacuum at start (one VACUUM).
 VACUUM_BELOW_BYTES = 64 * 1024 * 1024
-#: The -wal file is cut back to this after a checkpoint.
-WAL_LIMIT_BYTES = 64 * 1024 * 1024
+#: The -wal file is cut back to this when a write starts it over after a checkpoint (about
+#: what SQLite's automatic checkpoint every 1,000 pages lets it reach).
+WAL_LIMIT_BYTES = 4 * 1024 * 1024
 #: Free pages handed back per step of `release`, each its own short write transaction.
 RELEASE_PAGES = 2048
 _INCREMENTAL = 2
