@@ -96,33 +96,36 @@ def parquet_schema() -> Any:
 
 
 def write_parquet(pages: Iterator[list[tuple]], out: IO[bytes] | str) -> int:
-    """Row groups of PARQUET_ROW_GROUP rows, each built and written before the next is read;
+    """Row groups of PARQUET_ROW_GROUP rows: each page becomes Arrow columns at once (compact,
+    unlike the rows it came in), and a row group is written, and freed, as soon as it fills;
     rows written."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     schema = parquet_schema()
+
+    def columns(page: list[tuple]) -> Any:
+        values = list(zip(*page, strict=True))
+        values[_STREAM] = tuple(bool(v) for v in values[_STREAM])
+        arrays = [pa.array(column, type=field.type) if i != _AT else
+                  pc.cast(pa.array(column, type=pa.string()), field.type)
+                  for i, (column, field) in enumerate(zip(values, schema, strict=True))]
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
     count = 0
-    pending: list[tuple] = []
-
-    def flush(writer: Any) -> None:
-        columns = list(zip(*pending, strict=True))
-        columns[_STREAM] = tuple(bool(v) for v in columns[_STREAM])
-        arrays = [pa.array(values, type=field.type) if i != _AT else
-                  pc.cast(pa.array(values, type=pa.string()), field.type)
-                  for i, (values, field) in enumerate(zip(columns, schema, strict=True))]
-        writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
-        pending.clear()
-
+    group: list[Any] = []
+    grouped = 0
     with pq.ParquetWriter(out, schema, compression="zstd") as writer:
         for page in pages:
-            pending.extend(page)
+            group.append(columns(page))
+            grouped += len(page)
             count += len(page)
-            if len(pending) >= PARQUET_ROW_GROUP:
-                flush(writer)
-        if pending:
-            flush(writer)
+            if grouped >= PARQUET_ROW_GROUP:
+                writer.write_table(pa.Table.from_batches(group), row_group_size=grouped)
+                group, grouped = [], 0
+        if group:
+            writer.write_table(pa.Table.from_batches(group), row_group_size=grouped)
     return count
 
 
