@@ -81,12 +81,14 @@ def insert_plain(store: SQLiteStore, batch: list[RequestRecord]) -> None:
     conn.execute("COMMIT")
 
 
-_MEASURED = ("import resource, runpy, sys\n"
+# VmHWM, not ru_maxrss: getrusage keeps the high-water mark of the forking parent across exec.
+_MEASURED = ("import runpy, sys\n"
              "sys.argv = ['circuit', *sys.argv[1:]]\n"
              "try:\n"
              "    runpy.run_module('circuit.cli', run_name='__main__')\n"
              "finally:\n"
-             "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+             "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
+             "    print(hwm[0].split()[1], file=sys.stderr)\n")
 
 
 def peak_rss_mb(args: list[str]) -> tuple[float, float]:
@@ -98,53 +100,83 @@ def peak_rss_mb(args: list[str]) -> tuple[float, float]:
     return elapsed, int(done.stderr.strip().splitlines()[-1]) / 1024
 
 
+def measure_writer(folder: Path, batches: list[list[RequestRecord]]) -> None:
+    """Rows/s of the insert alone and of the insert with its rollups, batch by batch in
+    turn (a busy machine slows both alike)."""
+    plain, rolled = SQLiteStore(folder / "plain.db"), SQLiteStore(folder / "rolled.db")
+    plain.migrate()
+    rolled.migrate()
+    spent = {"plain": 0.0, "rollups": 0.0}
+    for batch in batches:
+        started = time.perf_counter()
+        insert_plain(plain, batch)
+        middle = time.perf_counter()
+        rolled.insert_requests(batch)
+        spent["plain"] += middle - started
+        spent["rollups"] += time.perf_counter() - middle
+    rows = sum(map(len, batches))
+    print(f"writer, {rows:,} rows in batches of 1,000: {rows / spent['plain']:,.0f} rows/s "
+          f"the rows alone, {rows / spent['rollups']:,.0f} rows/s with rollups")
+
+
+def rebuild_rollups(store) -> float:
+    """Seconds the rollups' migration takes to backfill them from every row."""
+    store._change("DROP TABLE request_rollups", [])
+    store._change("DELETE FROM circuit_migrations WHERE number = 21", [])
+    started = time.perf_counter()
+    store.migrate()
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--postgres", help="also measure usage on this PostgreSQL URL")
     parser.add_argument("--keep", help="folder for the database (default: a temporary one)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="use the databases a run with --keep left (rollups rebuilt)")
     args = parser.parse_args()
     folder = Path(args.keep or tempfile.mkdtemp(prefix="circuit-lifecycle-"))
     folder.mkdir(parents=True, exist_ok=True)
-    batches = year_of_records(args.rows)
-
-    plain = SQLiteStore(folder / "plain.db")
-    plain.migrate()
-    sample = batches[: max(1, len(batches) // 10)]
-    started = time.perf_counter()
-    for batch in sample:
-        insert_plain(plain, batch)
-    plain_rate = sum(map(len, sample)) / (time.perf_counter() - started)
-
     store = SQLiteStore(folder / "circuit.db")
-    store.migrate()
-    started = time.perf_counter()
-    for batch in batches:
-        store.insert_requests(batch)
-    rollup_rate = args.rows / (time.perf_counter() - started)
-    print(f"writer, batches of 1,000: {plain_rate:,.0f} rows/s rows alone (first tenth), "
-          f"{rollup_rate:,.0f} rows/s with rollups (all {args.rows:,})")
+    pg = None
+    if args.postgres:
+        from circuit.store.postgres import PostgresStore
+
+        pg = PostgresStore(args.postgres)
+    if args.reuse:
+        print(f"rollups rebuilt from {args.rows:,} rows by their migration: "
+              f"{rebuild_rollups(store):.1f} s (SQLite)"
+              + (f", {rebuild_rollups(pg):.1f} s (PostgreSQL)" if pg else ""))
+    else:
+        batches = year_of_records(args.rows)
+        measure_writer(folder, batches[:200])
+        store.migrate()
+        for batch in batches:
+            store.insert_requests(batch)
+        if pg is not None:
+            pg.migrate()
+            for batch in batches:
+                pg.insert_requests(batch)
+        del batches
+    if pg is not None:
+        pg._change("ANALYZE", [])  # what autovacuum does after a bulk load
     (count,), = store.connection().execute("SELECT COUNT(*) FROM request_rollups")
     print(f"rollup rows: {count:,}; file {sqlite_space.file_bytes(store.path) / 1e6:,.0f} MB")
 
     since = (date.today() - timedelta(days=364)).isoformat() + "T00:00:00.000Z"
     before_rollups = date.today() - timedelta(days=400)  # everything "today or later": rows
-    stores = [("sqlite", store)]
-    if args.postgres:
-        from circuit.store.postgres import PostgresStore
-
-        pg = PostgresStore(args.postgres)
-        pg.migrate()
-        for batch in batches:
-            pg.insert_requests(batch)
-        stores.append(("postgres", pg))
-    for name, target in stores:
+    for name, target in [("sqlite", store), *([("postgres", pg)] if pg else [])]:
         for by in ("key", "model", "day"):
             rows_ms = timed(lambda t=target, b=by: t.usage(since=since, by=b,
                                                            today=before_rollups), 1)
             rollup_ms = timed(lambda t=target, b=by: t.usage(since=since, by=b))
             print(f"usage over a year by {by} ({name}): {rows_ms:,.0f} ms from rows, "
                   f"{rollup_ms:,.1f} ms with rollups")
+    cli_ms = timed(lambda: subprocess.run(
+        [sys.executable, "-m", "circuit.cli", "--db", str(store.path), "usage", "--days",
+         "365", "--json"], check=True, stdout=subprocess.DEVNULL))
+    print(f"`circuit usage --days 365` as a command (SQLite): {cli_ms:,.0f} ms")
 
     month = (date.today() - timedelta(days=30)).isoformat()
     for fmt in ("jsonl", "csv", "parquet"):

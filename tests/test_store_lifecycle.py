@@ -60,10 +60,11 @@ def _counts(report) -> dict:
 def test_rollups_report_the_same_counts_as_the_rows(store):
     store.insert_requests(_records())
     for by in ("key", "model", "provider", "api", "day"):
-        from_rows = store.usage(since=SINCE, by=by, today=date(2026, 1, 1))
-        from_rollups = store.usage(since=SINCE, by=by, today=LATER)
-        assert _counts(from_rollups) == _counts(from_rows), by
-        assert from_rollups.total.requests == 63
+        for key in (None, "alice"):
+            from_rows = store.usage(since=SINCE, by=by, key=key, today=date(2026, 1, 1))
+            from_rollups = store.usage(since=SINCE, by=by, key=key, today=LATER)
+            assert _counts(from_rollups) == _counts(from_rows), (by, key)
+            assert from_rollups.total.requests == (63 if key is None else 31)
 
 
 def test_percentiles_from_rollups_are_within_the_histograms_error(store):

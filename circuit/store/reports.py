@@ -157,7 +157,8 @@ def usage(rows: Rows, *, since: str, until: str | None = None, by: str = "key",
         where, params = _window(start, end, key)
         _row_totals(rows, GROUPINGS[by], where, params, totals, latencies)
     histograms: dict[str | None, list[int]] = {}
-    for span, ranges in (("day", plan.days), ("month", plan.months)):
+    daily = "day_total" if by == "day" and key is None else "day"
+    for span, ranges in ((daily, plan.days), ("month", plan.months)):
         for first, end in ranges:
             for row in rows(totals_sql(by, span, key), [first, end, *_scope(key)]):
                 name = row[0] or None  # '' in a rollup is a missing key, model or provider

@@ -3,13 +3,14 @@ what is left of spend and traffic once retention has pruned the rows.
 
 One row per span ('day' or 'month'), UTC day (a month's row is dated its first day), key,
 model, provider and door (`api`), with the counts, tokens, cost and a latency histogram
-(circuit/store/latency_histogram.py) of the requests in it. A missing key, model or provider is
+(circuit/store/latency_histogram.py) of the requests in it; and a 'day_total' row per day
+over all of them, for reports by day. A missing key, model or provider is
 stored as '' (a primary key cannot hold NULL) and read back as None.
 
 The record writer adds each batch to its rollups in the same transaction as the batch's rows
 (`tally` then `UPSERT`), so rollups are exact: a batch that is written again, or a journal
 replayed twice, adds only the rows that went in. A report over a year reads about 12 month
-rows and up to 60 day rows per group instead of every request.
+rows and up to 60 day rows per group instead of every request; one by day, 365 day totals.
 """
 
 from __future__ import annotations
@@ -84,20 +85,26 @@ def tally(sources: Iterable[Sequence]) -> dict[tuple, list]:
 
 
 def upsert_rows(groups: dict[tuple, list]) -> list[tuple]:
-    """UPSERT parameters: each group's day row, and the rows of the months they fall in."""
+    """UPSERT parameters: each group's day row, the rows of the months they fall in, and each
+    day's total over every group (what a report by day without a key reads)."""
     months: dict[tuple, list] = {}
+    days: dict[tuple, list] = {}
     rows = []
     for (day, *dimensions), counts in groups.items():
         rows.append(("day", day, *dimensions, *counts))
-        month = (f"{day[:8]}01", *dimensions)
-        total = months.get(month)
-        if total is None:
-            months[month] = list(counts)
-        else:
-            for i, value in enumerate(counts):
-                total[i] += value
-    rows.extend(("month", *month, *counts) for month, counts in months.items())
+        _add_to(months, ("month", f"{day[:8]}01", *dimensions), counts)
+        _add_to(days, ("day_total", day, "", "", "", ""), counts)
+    rows.extend((*key, *counts) for key, counts in (*months.items(), *days.items()))
     return rows
+
+
+def _add_to(sums: dict[tuple, list], key: tuple, counts: list) -> None:
+    total = sums.get(key)
+    if total is None:
+        sums[key] = list(counts)
+    else:
+        for i, value in enumerate(counts):
+            total[i] += value
 
 
 # -- reading -----------------------------------------------------------------------------------
