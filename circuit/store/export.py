@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import orjson
 
-from circuit.store.reports import RECORD_FIELDS, Rows
+from circuit.store.reports import RECORD_FIELDS, Rows, time_window
 
 #: Rows per query.
 PAGE_ROWS = 10_000
@@ -33,14 +33,7 @@ def request_pages(rows: Rows, since: str | None, until: str | None,
                   page_rows: int = PAGE_ROWS) -> Iterator[list[tuple]]:
     """The rows of the window [since, until) in pages, oldest first, as tuples in
     RECORD_FIELDS order."""
-    bounds, params = [], []
-    if since is not None:
-        bounds.append("timestamp >= ?")
-        params.append(since)
-    if until is not None:
-        bounds.append("timestamp < ?")
-        params.append(until)
-    window = " AND ".join(bounds) or "1 = 1"
+    window, params = time_window(since or "", until)  # '' sorts before every timestamp
     page = list(rows(f"{_SELECT} WHERE {window} ORDER BY timestamp, id LIMIT ?",
                      [*params, page_rows]))
     while page:

@@ -92,7 +92,9 @@ class UsageReport:
     total: UsageRow
 
 
-def _window(since: str, until: str | None, key: str | None) -> tuple[str, list[object]]:
+def time_window(since: str, until: str | None, key: str | None = None
+                ) -> tuple[str, list[object]]:
+    """The WHERE clause (and its parameters) of rows in [since, until), of `key` if given."""
     where, params = ["timestamp >= ?"], [since]
     if until is not None:
         where.append("timestamp < ?")
@@ -154,7 +156,7 @@ def usage(rows: Rows, *, since: str, until: str | None = None, by: str = "key",
     totals: dict[str | None, list[int]] = {}
     latencies: dict[str | None, list[float]] = {}
     for start, end in plan.row_ranges:
-        where, params = _window(start, end, key)
+        where, params = time_window(start, end, key)
         _row_totals(rows, GROUPINGS[by], where, params, totals, latencies)
     histograms: dict[str | None, list[int]] = {}
     daily = "day_total" if by == "day" and key is None else "day"
