@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 
 import pytest
 
@@ -114,3 +115,10 @@ def test_export_refuses_an_empty_window(cli):
     error = one_line_error(cli("requests", "export", "--since", "2026-11-02", "--until",
                                "2026-11-01", code=2))
     assert "--until" in error
+
+
+def test_usage_on_a_database_from_before_the_rollups_asks_for_a_migration(cli):
+    with sqlite3.connect(cli.db_path) as conn:
+        conn.execute("DROP TABLE request_rollups")
+    error = one_line_error(cli("usage", "--days", "7", code=2))
+    assert "older schema" in error and "start the gateway once" in error
