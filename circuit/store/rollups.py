@@ -71,8 +71,9 @@ def tally(sources: Iterable[Sequence]) -> dict[tuple, list]:
             counts = groups[group] = [0] * width
             counts[9] = 0.0
         counts[0] += 1
-        if status != "ok":
-            counts[_STATUS_COUNTER.get(status, 0)] += status in _STATUS_COUNTER
+        counter = _STATUS_COUNTER.get(status)
+        if counter is not None:
+            counts[counter] += 1
         tokens = (tokens_in or 0) + (tokens_out or 0)
         counts[4] += tokens_in or 0
         counts[5] += tokens_out or 0
