@@ -84,4 +84,7 @@ def test_the_file_stays_flat_under_retention_and_the_rollups_keep_everything(tmp
 
     # Start-up does the same work as at the beginning (no migration, no VACUUM): bounded
     # by 10x the first start, with room for a busy machine.
-    assert _start_up_seconds(path) < max(10 * first_start_up, 0.5)
+    last_start_up = _start_up_seconds(path)
+    print(f"start-up (open + migrate): {first_start_up * 1000:.1f} ms at first, "
+          f"{last_start_up * 1000:.1f} ms at the end")
+    assert last_start_up < max(10 * first_start_up, 0.5)
