@@ -11,7 +11,7 @@ import pytest
 
 from circuit.store import latency_histogram
 from circuit.store.base import Store
-from circuit.store.export import request_pages
+from circuit.store.export import pages as request_pages
 from circuit.store.records import RequestRecord
 from circuit.store.reports import RECORD_FIELDS
 from circuit.store.retention import Cutoffs, prune
@@ -202,7 +202,7 @@ def test_pages_give_every_row_of_the_window_once_in_time_order(store):
     records = [RequestRecord(f"s{n}", _at(9, 1 + n % 3), status_code=200) for n in range(50)]
     store.insert_requests([RequestRecord("before", _at(8, 1), status_code=200), *records,
                            RequestRecord("after", _at(9, 10), status_code=200)])
-    pages = list(store.request_pages(_at(9, 1, 0), _at(9, 5, 0), page_rows=7))
+    pages = list(request_pages(store, _at(9, 1, 0), _at(9, 5, 0), page_rows=7))
     assert [len(p) for p in pages] == [7] * 7 + [1]
     rows = [dict(zip(RECORD_FIELDS, row, strict=True)) for page in pages for row in page]
     assert sorted(r["request_id"] for r in rows) == sorted(r.request_id for r in records)
@@ -210,4 +210,4 @@ def test_pages_give_every_row_of_the_window_once_in_time_order(store):
 
 
 def test_pages_of_an_empty_window_are_none(store):
-    assert list(request_pages(store._rows, _at(9, 1), _at(9, 2))) == []  # type: ignore
+    assert list(request_pages(store, _at(9, 1), _at(9, 2))) == []

@@ -157,7 +157,7 @@ def export_command(
         except ImportError:
             raise fail("Parquet export needs pyarrow: pip install 'circuit[parquet]'") from None
     with reading(ctx) as store, _destination(out, fmt != "parquet") as sink:
-        count = exporting.WRITERS[fmt](store.request_pages(start, end), sink)
+        count = exporting.WRITERS[fmt](exporting.pages(store, start, end), sink)
     if out is not None:
         output.note(f"Exported {count:,} requests to {out}.")
 

@@ -6,7 +6,7 @@ through `asyncio.to_thread`, never on the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import date
 from typing import Protocol
 
@@ -83,10 +83,10 @@ class Store(Protocol):
                          status: str | None = None) -> list[dict]:
         """Matching records with after_id < id <= up_to_id, oldest first."""
 
-    def request_pages(self, since: str | None, until: str | None,
-                      page_rows: int = 10_000) -> Iterator[list[tuple]]:
-        """The rows of [since, until) a page at a time, oldest first, as tuples in
-        RECORD_FIELDS order (circuit/store/export.py)."""
+    def request_page(self, since: str | None, until: str | None,
+                     after: tuple[str, int] | None, limit: int) -> list[tuple]:
+        """Up to `limit` rows of [since, until) after (timestamp, id) `after`, oldest first,
+        as tuples in RECORD_FIELDS order (circuit/store/export.py pages through them)."""
 
     # -- retention (circuit/store/pruning.py, circuit/store/retention.py) ---------------------
 

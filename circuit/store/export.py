@@ -29,21 +29,29 @@ _STREAM = RECORD_FIELDS.index("stream")
 _AT = RECORD_FIELDS.index("timestamp")
 
 
-def request_pages(rows: Rows, since: str | None, until: str | None,
-                  page_rows: int = PAGE_ROWS) -> Iterator[list[tuple]]:
-    """The rows of the window [since, until) in pages, oldest first, as tuples in
-    RECORD_FIELDS order."""
+def request_page(rows: Rows, since: str | None, until: str | None,
+                 after: tuple[str, int] | None, limit: int) -> list[tuple]:
+    """Up to `limit` rows of the window [since, until) after (timestamp, id) `after`, oldest
+    first, as tuples in RECORD_FIELDS order."""
     window, params = time_window(since or "", until)  # '' sorts before every timestamp
-    page = list(rows(f"{_SELECT} WHERE {window} ORDER BY timestamp, id LIMIT ?",
-                     [*params, page_rows]))
-    while page:
-        yield page
+    if after is not None:
+        window += " AND timestamp >= ? AND (timestamp > ? OR id > ?)"
+        params += [after[0], after[0], after[1]]
+    return list(rows(f"{_SELECT} WHERE {window} ORDER BY timestamp, id LIMIT ?",
+                     [*params, limit]))
+
+
+def pages(store: Any, since: str | None, until: str | None,
+          page_rows: int = PAGE_ROWS) -> Iterator[list[tuple]]:
+    """Every row of the window, a page (one query through the store) at a time."""
+    after = None
+    while True:
+        page = store.request_page(since, until, after, page_rows)
+        if page:
+            yield page
         if len(page) < page_rows:
             return
-        last_id, last_at = page[-1][0], page[-1][_AT]
-        page = list(rows(f"{_SELECT} WHERE {window} AND timestamp >= ? "
-                         "AND (timestamp > ? OR id > ?) ORDER BY timestamp, id LIMIT ?",
-                         [*params, last_at, last_at, last_id, page_rows]))
+        after = (page[-1][_AT], page[-1][0])
 
 
 def _records(page: Sequence[tuple]) -> Iterator[dict]:

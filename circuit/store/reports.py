@@ -14,7 +14,7 @@ of a usage report come from the rollups instead (circuit/store/rollups.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -299,11 +299,11 @@ class ReportQueries:
         return latest_requests(self._rows, limit, up_to_id=up_to_id, key=key,
                                        status=status)
 
-    def request_pages(self, since: str | None, until: str | None,
-                      page_rows: int = 10_000) -> Iterator[list[tuple]]:
-        from circuit.store.export import request_pages
+    def request_page(self, since: str | None, until: str | None,
+                     after: tuple[str, int] | None, limit: int) -> list[tuple]:
+        from circuit.store.export import request_page
 
-        return request_pages(self._rows, since, until, page_rows)
+        return request_page(self._rows, since, until, after, limit)
 
     def requests_between(self, after_id: int, up_to_id: int, *, key: str | None = None,
                          status: str | None = None) -> list[dict]:
