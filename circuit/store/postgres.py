@@ -242,6 +242,14 @@ class PostgresStore(PostgresProtection, PostgresReports, PruningQueries):
                                (file,)).fetchone()
         return row[0] if row else 0
 
+    def release_space(self) -> int:
+        """Nothing to give back: autovacuum makes dead rows' space reusable by itself."""
+        return 0
+
+    def compact(self) -> int:
+        """Nothing to do: PostgreSQL's autovacuum keeps the tables from growing."""
+        return 0
+
     def _change(self, statement: str, params: Sequence[object]) -> int:
         with self.connection() as conn:
             return conn.execute(placeholders(statement), params).rowcount  # type: ignore[arg-type]

@@ -58,13 +58,3 @@ class PruningQueries:
                 params.append(before)
             (texts,), = self._rows(f"SELECT COUNT(*) FROM requests WHERE {where}", params)
         return int(rows), int(texts)
-
-    def release_space(self) -> int:
-        """Give freed space back to the file system after pruning; bytes released (only SQLite
-        does: PostgreSQL's autovacuum reuses dead rows' space by itself)."""
-        return 0
-
-    def compact(self) -> int:
-        """Rewrite the database to its smallest size (SQLite: VACUUM, which holds the write
-        lock throughout); bytes released. Nothing to do on PostgreSQL."""
-        return 0
