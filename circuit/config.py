@@ -118,6 +118,20 @@ class Settings:
         16 * 1024 * 1024, "CIRCUIT_JOURNAL_RESERVE_BYTES",
         "Disk space the journal keeps allocated, released for records when the disk is full "
         "(0: none).", parse_integer(0))
+    retention_days: float | None = setting(
+        90.0, "CIRCUIT_RETENTION_DAYS",
+        "Days request rows are kept (fractions allowed); older ones are pruned by the gateway, "
+        "their totals kept in the daily rollups. `off`: keep every row.",
+        parse_optional(parse_number(0.001)))
+    content_retention_days: float | None = setting(
+        7.0, "CIRCUIT_CONTENT_RETENTION_DAYS",
+        "Days the text of a request (a broken stream's partial answer, error messages) is kept; "
+        "then it is cleared from rows kept longer. `off`: as long as the row.",
+        parse_optional(parse_number(0.001)))
+    prune_interval: float = setting(
+        3600.0, "CIRCUIT_PRUNE_INTERVAL",
+        "Seconds between the gateway's pruning rounds (the first runs soon after start).",
+        parse_number(0.01))
     host: str = setting("127.0.0.1", "CIRCUIT_HOST", "Address `circuit serve` listens on.")
     port: int = setting(8080, "CIRCUIT_PORT", "Port `circuit serve` listens on (0: any free one).",
                         parse_integer(0))

@@ -10,10 +10,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import date
 
 import pytest
 
 from circuit.config import ConfigError, load_settings
+from circuit.store import latency_histogram
 from circuit.store.base import KeyExists, KeyNotFound, Store
 from circuit.store.errors import NotCircuitDatabase, StoreRejected, StoreUnavailable
 from circuit.store.migrations import MIGRATIONS
@@ -355,31 +357,51 @@ def reported(store) -> Store:
     return store
 
 
-def test_usage_by_key_counts_costs_and_latency_percentiles(reported):
-    report = reported.usage(since="2026-11-20T00:00:00.000Z", by="key")
+#: `today` for a report read from the rows alone (every day of the fixture is today or later),
+#: and for one read from the rollups (every day of the fixture is a whole past day).
+SOURCES = {"rows": date(2026, 11, 19), "rollups": date(2030, 1, 1)}
+
+
+@pytest.fixture(params=SOURCES)
+def today(request) -> date:
+    return SOURCES[request.param]
+
+
+def _ms(value: float, today: date):
+    """A percentile as the source reports it: exact from rows, within the histogram's
+    relative error from rollups."""
+    if today == SOURCES["rows"]:
+        return value
+    return pytest.approx(value, rel=latency_histogram.RELATIVE_ERROR)
+
+
+def test_usage_by_key_counts_costs_and_latency_percentiles(reported, today):
+    report = reported.usage(since="2026-11-20T00:00:00.000Z", by="key", today=today)
+    ms = lambda value: _ms(value, today)  # noqa: E731
     assert report.groups == [
-        UsageRow("alice", 2, 1, 0, 15, 20, 150, 0, 10.0, 30.0),
-        UsageRow("bob", 2, 0, 1, 7, 3, 0, 1, 20.0, 20.0),
+        UsageRow("alice", 2, 1, 0, 15, 20, 150, 0, ms(10.0), ms(30.0)),
+        UsageRow("bob", 2, 0, 1, 7, 3, 0, 1, ms(20.0), ms(20.0)),
         UsageRow(None, 1, 0, 1, 0, 0, 0, 0, None, None),
     ]
-    assert report.total == UsageRow(None, 5, 1, 2, 22, 23, 150, 1, 20.0, 30.0)
+    assert report.total == UsageRow(None, 5, 1, 2, 22, 23, 150, 1, ms(20.0), ms(30.0))
 
 
-def test_usage_by_day_model_and_provider_within_a_window(reported):
+def test_usage_by_day_model_and_provider_within_a_window(reported, today):
     by_day = reported.usage(since="2026-11-19T00:00:00.000Z", until="2026-11-21T00:00:00.000Z",
-                            by="day")
+                            by="day", today=today)
     assert [(g.group, g.requests, g.cost_micros) for g in by_day.groups] == [
         ("2026-11-19", 1, 1000), ("2026-11-20", 3, 150)]
-    by_model = reported.usage(since="2026-11-20T00:00:00.000Z", by="model", key="alice")
+    by_model = reported.usage(since="2026-11-20T00:00:00.000Z", by="model", key="alice",
+                              today=today)
     assert [(g.group, g.requests) for g in by_model.groups] == [("gpt-4o-mini", 1),
                                                                 ("gpt-4o", 1)]
-    by_provider = reported.usage(since="2026-11-20T00:00:00.000Z", by="provider")
+    by_provider = reported.usage(since="2026-11-20T00:00:00.000Z", by="provider", today=today)
     assert {g.group: g.requests for g in by_provider.groups} == {"mock": 3, "openai": 1,
                                                                  None: 1}
 
 
-def test_an_empty_window_reports_zeros(reported):
-    report = reported.usage(since="2030-01-01T00:00:00.000Z")
+def test_an_empty_window_reports_zeros(reported, today):
+    report = reported.usage(since="2030-01-01T00:00:00.000Z", today=today)
     assert report.groups == [] and report.total == UsageRow(None, 0, 0, 0, 0, 0, 0, 0, None,
                                                             None)
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from circuit import __version__
-from circuit.cli import breaker, config_cmd, keys, requests, serve, usage
+from circuit.cli import breaker, config_cmd, keys, lifecycle, requests, serve, usage
 from circuit.cli.context import CONFIG_KEY, DB_KEY
 from circuit.cli.help_format import CircuitTyper, HelpGroup
 from circuit.cli.output import EXIT_USAGE, err, fail
@@ -107,6 +107,7 @@ def root(
 app.command("serve")(serve.serve)
 app.add_typer(keys.app, name="keys")
 app.command("usage")(usage.usage)
+lifecycle.register(requests.app)
 app.add_typer(requests.app, name="requests")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(breaker.app, name="breaker")

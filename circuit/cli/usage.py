@@ -1,7 +1,8 @@
 """`circuit usage`: requests, failures, tokens, cost and latency per key, model, provider or day.
 
-Aggregated in the store (`circuit.store.reports`), so a report over a million requests takes
-about a second and one over a day a few milliseconds.
+Aggregated in the store (`circuit.store.reports`): whole past days from the daily and monthly
+rollups (so a year answers in milliseconds, and days whose rows retention pruned still
+count), today and partial days from the request rows.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from circuit.money import micros_rounded
 from circuit.store.base import Store
 from circuit.store.reports import GROUPINGS, UsageReport, UsageRow, day_start, timestamp_text
 
-GroupBy = Literal["key", "model", "provider", "day"]
+GroupBy = Literal["key", "model", "provider", "api", "day"]
 assert set(get_args(GroupBy)) == set(GROUPINGS)
 
 COLUMNS = ("requests", "failed", "rejected", "tokens_in", "tokens_out", "cost_usd", "unpriced",
@@ -133,7 +134,7 @@ def usage(
         help="Up to (not including) this date or time; default now.")] = None,
     by: Annotated[GroupBy, typer.Option(
         "--by", metavar="GROUP",
-        help="Group rows by key, model, provider or day.")] = "key",
+        help="Group rows by key, model, provider, api (the door) or day.")] = "key",
     key: Annotated[str | None, typer.Option(
         "--key", metavar="NAME", show_default=False,
         help="Only this key's requests.")] = None,
@@ -151,6 +152,11 @@ def usage(
     refused (auth, rate limit, budget, bad input); latency percentiles leave rejected
     requests out. Windows are UTC: `--today` (the default), `--days N` or `--since DATE`,
     optionally with `--until DATE`.
+
+    Whole past days are read from the daily rollups, which outlive the rows that retention
+    prunes: their percentiles come from a latency histogram (within 9%); a window inside
+    one day (`--today`) has exact ones. A window that starts or ends inside a pruned day
+    counts only the rows left of that day: use whole dates.
 
     JSON: `{"since", "until", "by", "key", "groups": [{"group", "requests", "failed",
     "rejected", "tokens_in", "tokens_out", "cost_usd", "unpriced", "p50_ms", "p95_ms"}],

@@ -26,6 +26,7 @@ from circuit.resilience.breaker import BreakerPolicy, CircuitBreaker
 from circuit.resilience.rate_limit import Limits, RateLimiter
 from circuit.store.base import Store
 from circuit.store.journal import RecordJournal
+from circuit.store.retention import Pruner
 from circuit.store.select import journal_directory
 from circuit.store.select import open_store as select_store
 from circuit.store.writer import RecordWriter
@@ -89,6 +90,8 @@ class Gateway:
                                      {name: spec.retry for name, spec in self.specs.items()})
         self.control = ControlLoop(self.store, self.keys, settings.api_keys, self.breakers,
                                    self.ledger)
+        self.pruner = Pruner(self.store, settings.retention_days,
+                             settings.content_retention_days, settings.prune_interval)
 
     def limits(self, key: ClientKey) -> Limits:
         """The rate limits that apply to a key: its own, else the configured defaults."""
@@ -144,6 +147,7 @@ class Gateway:
             log.warning("no API keys: every request will get 401; create one with "
                         "`circuit keys add NAME` or set CIRCUIT_API_KEYS")
         self.writer.start()
+        await self.pruner.start()
 
     async def stop(self) -> None:
         """Stop taking work, close upstream pools, return leases, drain the writer.
@@ -157,7 +161,8 @@ class Gateway:
                   lambda: asyncio.wait_for(self.control.stop(), CONTROL_STOP_TIMEOUT))]
         steps += [(f"provider {name}", provider.aclose)
                   for name, provider in self.router.providers.items()]
-        steps += [("the record writer", lambda: asyncio.to_thread(self.writer.stop)),
+        steps += [("the pruner", self.pruner.stop),
+                  ("the record writer", lambda: asyncio.to_thread(self.writer.stop)),
                   ("the store", lambda: asyncio.to_thread(self.store.close))]
         for what, step in steps:
             try:

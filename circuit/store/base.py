@@ -11,6 +11,7 @@ through `asyncio.to_thread`, never on the event loop.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from typing import Protocol
 
 from circuit.store.protection_rows import BreakerCommand, BreakerEventRow, BreakerStateRow
@@ -100,8 +101,9 @@ class Store(Protocol):
         """Every record with this request id, oldest first."""
 
     def usage(self, *, since: str, until: str | None = None, by: str = "key",
-              key: str | None = None) -> UsageReport:
-        """Requests, failures, tokens, cost and latency percentiles per group in a window."""
+              key: str | None = None, today: date | None = None) -> UsageReport:
+        """Requests, failures, tokens, cost and latency percentiles per group in a window
+        (whole days from the rollups; `today`, the UTC day read from rows, defaults to now)."""
 
     def spend_by_key(self, since: str) -> dict[str | None, int]:
         """Micro-dollars spent per key name since `since` (timestamp text)."""
@@ -119,6 +121,28 @@ class Store(Protocol):
     def requests_between(self, after_id: int, up_to_id: int, *, key: str | None = None,
                          status: str | None = None) -> list[dict]:
         """Matching records with after_id < id <= up_to_id, oldest first."""
+
+    def request_page(self, since: str | None, until: str | None,
+                     after: tuple[str, int] | None, limit: int) -> list[tuple]:
+        """Up to `limit` rows of [since, until) after (timestamp, id) `after`, oldest first,
+        as tuples in RECORD_FIELDS order (circuit/store/export.py pages through them)."""
+
+    # -- retention (circuit/store/pruning.py, circuit/store/retention.py) ---------------------
+
+    def prune_requests(self, before: str, limit: int) -> int:
+        """Delete up to `limit` of the oldest rows from before `before`; how many."""
+
+    def clear_content(self, before: str, limit: int) -> int:
+        """Clear the text of up to `limit` of the oldest rows from before `before`."""
+
+    def count_prunable(self, before: str | None, content_before: str | None) -> tuple[int, int]:
+        """(rows that pruning would delete, rows whose text it would clear)."""
+
+    def release_space(self) -> int:
+        """Give space freed by pruning back to the file system; bytes released."""
+
+    def compact(self) -> int:
+        """Rewrite the database to its smallest size; bytes released."""
 
     def close(self) -> None:
         """Release connections held by the calling thread."""
