@@ -89,6 +89,8 @@ class RequestBound:
     max_output: int | None = None  # the largest output knob the client sent
     extra_output: int = 0  # prediction text: rejected prediction tokens bill as output
     exact: bool = False  # text_tokens is a count, not a byte bound
+    #: Whether Meter.refine can count this request's text (a chat-completions body).
+    countable: bool = False
 
     def input_tokens(self, model: str) -> int:
         total = self.text_tokens + self.media_tokens + UPSTREAM_MARGIN
@@ -234,7 +236,7 @@ def chat_bound(body: Mapping[str, Any]) -> RequestBound:
         media_tokens=walk.media_tokens,
         choices=choices if choices is not None and choices > 1 else 1,
         max_output=max(max(outputs), 0) if outputs else None,
-        extra_output=json_bytes(prediction) if prediction is not None else 0)
+        extra_output=json_bytes(prediction) if prediction is not None else 0, countable=True)
 
 
 class _Walk:
