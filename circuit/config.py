@@ -99,6 +99,14 @@ def _database_url(value: Any) -> str:
     return text
 
 
+def _redis_url(value: Any) -> str:
+    text = _text(value)
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return text
+
+
 def setting(default: Any, env: str, help: str, parse: Callable[[Any], Any] = _text,
             secret: bool = False) -> Any:
     """Declare a setting: its default, environment variable, parser and help."""
@@ -177,6 +185,21 @@ class Settings:
         "`postgresql://user:pass@host/db` shares keys, budgets, breakers and records between "
         "replicas; `sqlite:///path` or a path: SQLite. Unset: CIRCUIT_DB_PATH.",
         _optional(_database_url), secret=True)
+    redis_url: str | None = setting(
+        None, "CIRCUIT_REDIS_URL",
+        "`redis://host:6379/0`: rate-limit buckets and breaker state shared by every replica "
+        "through Redis. Unset: each process keeps its own.", _optional(_redis_url), secret=True)
+    redis_prefix: str = setting("circuit:", "CIRCUIT_REDIS_PREFIX",
+                                "Prefix of every Redis key and channel Circuit uses, so several "
+                                "deployments can share one Redis.")
+    redis_fallback: str = setting(
+        "open", "CIRCUIT_REDIS_FALLBACK",
+        "When Redis is unreachable: `open` (each replica enforces the limits on its own) or "
+        "`closed` (requests of rate-limited keys get 503 until it is back).",
+        _choice("open", "closed"))
+    redis_timeout: float = setting(1.0, "CIRCUIT_REDIS_TIMEOUT",
+                                   "Seconds to wait for Redis before falling back.",
+                                   _number(0.001))
     journal_dir: str | None = setting(
         None, "CIRCUIT_JOURNAL_DIR",
         "Folder where request records wait when the database cannot be written (replayed "

@@ -60,7 +60,7 @@ class Dispatcher:
             if self._clock() - started > policy.deadline:
                 break
             for number in range(1, policy.max_attempts + 1):
-                if not breaker.allow():
+                if not await breaker.permit():
                     trace.failed(target, "breaker_open", 503)
                     break
                 trace.attempts += 1

@@ -178,7 +178,7 @@ class ChatFlow:
         if limits.tpm is not None and meter.tokens_needed(first, bound) > limits.tpm:
             bound = await asyncio.to_thread(meter.refine, first, chat.body, bound)
         admission = Admission(key.name, limits, meter.tokens_needed(first, bound))
-        gateway.limiter.admit(key.name, admission.limits, admission.borrowed_tokens)
+        await gateway.limiter.admit(key.name, admission.limits, admission.borrowed_tokens)
         try:
             try:
                 admission.reservation = await self._reserve(key.name, limit, targets, bound)

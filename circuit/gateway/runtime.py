@@ -15,12 +15,13 @@ from circuit.config import ConfigError, Settings
 from circuit.gateway.auth import ClientKey, KeyRing
 from circuit.gateway.control import ControlLoop
 from circuit.gateway.dispatch import Dispatcher
+from circuit.gateway.fleet import Fleet
 from circuit.gateway.routing import Router
 from circuit.logs import RequestLog
 from circuit.metrics import BREAKER_STATES, GatewayMetrics, gauge
 from circuit.providers.registry import build_provider, provider_specs, route_table
 from circuit.resilience.breaker import BreakerPolicy, CircuitBreaker
-from circuit.resilience.rate_limit import Limits, RateLimiter
+from circuit.resilience.rate_limit import Limiter, Limits, RateLimiter
 from circuit.store.base import Store
 from circuit.store.journal import RecordJournal
 from circuit.store.records import RequestRecord
@@ -72,7 +73,11 @@ class Gateway:
         #: Requests being handled, and streams being relayed, right now.
         self.in_flight = 0
         self.open_streams = 0
-        self.limiter = RateLimiter()
+        #: Rate limits and breakers shared with the other replicas through Redis, if set.
+        self.fleet = Fleet(settings) if settings.redis_url else None
+        if self.fleet is not None:
+            self.metrics.add_live(self.fleet.metrics)
+        self.limiter: Limiter = self.fleet.limiter if self.fleet is not None else RateLimiter()
         self.ledger = BudgetLedger(self.store)
         self.breaker_policy = BreakerPolicy(
             window=settings.breaker_window, minimum_calls=settings.breaker_minimum_calls,
@@ -136,7 +141,10 @@ class Gateway:
             await provider.start()
         self.router = Router(providers, self.settings.provider, self.routes,
                              frozenset(name for name, spec in self.specs.items() if spec.free))
-        self.breakers = {name: CircuitBreaker(name, self.breaker_policy) for name in providers}
+        make_breaker = self.fleet.breaker if self.fleet is not None else CircuitBreaker
+        self.breakers = {name: make_breaker(name, self.breaker_policy) for name in providers}
+        if self.fleet is not None:
+            await self.fleet.start()
         self.dispatcher = Dispatcher(self.breakers,
                                      {name: spec.retry for name, spec in self.specs.items()})
         self.control = ControlLoop(self.store, self.keys, self.settings.api_keys, self.breakers,
@@ -160,6 +168,8 @@ class Gateway:
             control = self.control
             steps.append(("the control loop",
                           lambda: asyncio.wait_for(control.stop(), CONTROL_STOP_TIMEOUT)))
+        if self.fleet is not None:
+            steps.append(("the Redis link", self.fleet.stop))
         if self.router is not None:
             steps += [(f"provider {name}", provider.aclose)
                       for name, provider in self.router.providers.items()]

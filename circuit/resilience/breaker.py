@@ -184,6 +184,11 @@ class CircuitBreaker:
         """Whether a call may go to the provider now (a half-open trial slot is taken)."""
         return self._state.allow(self._clock())
 
+    async def permit(self) -> bool:
+        """`allow()`, for callers that may wait on a breaker the fleet shares (see
+        shared_breaker.py): this one never waits."""
+        return self.allow()
+
     def retry_after(self) -> int:
         """Whole seconds until the breaker will let a trial call through."""
         return max(1, math.ceil(self.probe_at - self._clock()))
