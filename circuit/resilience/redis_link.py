@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 log = logging.getLogger("circuit.redis")
@@ -65,11 +66,12 @@ class RedisLink:
                  fallback: str = "open") -> None:
         self.address = redis_address(url)
         self.fallback = fallback
-        # No retries inside the client: a failed call falls back at once and the watcher
-        # finds out when Redis is back.
-        self.client = redis.Redis.from_url(url, socket_timeout=timeout,
-                                           socket_connect_timeout=timeout,
-                                           retry=Retry(NoBackoff(), 0), client_name="circuit")
+        # One immediate retry on a broken connection (a pooled one a restarted Redis closed),
+        # none on a timeout: a call to a Redis that does not answer falls back at once, and
+        # the watcher finds out when it is back.
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, client_name="circuit",
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
         self._watch_seconds = watch_seconds
         self.up = False
         self.error: str | None = "not connected yet"
@@ -85,7 +87,7 @@ class RedisLink:
         self.on_watch: list[Callable[[], Awaitable[None]]] = []
         self._came_up = asyncio.Event()
         self._queue: list[_Call] = []
-        self._draining = False
+        self._drainer: asyncio.Task | None = None
         self._watcher: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
 
@@ -105,6 +107,8 @@ class RedisLink:
         self._watcher = asyncio.create_task(self._watch(), name="circuit-redis-watch")
 
     async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.flush(), 2.0)  # the last settlements
         tasks = [t for t in (self._watcher, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -165,13 +169,21 @@ class RedisLink:
             await self._quietly(callback)
 
     async def _watch(self) -> None:
+        trips = self.round_trips
         while True:
             await asyncio.sleep(self._watch_seconds)
             if not self.up:
                 await self._check()
                 continue
+            if self.round_trips == trips and not self.on_watch:
+                # Idle: find out now, not on the next request, that Redis went away.
+                try:
+                    await self.client.ping()
+                except (RedisError, OSError) as exc:
+                    self.lost(exc)
             for callback in self.on_watch:
                 await self._quietly(callback)
+            trips = self.round_trips
 
     async def _quietly(self, callback: Callable[[], Awaitable[None]]) -> None:
         try:
@@ -199,9 +211,10 @@ class RedisLink:
 
     def _enqueue(self, call: _Call) -> None:
         self._queue.append(call)
-        if not self._draining:
-            self._draining = True
-            self.spawn(self._drain())
+        if self._drainer is None:
+            self._drainer = asyncio.ensure_future(self._drain())
+            self._tasks.add(self._drainer)
+            self._drainer.add_done_callback(self._forget)
 
     async def _drain(self) -> None:
         try:
@@ -209,7 +222,12 @@ class RedisLink:
                 batch, self._queue = self._queue, []
                 await self._send(batch)
         finally:
-            self._draining = False
+            self._drainer = None
+
+    async def flush(self) -> None:
+        """Wait until everything queued (settlements sent without waiting) has been sent."""
+        while self._drainer is not None:
+            await asyncio.shield(self._drainer)
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
