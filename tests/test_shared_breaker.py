@@ -9,32 +9,16 @@ pass without sleeping; only the delivery of a published change is waited for (by
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-
-import pytest
 
 from circuit.resilience.breaker import CLOSED, HALF_OPEN, OPEN, BreakerPolicy
 from circuit.resilience.breaker_board import BreakerBoard
 from circuit.resilience.redis_link import RedisLink
 from circuit.resilience.shared_breaker import SharedBreaker
-from tests.support.redis import SERVER_URL, PrivateRedis, fresh_prefix
+from tests.support.clock import FakeClock
+from tests.support.redis import SERVER_URL, PrivateRedis
 
 POLICY = BreakerPolicy(window=10, minimum_calls=100, failure_rate=0.5, consecutive_failures=3,
                        cooldown=5, half_open_calls=2)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    with fresh_prefix() as prefix:
-        yield prefix
 
 
 class Replicas:
@@ -86,13 +70,21 @@ async def trip(breaker: SharedBreaker) -> None:
         breaker.record_failure("upstream_server_error")
 
 
+async def open_everywhere(fleet: Replicas) -> None:
+    """Open the breaker on the first replica, wait until every one has it open, and let the
+    cool-down pass."""
+    await trip(fleet.breakers[0])
+    assert await until(lambda: all(x.state == OPEN for x in fleet.breakers))
+    fleet.clock.now += POLICY.cooldown
+
+
 def run(scenario):
     return asyncio.run(scenario())
 
 
-def test_a_breaker_opened_on_one_replica_is_open_on_the_others(prefix):
+def test_a_breaker_opened_on_one_replica_is_open_on_the_others(redis_prefix):
     async def scenario():
-        async with Replicas(prefix, count=3) as fleet:
+        async with Replicas(redis_prefix, count=3) as fleet:
             a, b, c = fleet.breakers
             await trip(a)
             assert a.state == OPEN
@@ -106,9 +98,9 @@ def test_a_breaker_opened_on_one_replica_is_open_on_the_others(prefix):
     run(scenario)
 
 
-def test_a_closed_breaker_asks_redis_nothing(prefix):
+def test_a_closed_breaker_asks_redis_nothing(redis_prefix):
     async def scenario():
-        async with Replicas(prefix, count=1) as fleet:
+        async with Replicas(redis_prefix, count=1) as fleet:
             breaker, link = fleet.breakers[0], fleet.links[0]
             await fleet.settle()
             before = link.calls
@@ -119,26 +111,22 @@ def test_a_closed_breaker_asks_redis_nothing(prefix):
     run(scenario)
 
 
-def test_after_the_cool_down_the_fleet_gets_half_open_calls_trials_in_all(prefix):
+def test_after_the_cool_down_the_fleet_gets_half_open_calls_trials_in_all(redis_prefix):
     async def scenario():
-        async with Replicas(prefix, count=3) as fleet:
+        async with Replicas(redis_prefix, count=3) as fleet:
             a, b, c = fleet.breakers
-            await trip(a)
-            assert await until(lambda: all(x.state == OPEN for x in fleet.breakers))
-            fleet.clock.now += POLICY.cooldown
+            await open_everywhere(fleet)
             granted = [await x.permit() for x in (a, b, c, a, b, c)]
             assert granted.count(True) == POLICY.half_open_calls
             assert granted[:2] == [True, True]  # the first to ask get them
     run(scenario)
 
 
-def test_trial_successes_on_different_replicas_close_the_breaker_everywhere(prefix):
+def test_trial_successes_on_different_replicas_close_the_breaker_everywhere(redis_prefix):
     async def scenario():
-        async with Replicas(prefix, count=3) as fleet:
+        async with Replicas(redis_prefix, count=3) as fleet:
             a, b, c = fleet.breakers
-            await trip(a)
-            assert await until(lambda: all(x.state == OPEN for x in fleet.breakers))
-            fleet.clock.now += POLICY.cooldown
+            await open_everywhere(fleet)
             assert await b.permit() and await c.permit()
             b.record_success()
             await fleet.settle()
@@ -149,13 +137,11 @@ def test_trial_successes_on_different_replicas_close_the_breaker_everywhere(pref
     run(scenario)
 
 
-def test_a_failed_trial_opens_the_breaker_again_everywhere_for_a_new_cool_down(prefix):
+def test_a_failed_trial_opens_the_breaker_again_everywhere_for_a_new_cool_down(redis_prefix):
     async def scenario():
-        async with Replicas(prefix, count=2) as fleet:
+        async with Replicas(redis_prefix, count=2) as fleet:
             a, b = fleet.breakers
-            await trip(a)
-            assert await until(lambda: b.state == OPEN)
-            fleet.clock.now += POLICY.cooldown
+            await open_everywhere(fleet)
             assert await b.permit() and await a.permit()
             a.record_failure("upstream_timeout")
             await fleet.settle()
@@ -168,13 +154,11 @@ def test_a_failed_trial_opens_the_breaker_again_everywhere_for_a_new_cool_down(p
     run(scenario)
 
 
-def test_an_abandoned_trial_frees_its_slot_for_another_replica(prefix):
+def test_an_abandoned_trial_frees_its_slot_for_another_replica(redis_prefix):
     async def scenario():
-        async with Replicas(prefix, count=2) as fleet:
+        async with Replicas(redis_prefix, count=2) as fleet:
             a, b = fleet.breakers
-            await trip(a)
-            assert await until(lambda: b.state == OPEN)
-            fleet.clock.now += POLICY.cooldown
+            await open_everywhere(fleet)
             assert await a.permit() and await a.permit()
             assert not await b.permit()
             a.record_abandoned()
@@ -184,13 +168,11 @@ def test_an_abandoned_trial_frees_its_slot_for_another_replica(prefix):
     run(scenario)
 
 
-def test_trials_that_never_report_are_given_up_after_the_lease(prefix):
+def test_trials_that_never_report_are_given_up_after_the_lease(redis_prefix):
     async def scenario():
-        async with Replicas(prefix, count=2, trial_lease=30) as fleet:
+        async with Replicas(redis_prefix, count=2, trial_lease=30) as fleet:
             a, b = fleet.breakers
-            await trip(a)
-            assert await until(lambda: b.state == OPEN)
-            fleet.clock.now += POLICY.cooldown
+            await open_everywhere(fleet)
             assert await a.permit() and await a.permit()  # ...and replica a dies
             fleet.clock.now += 10
             assert not await b.permit()
@@ -199,9 +181,9 @@ def test_trials_that_never_report_are_given_up_after_the_lease(prefix):
     run(scenario)
 
 
-def test_an_operator_reset_on_one_replica_closes_the_breaker_everywhere(prefix):
+def test_an_operator_reset_on_one_replica_closes_the_breaker_everywhere(redis_prefix):
     async def scenario():
-        async with Replicas(prefix, count=2) as fleet:
+        async with Replicas(redis_prefix, count=2) as fleet:
             a, b = fleet.breakers
             await trip(a)
             assert await until(lambda: b.state == OPEN)
@@ -212,9 +194,9 @@ def test_an_operator_reset_on_one_replica_closes_the_breaker_everywhere(prefix):
 
 
 def test_without_redis_a_breaker_is_local_and_publishes_its_open_once_redis_is_back(
-        tmp_path, prefix):
+        tmp_path, redis_prefix):
     async def scenario(server: PrivateRedis):
-        async with Replicas(prefix, count=2, url=server.url) as fleet:
+        async with Replicas(redis_prefix, count=2, url=server.url) as fleet:
             a, b = fleet.breakers
             server.kill()
             assert await until(lambda: not any(link.up for link in fleet.links))

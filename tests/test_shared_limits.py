@@ -7,7 +7,6 @@ processes; the buckets run on an injected clock passed to the scripts, so nothin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,24 +14,11 @@ from circuit.errors import LimitsUnavailable, RateLimitExceeded
 from circuit.resilience.rate_limit import Limits
 from circuit.resilience.redis_link import RedisLink
 from circuit.resilience.shared_limits import SharedRateLimiter
-from tests.support.redis import SERVER_URL, PrivateRedis, fresh_prefix, free_port
+from tests.support.clock import FakeClock
+from tests.support.redis import SERVER_URL, PrivateRedis, free_port
 
 RPM_3 = Limits(rpm=3, tpm=None)
 TPM_1000 = Limits(rpm=None, tpm=1000)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    with fresh_prefix() as prefix:
-        yield prefix
 
 
 class Replicas:
@@ -68,18 +54,18 @@ async def admitted(limiter: SharedRateLimiter, key: str, limits: Limits, tokens:
     return True
 
 
-def test_a_key_gets_its_requests_per_minute_once_across_replicas(prefix):
+def test_a_key_gets_its_requests_per_minute_once_across_replicas(redis_prefix):
     async def scenario():
-        async with Replicas(prefix) as fleet:
+        async with Replicas(redis_prefix) as fleet:
             a, b = fleet.limiters
             assert [await admitted(x, "k", RPM_3) for x in (a, b, a, b)] == \
                 [True, True, True, False]
     run(scenario)
 
 
-def test_retry_after_is_the_shared_buckets_wait_to_the_second(prefix):
+def test_retry_after_is_the_shared_buckets_wait_to_the_second(redis_prefix):
     async def scenario():
-        async with Replicas(prefix) as fleet:
+        async with Replicas(redis_prefix) as fleet:
             a, b = fleet.limiters
             for _ in range(3):
                 await a.admit("k", RPM_3, 0)
@@ -96,9 +82,9 @@ def test_retry_after_is_the_shared_buckets_wait_to_the_second(prefix):
     run(scenario)
 
 
-def test_concurrent_admissions_from_every_replica_never_pass_the_limit(prefix):
+def test_concurrent_admissions_from_every_replica_never_pass_the_limit(redis_prefix):
     async def scenario():
-        async with Replicas(prefix, count=4) as fleet:
+        async with Replicas(redis_prefix, count=4) as fleet:
             limits = Limits(rpm=60, tpm=None)
             outcomes = await asyncio.gather(*(admitted(fleet.limiters[n % 4], "k", limits)
                                               for n in range(240)))
@@ -106,10 +92,11 @@ def test_concurrent_admissions_from_every_replica_never_pass_the_limit(prefix):
     run(scenario)
 
 
-def test_a_settlement_rides_the_same_round_trip_as_the_next_admission(prefix):
+def test_a_settlement_rides_the_same_round_trip_as_the_next_admission(redis_prefix):
     async def scenario():
-        async with Replicas(prefix, count=1) as fleet:
+        async with Replicas(redis_prefix, count=1) as fleet:
             link, limiter = fleet.links[0], fleet.limiters[0]
+            limiter.settle("warm", TPM_1000, borrowed=1, used=0)  # both scripts loaded
             await limiter.admit("k", TPM_1000, 900)
             trips = link.round_trips
             limiter.settle("k", TPM_1000, borrowed=900, used=100)
@@ -118,9 +105,9 @@ def test_a_settlement_rides_the_same_round_trip_as_the_next_admission(prefix):
     run(scenario)
 
 
-def test_tokens_settled_on_one_replica_are_free_on_another(prefix):
+def test_tokens_settled_on_one_replica_are_free_on_another(redis_prefix):
     async def scenario():
-        async with Replicas(prefix) as fleet:
+        async with Replicas(redis_prefix) as fleet:
             a, b = fleet.limiters
             await a.admit("k", TPM_1000, 900)
             assert not await admitted(b, "k", TPM_1000, 800)
@@ -130,9 +117,9 @@ def test_tokens_settled_on_one_replica_are_free_on_another(prefix):
     run(scenario)
 
 
-def test_a_refused_admission_takes_from_no_bucket(prefix):
+def test_a_refused_admission_takes_from_no_bucket(redis_prefix):
     async def scenario():
-        async with Replicas(prefix) as fleet:
+        async with Replicas(redis_prefix) as fleet:
             a, b = fleet.limiters
             both = Limits(rpm=2, tpm=1000)
             await a.admit("k", both, 900)
@@ -142,9 +129,9 @@ def test_a_refused_admission_takes_from_no_bucket(prefix):
     run(scenario)
 
 
-def test_a_request_larger_than_the_whole_minute_is_refused_without_asking_redis(prefix):
+def test_a_request_larger_than_the_whole_minute_is_refused_without_asking_redis(redis_prefix):
     async def scenario():
-        async with Replicas(prefix) as fleet:
+        async with Replicas(redis_prefix) as fleet:
             before = fleet.links[0].calls
             with pytest.raises(RateLimitExceeded, match="more than the key's limit"):
                 await fleet.limiters[0].admit("k", Limits(rpm=None, tpm=100), 101)
@@ -152,9 +139,9 @@ def test_a_request_larger_than_the_whole_minute_is_refused_without_asking_redis(
     run(scenario)
 
 
-def test_each_key_has_its_own_buckets_and_a_changed_limit_starts_full(prefix):
+def test_each_key_has_its_own_buckets_and_a_changed_limit_starts_full(redis_prefix):
     async def scenario():
-        async with Replicas(prefix) as fleet:
+        async with Replicas(redis_prefix) as fleet:
             a, b = fleet.limiters
             one = Limits(rpm=1, tpm=None)
             assert await admitted(a, "noisy", one)
@@ -164,9 +151,9 @@ def test_each_key_has_its_own_buckets_and_a_changed_limit_starts_full(prefix):
     run(scenario)
 
 
-def test_keys_without_limits_never_reach_redis(prefix):
+def test_keys_without_limits_never_reach_redis(redis_prefix):
     async def scenario():
-        async with Replicas(prefix, count=1) as fleet:
+        async with Replicas(redis_prefix, count=1) as fleet:
             before = fleet.links[0].calls
             for _ in range(10):
                 await fleet.limiters[0].admit("k", Limits(rpm=None, tpm=None), 500)
@@ -174,9 +161,9 @@ def test_keys_without_limits_never_reach_redis(prefix):
     run(scenario)
 
 
-def test_admissions_made_together_share_one_round_trip(prefix):
+def test_admissions_made_together_share_one_round_trip(redis_prefix):
     async def scenario():
-        async with Replicas(prefix, count=1) as fleet:
+        async with Replicas(redis_prefix, count=1) as fleet:
             link, limiter = fleet.links[0], fleet.limiters[0]
             limits = Limits(rpm=1000, tpm=None)
             await limiter.admit("warm", limits, 0)  # scripts loaded
@@ -187,10 +174,10 @@ def test_admissions_made_together_share_one_round_trip(prefix):
     run(scenario)
 
 
-def test_without_redis_fail_open_enforces_the_limits_locally(prefix):
+def test_without_redis_fail_open_enforces_the_limits_locally(redis_prefix):
     async def scenario():
         dead = f"redis://127.0.0.1:{free_port()}/0"
-        async with Replicas(prefix, count=1, url=dead) as fleet:
+        async with Replicas(redis_prefix, count=1, url=dead) as fleet:
             link, limiter = fleet.links[0], fleet.limiters[0]
             assert not link.up and link.readiness()["ok"] and not link.readiness()["shared"]
             assert [await admitted(limiter, "k", RPM_3) for _ in range(4)] == \
@@ -199,10 +186,10 @@ def test_without_redis_fail_open_enforces_the_limits_locally(prefix):
     run(scenario)
 
 
-def test_without_redis_fail_closed_refuses_limited_keys_and_serves_the_others(prefix):
+def test_without_redis_fail_closed_refuses_limited_keys_and_serves_the_others(redis_prefix):
     async def scenario():
         dead = f"redis://127.0.0.1:{free_port()}/0"
-        async with Replicas(prefix, count=1, url=dead, fallback="closed") as fleet:
+        async with Replicas(redis_prefix, count=1, url=dead, fallback="closed") as fleet:
             link, limiter = fleet.links[0], fleet.limiters[0]
             with pytest.raises(LimitsUnavailable) as caught:
                 await limiter.admit("k", RPM_3, 0)
@@ -212,9 +199,9 @@ def test_without_redis_fail_closed_refuses_limited_keys_and_serves_the_others(pr
     run(scenario)
 
 
-def test_a_replica_goes_back_to_the_shared_buckets_when_redis_returns(tmp_path, prefix):
+def test_a_replica_goes_back_to_the_shared_buckets_when_redis_returns(tmp_path, redis_prefix):
     async def scenario(server: PrivateRedis):
-        async with Replicas(prefix, url=server.url) as fleet:
+        async with Replicas(redis_prefix, url=server.url) as fleet:
             a, b = fleet.limiters
             link = fleet.links[0]
             assert await admitted(a, "k", RPM_3)

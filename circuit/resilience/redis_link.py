@@ -1,9 +1,10 @@
 """RedisLink: one gateway process's connection to the fleet's Redis, and whether it works.
 
 Scripts are sent through `run`, which pipelines every call made in the same turn of the event
-loop (and those queued while a pipeline is in flight) into one write and one read: under load a
-request's admission and other requests' settlements share a round trip, and a round trip's
-system calls, which cost more than the Lua they carry, are paid once per batch.
+loop (and those queued while a pipeline is in flight: one pipeline is in flight at a time) into
+one write and one read. Under load a request's admission, other requests' admissions and the
+settlements gathered meanwhile (`send_later`) share a round trip, and a round trip's system
+calls, which cost more than the Lua they carry, are paid once per batch.
 
 When Redis stops answering the link goes down: `run` raises LinkDown at once (no request waits
 on a dead server), the outage is logged once, and a watcher pings every half second until
@@ -35,6 +36,17 @@ WATCH_SECONDS = 0.5
 
 class LinkDown(Exception):
     """Redis cannot be used now: the caller decides locally (or refuses, fail-closed)."""
+
+
+#: Lua that sets `now`, in seconds: ARGV[1] when given (tests, on a fake clock), else Redis'
+#: own clock, the one every replica shares.
+LUA_NOW = """
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+"""
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,7 @@ class RedisLink:
         self.on_watch: list[Callable[[], Awaitable[None]]] = []
         self._came_up = asyncio.Event()
         self._queue: list[_Call] = []
+        self._collectors: set[Callable[[], list]] = set()
         self._drainer: asyncio.Task | None = None
         self._watcher: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -203,14 +216,18 @@ class RedisLink:
         self._enqueue((script, keys, args, future))
         return await future
 
-    def send(self, script: LuaScript, keys: Sequence, args: Sequence) -> None:
-        """Run the script with the next pipeline, without waiting for (or wanting) its answer;
-        lost when Redis fails it."""
+    def send_later(self, collect: Callable[[], list[tuple[LuaScript, Sequence, Sequence]]]
+                   ) -> None:
+        """Have `collect()` add calls, whose answers no one waits for, to the next pipeline, as
+        late as possible: what a caller accumulates meanwhile (settlements) goes in one call.
+        Lost when Redis fails them."""
         if self.up:
-            self._enqueue((script, keys, args, None))
+            self._collectors.add(collect)
+            self._enqueue(None)
 
-    def _enqueue(self, call: _Call) -> None:
-        self._queue.append(call)
+    def _enqueue(self, call: _Call | None) -> None:
+        if call is not None:
+            self._queue.append(call)
         if self._drainer is None:
             self._drainer = asyncio.ensure_future(self._drain())
             self._tasks.add(self._drainer)
@@ -218,9 +235,14 @@ class RedisLink:
 
     async def _drain(self) -> None:
         try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                await self._send(batch)
+            while self._queue or self._collectors:
+                collectors, self._collectors = self._collectors, set()
+                # What was gathered goes first: an admission sees the tokens given back.
+                batch = [(*call, None) for collect in collectors for call in collect()]
+                batch += self._queue
+                self._queue = []
+                if batch:
+                    await self._send(batch)
         finally:
             self._drainer = None
 

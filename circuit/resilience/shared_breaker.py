@@ -41,7 +41,7 @@ from circuit.resilience.breaker import (
     _Open,
     _State,
 )
-from circuit.resilience.redis_link import LinkDown, LuaScript, RedisLink
+from circuit.resilience.redis_link import LUA_NOW, LinkDown, LuaScript, RedisLink
 
 #: Seconds a replica waits before asking again while the fleet's trial calls are out.
 RECHECK_SECONDS = 0.25
@@ -51,12 +51,7 @@ RECORD_TTL = 86_400
 # KEYS[1]: the provider's hash. ARGV[1]: the time ('' for Redis' TIME: only tests pass one),
 # ARGV[2]: the channel, ARGV[3]: the provider. Every script answers
 # {state, version, ms to probe, granted, reason, holder}.
-_COMMON = """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
+_COMMON = LUA_NOW + """
 local b = redis.call('HMGET', KEYS[1], 'state', 'version', 'probe_at', 'trials', 'succeeded',
                      'round_at', 'reason', 'holder')
 local state, version = b[1] or 'closed', tonumber(b[2]) or 0

@@ -6,8 +6,8 @@ all, or from none, atomically, on Redis' own clock (the replicas' clocks never m
 limited to 60 requests a minute gets 60 however many replicas serve it, and `Retry-After` is the
 bucket's exact wait.
 
-A settlement (tokens borrowed minus used) is sent without waiting for it: it rides the next
-pipeline the link sends, usually with another request's admission. Until it lands the key's
+A settlement (tokens borrowed minus used) is sent without waiting for it: those gathered while
+a pipeline is in flight go in one call in the next, usually beside other requests' admissions. Until it lands the key's
 bucket holds the whole borrow, so the fleet errs towards refusing, never towards more.
 
 When Redis is unreachable, admissions fall back to this process's own buckets (fail-open) or
@@ -25,17 +25,12 @@ from circuit.resilience.rate_limit import (
     limit_text,
     refusal,
 )
-from circuit.resilience.redis_link import LinkDown, LuaScript, RedisLink
+from circuit.resilience.redis_link import LUA_NOW, LinkDown, LuaScript, RedisLink
 
 # Buckets are hashes {level, at}; a missing one is full. Each expires once it would have
 # refilled, so idle keys leave nothing behind. ARGV[1] is the time ('' for Redis' TIME: only
 # tests pass one), then per bucket its capacity and what to take.
-_NOW = """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
+_NOW = LUA_NOW + """
 local function level_of(key, cap)
   local b = redis.call('HMGET', key, 'level', 'at')
   local level = tonumber(b[1]) or cap
@@ -68,9 +63,13 @@ end
 return {0, '0'}
 """)
 
+#: Every settlement gathered since the last pipeline, in one call: per bucket its capacity and
+#: the tokens used past the borrow (negative: given back).
 SETTLE = LuaScript("settle", _NOW + """
-local cap, more = tonumber(ARGV[2]), tonumber(ARGV[3])
-store(KEYS[1], cap, math.min(cap, level_of(KEYS[1], cap) - more))
+for i, key in ipairs(KEYS) do
+  local cap, more = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  store(key, cap, math.min(cap, level_of(key, cap) - more))
+end
 return 0
 """)
 
@@ -85,6 +84,7 @@ class SharedRateLimiter:
         self._fail_closed = fail_closed
         self.local = local or RateLimiter()
         self._clock = clock  # tests only: production buckets run on Redis' clock
+        self._unsent: list[tuple[str, int, int]] = []  # (bucket, capacity, tokens more)
 
     def _key(self, kind: str, capacity: int, key: str) -> str:
         # Keyed by capacity too: a changed limit starts a fresh, full bucket, as locally.
@@ -129,5 +129,16 @@ class SharedRateLimiter:
             # Settled where it will be counted now; a borrow made in Redis just refills there.
             self.local.settle(key, limits, borrowed, used)
             return
-        self._link.send(SETTLE, [self._key("tpm", limits.tpm, key)],
-                        [self._now(), limits.tpm, used - borrowed])
+        self._unsent.append((self._key("tpm", limits.tpm, key), limits.tpm, used - borrowed))
+        self._link.send_later(self._settlements)
+
+    def _settlements(self) -> list:
+        """The settlements gathered since the last pipeline, as one call."""
+        if not self._unsent:
+            return []
+        args = [self._now()]
+        for _, capacity, more in self._unsent:
+            args += [capacity, more]
+        keys = [bucket for bucket, _, _ in self._unsent]
+        self._unsent = []
+        return [(SETTLE, keys, args)]
