@@ -7,6 +7,8 @@ processes; the buckets run on an injected clock passed to the scripts, so nothin
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import pytest
 
@@ -25,9 +27,9 @@ class Replicas:
     """`count` limiters on one Redis and one clock, each with its own link."""
 
     def __init__(self, prefix: str, count: int = 2, url: str = SERVER_URL,
-                 fallback: str = "open") -> None:
+                 fallback: str = "open", timeout: float = 2.0) -> None:
         self.clock = FakeClock()
-        self.links = [RedisLink(url, timeout=2.0, fallback=fallback) for _ in range(count)]
+        self.links = [RedisLink(url, timeout=timeout, fallback=fallback) for _ in range(count)]
         self.limiters = [SharedRateLimiter(link, prefix=prefix, clock=self.clock,
                                            fail_closed=fallback == "closed")
                          for link in self.links]
@@ -220,5 +222,26 @@ def test_a_replica_goes_back_to_the_shared_buckets_when_redis_returns(tmp_path, 
             assert [await admitted(x, "k", RPM_3) for x in (a, b, a, b)] == \
                 [True, True, True, False]
             assert link.outages == 1
+    with PrivateRedis(tmp_path) as server:
+        asyncio.run(scenario(server))
+
+
+def test_a_redis_that_stops_answering_costs_one_timeout_not_one_per_request(tmp_path,
+                                                                           redis_prefix):
+    async def scenario(server: PrivateRedis):
+        async with Replicas(redis_prefix, count=1, url=server.url, timeout=0.5) as fleet:
+            link, limiter = fleet.links[0], fleet.limiters[0]
+            assert await admitted(limiter, "warm", RPM_3)
+            os.kill(server.process.pid, signal.SIGSTOP)  # accepts nothing, answers nothing
+            try:
+                trips = link.round_trips
+                first = asyncio.ensure_future(admitted(limiter, "k", RPM_3))
+                await asyncio.sleep(0)  # its pipeline is in flight; the rest queue behind it
+                outcomes = await asyncio.gather(first, *(admitted(limiter, "k", RPM_3)
+                                                         for _ in range(20)))
+            finally:
+                os.kill(server.process.pid, signal.SIGCONT)
+            assert link.round_trips - trips == 1, "only the first pipeline waited"
+            assert not link.up and outcomes.count(True) == 3  # decided by the local bucket
     with PrivateRedis(tmp_path) as server:
         asyncio.run(scenario(server))

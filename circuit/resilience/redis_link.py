@@ -252,6 +252,11 @@ class RedisLink:
             await asyncio.shield(self._drainer)
 
     async def _send(self, batch: list[_Call]) -> None:
+        if not self.up:
+            # Queued while an earlier pipeline found Redis gone: fall back now, without
+            # waiting for a timeout again.
+            self._fail(batch, LinkDown(self.error))
+            return
         try:
             results = await self._pipeline(batch)
             missing = [i for i, result in enumerate(results)
@@ -265,9 +270,7 @@ class RedisLink:
         except (RedisError, OSError) as exc:
             if not isinstance(exc, ResponseError):
                 self.lost(exc)
-            for *_, future in batch:
-                if future is not None and not future.done():
-                    future.set_exception(LinkDown(str(exc)))
+            self._fail(batch, LinkDown(str(exc)))
             return
         for (script, *_, future), result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
@@ -279,6 +282,12 @@ class RedisLink:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    @staticmethod
+    def _fail(batch: list[_Call], error: LinkDown) -> None:
+        for *_, future in batch:
+            if future is not None and not future.done():
+                future.set_exception(error)
 
     async def _pipeline(self, batch: Sequence[_Call]) -> list:
         self.round_trips += 1
