@@ -7,7 +7,6 @@ that one declaration.
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -17,97 +16,23 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from circuit.parsers import (
+    parse_choice,
+    parse_database_url,
+    parse_integer,
+    parse_key_list,
+    parse_number,
+    parse_optional,
+    parse_redis_url,
+    parse_text,
+)
+
 
 class ConfigError(Exception):
     """Invalid configuration; the message is one line that names the setting."""
 
 
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"must be text, got {value!r}")
-    return value.strip()
-
-
-def _number(minimum: float = 0.0) -> Callable[[Any], float]:
-    def parse(value: Any) -> float:
-        if isinstance(value, bool):
-            raise ValueError(f"must be a number, got {value!r}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"must be a number, got {value!r}") from None
-        if not math.isfinite(number) or number < minimum:
-            raise ValueError(f"must be a number >= {minimum:g}, got {value!r}")
-        return number
-
-    return parse
-
-
-def _integer(minimum: int = 0) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
-        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"must be a whole number, got {value!r}")
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"must be a whole number, got {value!r}") from None
-        if number < minimum:
-            raise ValueError(f"must be a whole number >= {minimum}, got {value!r}")
-        return number
-
-    return parse
-
-
-def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def parse_optional(value: Any) -> Any:
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "off")):
-            return None
-        return parse(value)
-
-    return parse_optional
-
-
-def _choice(*options: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        text = _text(value).lower()
-        if text not in options:
-            raise ValueError(f"must be one of {', '.join(options)}, got {value!r}")
-        return text
-
-    return parse
-
-
-def _key_list(value: Any) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple):
-        raise ValueError("must be a comma-separated list of keys")
-    keys = tuple(str(item).strip() for item in items if str(item).strip())
-    for key in keys:
-        if len(key) < 8:
-            raise ValueError("each key must be at least 8 characters long")
-    return keys
-
-
-def _database_url(value: Any) -> str:
-    text = _text(value)
-    scheme = text.partition("://")[0].lower() if "://" in text else ""
-    if scheme not in ("", "postgresql", "postgres", "sqlite"):
-        raise ValueError(f"must be a postgresql:// URL, a sqlite:/// URL or a file path, "
-                         f"got a {scheme}:// URL")
-    if scheme == "sqlite" and not text[len("sqlite://"):].startswith("/"):
-        raise ValueError("must name a file: sqlite:///relative/path or sqlite:////absolute/path")
-    return text
-
-
-def _redis_url(value: Any) -> str:
-    text = _text(value)
-    scheme = text.partition("://")[0].lower() if "://" in text else ""
-    if scheme not in ("redis", "rediss", "unix"):
-        raise ValueError("must be a redis://, rediss:// or unix:// URL")
-    return text
-
-
-def setting(default: Any, env: str, help: str, parse: Callable[[Any], Any] = _text,
+def setting(default: Any, env: str, help: str, parse: Callable[[Any], Any] = parse_text,
             secret: bool = False) -> Any:
     """Declare a setting: its default, environment variable, parser and help."""
     return field(default=default,
@@ -120,61 +45,61 @@ class Settings:
 
     provider: str = setting("mock", "PROVIDER",
                             "Provider for models without a route: `mock`, `openai`, `anthropic` "
-                            "or a name from `[providers]`.", _text)
+                            "or a name from `[providers]`.", parse_text)
     api_keys: tuple[str, ...] = setting(
         (), "CIRCUIT_API_KEYS",
         "Comma-separated client keys accepted besides those in the keys table "
-        "(named `config-1`, `config-2`, …).", _key_list, secret=True)
+        "(named `config-1`, `config-2`, …).", parse_key_list, secret=True)
     anthropic_api_key: str | None = setting(None, "ANTHROPIC_API_KEY",
                                             "Key for the Anthropic provider (enables it).",
-                                            _optional(_text), secret=True)
+                                            parse_optional(parse_text), secret=True)
     anthropic_base_url: str = setting("https://api.anthropic.com", "ANTHROPIC_BASE_URL",
                                       "Base URL of the Anthropic Messages API.")
     anthropic_max_tokens: int = setting(4096, "ANTHROPIC_DEFAULT_MAX_TOKENS",
                                         "`max_tokens` sent to Anthropic when the client gives "
-                                        "none (Anthropic requires one).", _integer(1))
+                                        "none (Anthropic requires one).", parse_integer(1))
     retry_max_attempts: int = setting(3, "CIRCUIT_RETRY_MAX_ATTEMPTS",
                                       "Calls per target for a retryable failure, the first "
-                                      "included (1: no retries).", _integer(1))
+                                      "included (1: no retries).", parse_integer(1))
     retry_backoff_initial: float = setting(0.25, "CIRCUIT_RETRY_BACKOFF_INITIAL",
                                            "Seconds: the cap of the first retry's random "
-                                           "delay; it doubles each retry.", _number(0.0))
+                                           "delay; it doubles each retry.", parse_number(0.0))
     retry_backoff_max: float = setting(8.0, "CIRCUIT_RETRY_BACKOFF_MAX",
-                                       "Seconds: no retry delay is longer.", _number(0.0))
+                                       "Seconds: no retry delay is longer.", parse_number(0.0))
     request_deadline: float = setting(60.0, "CIRCUIT_REQUEST_DEADLINE",
                                       "Seconds from a request's arrival after which no new "
-                                      "attempt or fallback starts.", _number(0.001))
+                                      "attempt or fallback starts.", parse_number(0.001))
     daily_usd_limit: float | None = setting(
         10.0, "CIRCUIT_DAILY_USD_LIMIT",
         "Default daily spend limit per key in USD (UTC day); `off` for none.",
-        _optional(_number()))
+        parse_optional(parse_number()))
     default_rpm: int | None = setting(None, "CIRCUIT_DEFAULT_RPM",
                                       "Requests per minute per key, unless the key sets its "
-                                      "own; off by default.", _optional(_integer(1)))
+                                      "own; off by default.", parse_optional(parse_integer(1)))
     default_tpm: int | None = setting(None, "CIRCUIT_DEFAULT_TPM",
                                       "Tokens per minute per key (prompt + max_tokens, settled "
                                       "to actual use), unless the key sets its own; off by "
-                                      "default.", _optional(_integer(1)))
+                                      "default.", parse_optional(parse_integer(1)))
     breaker_window: float = setting(30.0, "CIRCUIT_BREAKER_WINDOW",
                                     "Seconds of calls the breaker's failure rate looks at.",
-                                    _number(1.0))
+                                    parse_number(1.0))
     breaker_minimum_calls: int = setting(10, "CIRCUIT_BREAKER_MINIMUM_CALLS",
                                          "Calls the window must hold before the rate counts.",
-                                         _integer(1))
+                                         parse_integer(1))
     breaker_failure_rate: float = setting(0.5, "CIRCUIT_BREAKER_FAILURE_RATE",
                                           "Failure rate (0-1) over the window that opens the "
-                                          "breaker.", _number(0.01))
+                                          "breaker.", parse_number(0.01))
     breaker_consecutive_failures: int = setting(5, "CIRCUIT_BREAKER_CONSECUTIVE_FAILURES",
                                                 "Failures in a row that open the breaker.",
-                                                _integer(1))
+                                                parse_integer(1))
     breaker_cooldown: float = setting(15.0, "CIRCUIT_BREAKER_COOLDOWN",
                                       "Seconds an open breaker refuses calls before it lets "
-                                      "trial calls through.", _number(0.01))
+                                      "trial calls through.", parse_number(0.01))
     breaker_half_open_calls: int = setting(2, "CIRCUIT_BREAKER_HALF_OPEN_CALLS",
                                            "Trial calls let through after the cool-down.",
-                                           _integer(1))
+                                           parse_integer(1))
     openai_api_key: str | None = setting(None, "OPENAI_API_KEY",
-                                         "Key for the OpenAI provider.", _optional(_text),
+                                         "Key for the OpenAI provider.", parse_optional(parse_text),
                                          secret=True)
     openai_base_url: str = setting("https://api.openai.com/v1", "OPENAI_BASE_URL",
                                    "Base URL of any OpenAI-compatible upstream (vLLM, Ollama, …).")
@@ -184,11 +109,12 @@ class Settings:
         None, "CIRCUIT_DATABASE_URL",
         "`postgresql://user:pass@host/db` shares keys, budgets, breakers and records between "
         "replicas; `sqlite:///path` or a path: SQLite. Unset: CIRCUIT_DB_PATH.",
-        _optional(_database_url), secret=True)
+        parse_optional(parse_database_url), secret=True)
     redis_url: str | None = setting(
         None, "CIRCUIT_REDIS_URL",
         "`redis://host:6379/0`: rate-limit buckets and breaker state shared by every replica "
-        "through Redis. Unset: each process keeps its own.", _optional(_redis_url), secret=True)
+        "through Redis. Unset: each process keeps its own.", parse_optional(parse_redis_url),
+        secret=True)
     redis_prefix: str = setting("circuit:", "CIRCUIT_REDIS_PREFIX",
                                 "Prefix of every Redis key and channel Circuit uses, so several "
                                 "deployments can share one Redis.")
@@ -196,46 +122,84 @@ class Settings:
         "open", "CIRCUIT_REDIS_FALLBACK",
         "When Redis is unreachable: `open` (each replica enforces the limits on its own) or "
         "`closed` (requests of rate-limited keys get 503 until it is back).",
-        _choice("open", "closed"))
+        parse_choice("open", "closed"))
     redis_timeout: float = setting(1.0, "CIRCUIT_REDIS_TIMEOUT",
                                    "Seconds to wait for Redis before falling back.",
-                                   _number(0.001))
+                                   parse_number(0.001))
     journal_dir: str | None = setting(
         None, "CIRCUIT_JOURNAL_DIR",
         "Folder where request records wait when the database cannot be written (replayed "
         "into it once it can). Unset: beside the SQLite file (`data/circuit.journal`), or "
-        "`data/circuit.journal` with PostgreSQL.", _optional(_text))
+        "`data/circuit.journal` with PostgreSQL.", parse_optional(parse_text))
     journal_reserve_bytes: int = setting(
         16 * 1024 * 1024, "CIRCUIT_JOURNAL_RESERVE_BYTES",
         "Disk space the journal keeps allocated, released for records when the disk is full "
-        "(0: none).", _integer(0))
+        "(0: none).", parse_integer(0))
+    retention_days: float | None = setting(
+        90.0, "CIRCUIT_RETENTION_DAYS",
+        "Days request rows are kept (fractions allowed); older ones are pruned by the gateway, "
+        "their totals kept in the daily rollups. `off`: keep every row.",
+        parse_optional(parse_number(0.001)))
+    content_retention_days: float | None = setting(
+        7.0, "CIRCUIT_CONTENT_RETENTION_DAYS",
+        "Days the text of a request (a broken stream's partial answer, error messages) is kept; "
+        "then it is cleared from rows kept longer. `off`: as long as the row.",
+        parse_optional(parse_number(0.001)))
+    prune_interval: float = setting(
+        3600.0, "CIRCUIT_PRUNE_INTERVAL",
+        "Seconds between the gateway's pruning rounds (the first runs soon after start).",
+        parse_number(0.01))
     host: str = setting("127.0.0.1", "CIRCUIT_HOST", "Address `circuit serve` listens on.")
     port: int = setting(8080, "CIRCUIT_PORT", "Port `circuit serve` listens on (0: any free one).",
-                        _integer(0))
+                        parse_integer(0))
     workers: int = setting(1, "CIRCUIT_WORKERS", "Worker processes for `circuit serve`.",
-                           _integer(1))
+                           parse_integer(1))
     max_body_bytes: int = setting(10 * 1024 * 1024, "CIRCUIT_MAX_BODY_BYTES",
-                                  "Largest request body accepted; larger gets 413.", _integer(1))
+                                  "Largest request body accepted; larger gets 413.", parse_integer(1))
+    header_timeout: float = setting(10.0, "CIRCUIT_HEADER_TIMEOUT",
+                                    "Seconds a request's line and headers may take to arrive, "
+                                    "from the connection's opening or the request's first "
+                                    "byte; then 408 and close.", parse_number(0.001))
+    body_timeout: float = setting(30.0, "CIRCUIT_BODY_TIMEOUT",
+                                  "Seconds a request body may take to arrive after its headers, "
+                                  "plus one more for every 64 KiB received; then 408 and close.",
+                                  parse_number(0.001))
+    keepalive_timeout: float = setting(5.0, "CIRCUIT_KEEPALIVE_TIMEOUT",
+                                       "Seconds an idle keep-alive connection stays open "
+                                       "before the server closes it.", parse_number(0.001))
+    max_connections: int | None = setting(
+        None, "CIRCUIT_MAX_CONNECTIONS",
+        "Client connections per worker; at the limit the longest-idle one is closed, or a new "
+        "one gets 503 when all are busy. Unset: from the open-file limit, (limit - 64) / 2, "
+        "at most 10000.", parse_optional(parse_integer(1)))
+    max_upstream_response_bytes: int = setting(
+        32 * 1024 * 1024, "CIRCUIT_MAX_UPSTREAM_RESPONSE_BYTES",
+        "Largest upstream JSON answer read; larger gets 502 upstream_response_too_large.",
+        parse_integer(1024))
+    max_upstream_event_bytes: int = setting(
+        4 * 1024 * 1024, "CIRCUIT_MAX_UPSTREAM_EVENT_BYTES",
+        "Largest single event of an upstream stream; larger ends the stream with an "
+        "upstream_response_too_large error event.", parse_integer(1024))
     connect_timeout: float = setting(5.0, "CIRCUIT_CONNECT_TIMEOUT",
-                                     "Seconds to connect to an upstream.", _number(0.001))
+                                     "Seconds to connect to an upstream.", parse_number(0.001))
     first_byte_timeout: float = setting(
         120.0, "CIRCUIT_FIRST_BYTE_TIMEOUT",
         "Seconds to wait for an upstream's answer to begin (a JSON reply, or a stream's first "
-        "event).", _number(0.001))
+        "event).", parse_number(0.001))
     idle_timeout: float = setting(60.0, "CIRCUIT_IDLE_TIMEOUT",
                                   "Seconds a stream may stay silent between events.",
-                                  _number(0.001))
+                                  parse_number(0.001))
     log_level: str = setting("info", "CIRCUIT_LOG_LEVEL", "debug, info, warning or error.",
-                             _choice("debug", "info", "warning", "error"))
+                             parse_choice("debug", "info", "warning", "error"))
     metrics_token: str | None = setting(None, "CIRCUIT_METRICS_TOKEN",
                                         "When set, GET /metrics needs `Authorization: Bearer "
-                                        "<token>`.", _optional(_text), secret=True)
+                                        "<token>`.", parse_optional(parse_text), secret=True)
     log_format: str = setting("text", "CIRCUIT_LOG_FORMAT",
                               "`text` (human-readable) or `json` (one object per line).",
-                              _choice("text", "json"))
+                              parse_choice("text", "json"))
     config_path: str | None = setting(None, "CIRCUIT_CONFIG",
                                       "TOML file to read (default: ./circuit.toml if present).",
-                                      _optional(_text))
+                                      parse_optional(parse_text))
     #: `[prices."model"]` tables from circuit.toml: USD per million tokens.
     prices: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: `[providers.NAME]` tables from circuit.toml (see circuit/providers/registry.py).
@@ -274,7 +238,7 @@ def _mask(value: Any) -> str:
     if not value:
         return "-"
     if isinstance(value, tuple):
-        return f"({len(value)} keys)"
+        return f"({len(value)} key{'s' if len(value) != 1 else ''})"
     return "****" + str(value)[-4:] if len(str(value)) > 12 else "****"
 
 
@@ -326,6 +290,7 @@ def load_settings(
         values["config_path"] = str(toml_path)
     settings = replace(Settings(), **values, **tables, provider_secrets=secrets,
                        sources=sources)
+    settings = replace(settings, provider=provider_name(settings.provider, settings.providers))
     _check(settings)
     return settings
 
@@ -362,6 +327,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 BUILT_IN_PROVIDERS = ("mock", "openai", "anthropic")
+
+
+def provider_name(name: str, declared: Mapping[str, Any] | None = None) -> str:
+    """The provider `name` means, matched without regard to case (`MOCK`, `OpenAI`), as people
+    type them in .env files; a name declared in `[providers]` exactly as written wins."""
+    declared = declared or {}
+    if name in declared:
+        return name
+    matches = [known for known in {*BUILT_IN_PROVIDERS, *declared}
+               if known.lower() == name.lower()]
+    return matches[0] if len(matches) == 1 else name
 
 
 def _check(settings: Settings) -> None:

@@ -2,23 +2,28 @@
 
     CircuitError                     status, type, code, message; `body()` is the wire shape
     ├── InvalidRequest               400  malformed JSON, missing or ill-typed fields
+    │   └── MalformedHttp            400  bytes the HTTP parser cannot read (then closed)
     ├── AuthenticationFailed         401  missing, unknown or revoked key
     ├── ModelNotPriced               403  a key with a daily limit asked for a model with no price
     ├── NotFound                     404  unknown path
-    ├── MethodNotAllowed             405
+    ├── MethodNotAllowed             405  with `Allow`
+    ├── RequestTimeout               408  head or body not received in time (then closed)
     ├── PayloadTooLarge              413  body over `max_body_bytes`
     ├── UnsupportedMediaType         415  a body that is not JSON
+    ├── RequestHeadersTooLarge       431  request line and headers over 64 KiB, or too many
     ├── RateLimitExceeded            429  requests/tokens per minute, with Retry-After
     ├── QuotaExceeded                429  daily USD budget spent
     ├── ServiceUnavailable           503  no target can serve (breaker open); fixed body
     ├── StoreUnavailable             503  the database did not answer in time on the request path
     ├── LimitsUnavailable            503  shared rate limits unreachable, and the policy is fail-closed
+    ├── TooManyConnections           503  every connection slot busy with a request (closed)
     └── UpstreamError                     a provider failed; `retryable` drives retry/breaker
         ├── UpstreamRejected         the upstream's own 400/404/409/422/429, passed through
         ├── UpstreamFailed           502  5xx, bad credentials upstream, unreadable answer
         ├── UpstreamUnreachable      502  connection refused or reset before an answer
         ├── UpstreamTimeout          504  no first byte, or a stream idle, past its timeout
         ├── UpstreamNotStreaming     502  a stream was asked for and the upstream answered JSON
+        ├── UpstreamResponseTooLarge 502  an answer or one stream event over its size bound
         └── StreamBroken             the upstream stream ended mid-way (becomes an SSE error event)
             └── UpstreamOverrun      a stream passed the output the request reserved: cut there
 
@@ -70,6 +75,12 @@ class AuthenticationFailed(CircuitError):
     type = "authentication_error"
     code = "invalid_api_key"
 
+    def __init__(self, message: str, *, code: str | None = None,
+                 key_name: str | None = None) -> None:
+        super().__init__(message, code=code)
+        #: The name of a known but revoked key, for the record (never sent to the client).
+        self.key_name = key_name
+
 
 class NotFound(CircuitError):
     status = 404
@@ -85,10 +96,22 @@ class ModelNotPriced(CircuitError):
     code = "model_not_priced"
 
 
+class MalformedHttp(InvalidRequest):
+    """What the HTTP parser could not read; answered by the server, before any app sees it."""
+
+    code = "invalid_http_request"
+
+
 class MethodNotAllowed(CircuitError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class RequestTimeout(CircuitError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
 
 
 class PayloadTooLarge(CircuitError):
@@ -101,6 +124,12 @@ class UnsupportedMediaType(CircuitError):
     status = 415
     type = "invalid_request_error"
     code = "unsupported_media_type"
+
+
+class RequestHeadersTooLarge(CircuitError):
+    status = 431
+    type = "invalid_request_error"
+    code = "request_header_fields_too_large"
 
 
 class RateLimitExceeded(CircuitError):
@@ -149,6 +178,18 @@ class LimitsUnavailable(CircuitError):
     status = 503
     type = "service_unavailable"
     code = "rate_limits_unavailable"
+
+
+class TooManyConnections(CircuitError):
+    """Every connection the process may hold is busy with a request in flight."""
+
+    status = 503
+    type = "server_error"
+    code = "too_many_connections"
+
+    def __init__(self) -> None:
+        super().__init__("The gateway is at its connection limit, every connection busy; "
+                         "retry shortly", headers={"retry-after": "1"})
 
 
 class UpstreamError(CircuitError):
@@ -223,3 +264,17 @@ class UpstreamOverrun(StreamBroken):
     request's output limit, and the gateway cut the stream there."""
 
     code = "upstream_overrun"
+
+
+class UpstreamResponseTooLarge(UpstreamError):
+    """An upstream answer, or one event of its stream, over the configured bound.
+
+    Not retried: the same request would most likely bring the same answer (a large `n`, or
+    logprobs), paid for again. Not a breaker failure: the request, not the provider's health,
+    is the likely cause."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_response_too_large"
+    retryable = False
+    breaker_failure = False

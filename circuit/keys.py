@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import secrets
+from collections.abc import Iterable, Sequence
 
 from circuit.store.base import Store
 from circuit.store.records import KeyRow
@@ -31,6 +33,20 @@ def check_key_name(name: str) -> str:
     return name
 
 
+def config_key_names(secrets: Sequence[str]) -> list[str]:
+    """The names of the keys in CIRCUIT_API_KEYS, in their order: config-1, config-2, …"""
+    return [f"config-{number}" for number in range(1, len(secrets) + 1)]
+
+
+def free_name(base: str, taken: Iterable[str]) -> str:
+    """`base`, or the first of `base-2`, `base-3`, … that no key has (names are never reused)."""
+    taken = set(taken)
+    if base not in taken:
+        return base
+    return next(name for number in itertools.count(2)
+                if (name := f"{base}-{number}") not in taken)
+
+
 def new_secret() -> str:
     """A fresh client key: 256 bits of randomness behind a recognisable prefix."""
     return KEY_PREFIX + secrets.token_urlsafe(32)
@@ -42,8 +58,9 @@ def hash_secret(secret: str) -> str:
 
 
 def display_prefix(secret: str) -> str:
-    """The part of a key safe to show, enough to tell keys apart."""
-    return secret[: len(KEY_PREFIX) + 4]
+    """The part of a key safe to show, enough to tell keys apart; never more than half of it
+    (a key of CIRCUIT_API_KEYS can be as short as 8 characters)."""
+    return secret[: min(len(KEY_PREFIX) + 4, len(secret) // 2)]
 
 
 def create_key(store: Store, name: str, *, daily_limit_usd: float | None = None,
@@ -56,6 +73,3 @@ def create_key(store: Store, name: str, *, daily_limit_usd: float | None = None,
                          rpm=rpm, tpm=tpm))
     return secret
 
-
-def has_active_keys(store: Store) -> bool:
-    return any(row.revoked_at is None for row in store.load_keys())

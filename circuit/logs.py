@@ -21,6 +21,7 @@ from typing import TextIO
 
 import orjson
 
+from circuit.money import usd
 from circuit.store.records import RequestRecord
 
 #: The id of the request being handled, for every log line written on its behalf.
@@ -50,8 +51,14 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """`2026-12-01T22:46:47.123Z WARNING circuit.gateway message`: the time in the one format
+    every line uses, the per-request line included (ISO-8601 UTC with milliseconds)."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _iso(record.created)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -81,6 +88,24 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     atexit.register(_listener.stop)
 
 
+def uvicorn_log_config(level: str = "warning", fmt: str = "text") -> dict:
+    """A `logging.config.dictConfig` for uvicorn's own loggers, so what uvicorn says reads like
+    every other line (the same time format, or JSON); its access log stays off."""
+    formatter = "JsonFormatter" if fmt == "json" else "TextFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"circuit": {"()": f"circuit.logs.{formatter}"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "circuit",
+                                "stream": "ext://sys.stderr"}},
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
+            "uvicorn.error": {"level": level.upper()},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+        },
+    }
+
+
 def _iso(moment: float) -> str:
     seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment))
     return f"{seconds}.{int(moment % 1 * 1000):03d}Z"
@@ -107,7 +132,7 @@ class RequestLog:
 
     @staticmethod
     def _text(r: RequestRecord, now: str) -> str:
-        cost = "-" if r.cost_micros is None else f"{r.cost_micros / 1e6:.6f}"
+        cost = "-" if r.cost_micros is None else f"{usd(r.cost_micros):.6f}"
         return (f"{now} INFO circuit.requests request_id={r.request_id} "
                 f"key={r.key_name or '-'} model={_plain(r.model)} "
                 f"provider={r.provider or '-'} status={r.status} status_code={r.status_code} "

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from circuit.money import usd
 from circuit.store.records import RequestRecord
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -74,7 +75,7 @@ class GatewayMetrics:
                 self.tokens.labels(key, model, provider, "input").inc(r.tokens_input)
                 self.tokens.labels(key, model, provider, "output").inc(r.tokens_output)
             if r.cost_micros:
-                self.cost.labels(key, model, provider).inc(r.cost_micros / 1_000_000)
+                self.cost.labels(key, model, provider).inc(usd(r.cost_micros))
             if r.usage_anomaly:
                 self.anomalies.labels(provider, r.usage_anomaly.partition(":")[0]).inc()
             self._observe_attempts(r)

@@ -15,7 +15,6 @@ import orjson
 import pytest
 
 from circuit.accounting.stream_tally import StreamTally
-from circuit.accounting.usage import Usage
 from circuit.errors import (
     StreamBroken,
     UpstreamFailed,
@@ -25,7 +24,8 @@ from circuit.errors import (
 )
 from circuit.providers.anthropic import AnthropicProvider
 from circuit.providers.anthropic_stream import StreamTranslator
-from circuit.providers.base import ChatCall, Timeouts
+from circuit.providers.base import Timeouts
+from circuit.wire import Call, StreamEvent, Usage
 from tests.fakes.anthropic_upstream import (
     REPLY_SUFFIX,
     TOOL_USE_TOKENS,
@@ -73,14 +73,14 @@ def run(fake: FakeAnthropic, use: Callable[[AnthropicProvider], Awaitable[T]], *
     return asyncio.run(main())
 
 
-def chat(stream: bool = False, **fields: Any) -> ChatCall:
+def chat(stream: bool = False, **fields: Any) -> Call:
     body = {"model": "claude-latest", "messages": USER, **fields}
     if stream:
         body["stream"] = True
-    return ChatCall(body, orjson.dumps(body), MODEL, stream, "req-test")
+    return Call(body, orjson.dumps(body), MODEL, stream, "req-test")
 
 
-def complete(fake: FakeAnthropic, call: ChatCall, **options: Any) -> tuple[dict, Any]:
+def complete(fake: FakeAnthropic, call: Call, **options: Any) -> tuple[dict, Any]:
     """(the OpenAI body, the Completion)."""
     completion = run(fake, lambda p: p.complete(call), **options)
     return orjson.loads(completion.body), completion
@@ -93,20 +93,20 @@ def sent(fake: FakeAnthropic, **fields: Any) -> dict[str, Any]:
     return fake.last.body
 
 
-async def _drain(provider: AnthropicProvider, call: ChatCall) -> list[list[bytes]]:
+async def _drain(provider: AnthropicProvider, call: Call) -> list[list[StreamEvent]]:
     stream = await provider.open_stream(call)
     try:
-        return [payloads async for payloads in stream]
+        return [events async for events in stream]
     finally:
         await stream.aclose()
 
 
-def stream_chunks(fake: FakeAnthropic, call: ChatCall) -> list[dict[str, Any]]:
+def stream_chunks(fake: FakeAnthropic, call: Call) -> list[dict[str, Any]]:
     reads = run(fake, lambda p: _drain(p, call))
-    return [orjson.loads(p) for payloads in reads for p in payloads]
+    return [orjson.loads(e.data) for events in reads for e in events]
 
 
-def raises(fake: FakeAnthropic, call: ChatCall, error: type[Exception], **options: Any):
+def raises(fake: FakeAnthropic, call: Call, error: type[Exception], **options: Any):
     """The error `complete` (or `open_stream`, for a stream call) raised."""
     async def use(provider: AnthropicProvider) -> None:
         if call.stream:
@@ -393,9 +393,10 @@ def test_stream_chunks_carry_usage_null_when_the_client_asked_for_usage(fake):
 
 def test_stream_tally_reads_the_translated_stream_like_openais(fake):
     fake.script(Behaviour(cache_read_tokens=2))
-    tally = StreamTally(client_wants_usage=False)
-    shown = [c for c in stream_chunks(fake, chat(stream=True))
-             if tally.observe(orjson.dumps(c))]
+    tally = StreamTally()
+    call = chat(stream=True)
+    reads = run(fake, lambda p: _drain(p, call))
+    shown = [orjson.loads(e.data) for events in reads for e in events if tally.observe(e)]
     assert tally.text == REPLY and tally.finish_reason == "stop" and tally.error is None
     assert tally.usage.output_tokens == len(REPLY.split())
     assert tally.usage.cached_input_tokens == 2
@@ -512,7 +513,7 @@ def test_stream_idle_mid_way_raises_upstream_timeout(fake):
         assert caught.value.code == "upstream_idle_timeout"
         return first
     first = run(fake, use)
-    assert orjson.loads(first[0])["choices"][0]["delta"]["role"] == "assistant"
+    assert orjson.loads(first[0].data)["choices"][0]["delta"]["role"] == "assistant"
 
 
 def test_stream_dropped_mid_way_raises_stream_broken_after_partial_chunks(fake):
@@ -523,7 +524,7 @@ def test_stream_dropped_mid_way_raises_stream_broken_after_partial_chunks(fake):
         stream = await provider.open_stream(chat(stream=True))
         with pytest.raises(StreamBroken):
             async for payloads in stream:
-                received.extend(orjson.loads(p) for p in payloads)
+                received.extend(orjson.loads(e.data) for e in payloads)
         return received
     received = run(fake, use)
     assert content_of(received) == "Echo: hello there"
@@ -538,13 +539,15 @@ def test_stream_ending_without_message_stop_raises_stream_broken(fake):
 def test_error_event_mid_stream_becomes_an_openai_error_payload(fake):
     # Spaced events: the role chunk arrives (and is handed on) before the error does.
     fake.script(Behaviour(error_event_after_deltas=2, event_delay=0.02))
-    chunks = stream_chunks(fake, chat(stream=True))
+    call = chat(stream=True)
+    events = [e for read in run(fake, lambda p: _drain(p, call)) for e in read]
+    chunks = [orjson.loads(e.data) for e in events]
     assert content_of(chunks[:-1]) == "Echo: hello"
     assert chunks[-1]["error"]["code"] == "upstream_overloaded"
     assert "Overloaded" in chunks[-1]["error"]["message"]
-    tally = StreamTally(client_wants_usage=False)
-    for chunk in chunks:
-        tally.observe(orjson.dumps(chunk))
+    tally = StreamTally()
+    for event in events:
+        tally.observe(event)
     assert tally.error["code"] == "upstream_overloaded"
 
 
@@ -622,7 +625,8 @@ def test_stream_ignores_thinking_and_server_tool_blocks():
          "delta": {"type": "text_delta", "text": "Answer"}},
         {"type": "content_block_stop", "index": 2},
     ]
-    chunks = [orjson.loads(p) for event in events for p in translator.feed(orjson.dumps(event))]
+    chunks = [orjson.loads(e.data) for event in events
+              for e in translator.feed(orjson.dumps(event))]
     assert [c["choices"][0]["delta"] for c in chunks] == [
         {"role": "assistant", "content": ""}, {"content": "Answer"}]
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import pytest
 
 from circuit.config import Settings, declared_settings, load_settings
 from tests.support.cli import ANSI_ESCAPE, Cli, one_line_error
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -138,3 +141,65 @@ def test_check_json_reports_ok_and_error(cli, monkeypatch):
     monkeypatch.setenv("CIRCUIT_WORKERS", "0")
     data = cli.json("config", "check", code=1)
     assert data["ok"] is False and "CIRCUIT_WORKERS" in data["error"]
+
+
+# -- check runs the validation serve runs ---------------------------------------------------------
+
+ROUTED = """\
+provider = "openai"
+
+[providers.openai]
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+api_key_env = "OPENAI_API_KEY"
+
+[providers.local]
+kind = "openai"
+base_url = "http://127.0.0.1:8000/v1"
+api_key_env = "VLLM_KEY"
+
+[routes]
+"gpt-4o" = ["openai:gpt-4o", "local:llama"]
+"""
+
+
+@pytest.fixture
+def routed(cli, monkeypatch) -> Cli:
+    monkeypatch.delenv("VLLM_KEY", raising=False)
+    (cli.folder / "circuit.toml").write_text(ROUTED)
+    return cli
+
+
+def test_check_fails_on_a_provider_whose_key_variable_is_unset(routed):
+    line = one_line_error(routed("config", "check", code=1))
+    assert "[providers.openai] api_key_env names OPENAI_API_KEY, which is not set" in line
+
+
+def test_check_passes_once_every_key_variable_is_set(routed, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-upstream-openai")
+    monkeypatch.setenv("VLLM_KEY", "sk-upstream-vllm")
+    assert "valid" in routed("config", "check").stdout
+
+
+def test_check_fails_on_a_route_to_an_unknown_provider(routed, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-upstream-openai")
+    monkeypatch.setenv("VLLM_KEY", "sk-upstream-vllm")
+    (routed.folder / "circuit.toml").write_text(ROUTED.replace("local:llama", "vllm:llama"))
+    assert "unknown provider 'vllm'" in one_line_error(routed("config", "check", code=1))
+
+
+def test_check_reads_a_route_to_a_built_in_provider_in_any_case(routed, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-upstream-openai")
+    monkeypatch.setenv("VLLM_KEY", "sk-upstream-vllm")
+    (routed.folder / "circuit.toml").write_text(ROUTED.replace("openai:gpt-4o", "OpenAI:gpt-4o"))
+    assert "valid" in routed("config", "check").stdout
+
+
+def test_check_fails_on_the_example_file_with_its_providers_uncommented_and_no_keys(cli):
+    example = (ROOT / "circuit.toml.example").read_text()
+    start = example.index("# [providers.openai]")
+    uncommented = example[:start] + "\n".join(
+        line.removeprefix("# ").removeprefix("#") for line in example[start:].splitlines())
+    (cli.folder / "circuit.toml").write_text(uncommented)
+    assert "api_key_env names OPENAI_API_KEY, which is not set" in one_line_error(
+        cli("config", "check", code=1))

@@ -7,6 +7,7 @@ without a restart.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -129,3 +130,30 @@ def test_a_key_added_from_the_cli_works_at_once_is_reported_and_revoking_it_lock
     eventually(refused, within=10.0)
     default_key = [k for k in cli.json("keys", "list")["keys"] if k["name"] == "default"]
     assert default_key and default_key[0]["active"], "the gateway bootstrapped its own key"
+
+
+def test_a_request_with_a_revoked_key_is_recorded_and_tailed_under_the_key_name(cli, gateway):
+    secret = cli.add_key("leaver")
+    cli("keys", "revoke", "leaver")
+    client = gateway.client(secret)
+
+    def refused_as_revoked() -> None:
+        try:
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        except openai.AuthenticationError as error:
+            assert error.code == "revoked_api_key"
+            return
+        raise AssertionError("the revoked key was accepted")
+
+    eventually(refused_as_revoked, within=3.0)
+
+    def tailed() -> dict:
+        lines = cli("requests", "tail", "--no-follow", "--json").stdout.splitlines()
+        refused = [json.loads(line) for line in lines
+                   if json.loads(line)["error_code"] == "revoked_api_key"]
+        assert refused
+        return refused[-1]
+
+    assert eventually(tailed, within=3.0)["key_name"] == "leaver"
+    line = cli("requests", "tail", "--no-follow").stdout.splitlines()[-1]
+    assert "leaver" in line and "rejected" in line

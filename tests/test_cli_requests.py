@@ -74,18 +74,56 @@ def test_show_without_a_database_exits_2(tmp_path, monkeypatch):
 
 def test_tail_shows_the_last_10_oldest_first(cli):
     cli.seed(*(record(f"r{i:02}") for i in range(15)))
-    lines = cli("requests", "tail", "--no-follow").stdout.strip().splitlines()
+    lines = cli("requests", "tail", "--no-follow").stdout.strip().splitlines()[1:]
     assert [line.split()[2] for line in lines] == [f"r{i:02}" for i in range(5, 15)]
 
 
-def test_tail_line_has_time_id_key_model_status_tokens_cost_and_latency(cli):
+def test_tail_line_has_time_id_key_model_provider_stream_status_tokens_cost_and_latency(cli):
     cli.seed(record("r1", tokens_input=1234, tokens_output=56, cost_micros=2500,
-                    latency_ms=87.0, timestamp="2026-11-26T10:11:12.345Z"))
-    line = cli("requests", "tail", "--no-follow").stdout.strip()
-    for part in ("2026-11-26 10:11:12", "r1", "alice", "gpt-4o-mini", "ok", "1,234→56 tok",
-                 "$0.002500", "87ms"):
+                    latency_ms=87.0, timestamp="2026-11-26T10:11:12.345Z", stream=True,
+                    provider="anthropic"))
+    line = cli("requests", "tail", "--no-follow").stdout.strip().splitlines()[-1]
+    for part in ("2026-11-26  10:11:12", "r1", "alice", "gpt-4o-mini", "anthropic", "stream",
+                 "ok", "1,234→56", "$0.002500", "87ms"):
         assert part in line
     assert ANSI_ESCAPE not in line
+
+
+def test_tail_starts_with_a_header_naming_its_columns(cli):
+    cli.seed(record("r1"))
+    header = cli("requests", "tail", "--no-follow").stdout.splitlines()[0]
+    assert header.split() == ["DATE", "TIME", "REQUEST", "ID", "KEY", "MODEL", "PROVIDER",
+                              "MODE", "STATUS", "TOKENS", "COST", "TIME", "IN", "ERROR"]
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 120])
+def test_tail_fits_the_terminal_width_without_wrapping(cli, monkeypatch, width):
+    monkeypatch.setenv("COLUMNS", str(width))
+    cli.seed(record("req_3f2a9c1b4d5e000000002a", key_name="a-rather-long-key-name",
+                    model="claude-sonnet-4-5-20250929", status="client_disconnected",
+                    error_code="client_disconnected", tokens_input=123_456,
+                    tokens_output=78_901, cost_micros=None))
+    lines = cli("requests", "tail", "--no-follow").stdout.splitlines()
+    assert len(lines) == 2 and all(len(line) <= width for line in lines), lines
+    assert "req_3f2a9c1b4d5e000000002a" in lines[1], "the request id is never cut"
+    assert "disconnected" in lines[1]
+
+
+def test_tail_at_80_columns_keeps_time_id_key_model_and_status(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    cli.seed(record("r1", timestamp="2026-11-26T10:11:12.345Z"))
+    header, line = cli("requests", "tail", "--no-follow").stdout.splitlines()
+    assert header.split() == ["TIME", "REQUEST", "ID", "KEY", "MODEL", "STATUS"]
+    assert line.split() == ["10:11:12", "r1", "alice", "gpt-4o-mini", "ok"]
+
+
+def test_tail_shows_an_unpriced_request_as_unpriced(cli):
+    cli.seed(record("r1", model="homegrown", cost_micros=None),
+             record("r2", status="rejected", status_code=401, tokens_input=0, tokens_output=0,
+                    cost_micros=None, error_code="invalid_api_key"))
+    unpriced, refused = cli("requests", "tail", "--no-follow").stdout.splitlines()[1:]
+    assert "unpriced" in unpriced and "$0" not in unpriced
+    assert "unpriced" not in refused and "$0" not in refused
 
 
 def test_tail_filters_by_status_and_key(cli):

@@ -123,6 +123,29 @@ def test_requests_on_unpriced_models_are_counted(cli):
     assert "no price" in cli("usage").stdout
 
 
+def test_a_group_used_only_on_unpriced_models_shows_unpriced_never_zero(cli):
+    cli.seed(record("u1", key_name="alice", model="homegrown", cost_micros=None))
+    out = cli("usage").stdout
+    alice = next(line for line in out.splitlines() if line.strip().startswith("alice"))
+    assert "unpriced" in alice and "$0" not in alice
+
+
+def test_a_group_partly_unpriced_marks_its_cost_with_the_footnote(cli):
+    cli.seed(record("p1", key_name="alice", cost_micros=2_000),
+             record("u1", key_name="alice", model="homegrown", cost_micros=None))
+    out = cli("usage").stdout
+    alice = next(line for line in out.splitlines() if line.strip().startswith("alice"))
+    assert "$0.002000*" in alice
+    assert "* 1 request(s) used a model with no price" in out
+
+
+def test_the_unpriced_footer_prints_the_price_table_to_add(cli):
+    cli.seed(record("u1", model="homegrown", cost_micros=None))
+    assert '[prices."MODEL"] in circuit.toml' in cli("usage").stdout
+    by_model = cli("usage", "--by", "model").stdout
+    assert '[prices."homegrown"] in circuit.toml' in " ".join(by_model.split())
+
+
 def test_empty_window_reports_zeros(cli):
     data = cli.json("usage")
     assert data["groups"] == []

@@ -59,6 +59,44 @@ def test_invalid_settings_raise_one_line_naming_the_setting(tmp_path, environ, f
     assert fragment in str(caught.value) and "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("written", ["MOCK", "Mock", "mock", " mock "])
+def test_a_built_in_provider_name_is_read_in_any_case_from_the_environment(tmp_path, written):
+    assert load_settings(environ={"PROVIDER": written}, cwd=tmp_path).provider == "mock"
+
+
+def test_a_built_in_provider_name_is_read_in_any_case_from_dotenv_toml_and_flags(tmp_path):
+    (tmp_path / ".env").write_text("PROVIDER=OPENAI\nOPENAI_API_KEY=sk-upstream-key\n")
+    assert load_settings(environ={}, cwd=tmp_path).provider == "openai"
+    (tmp_path / ".env").unlink()
+    (tmp_path / "circuit.toml").write_text('provider = "Anthropic"\n')
+    settings = load_settings(environ={"ANTHROPIC_API_KEY": "sk-ant-key"}, cwd=tmp_path)
+    assert settings.provider == "anthropic"
+    assert load_settings({"provider": "MOCK"}, environ={}, cwd=tmp_path).provider == "mock"
+
+
+def test_openai_in_capitals_still_needs_its_key(tmp_path):
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY is required when PROVIDER=openai"):
+        load_settings(environ={"PROVIDER": "OPENAI"}, cwd=tmp_path)
+
+
+def test_a_declared_provider_is_matched_exactly_before_any_case_folding(tmp_path):
+    (tmp_path / "circuit.toml").write_text(
+        'provider = "Local"\n[providers.Local]\nkind = "MOCK"\n')
+    assert load_settings(environ={}, cwd=tmp_path).provider == "Local"
+
+
+@pytest.mark.parametrize(("variable", "written", "read"), [
+    ("CIRCUIT_LOG_LEVEL", "WARNING", "warning"), ("CIRCUIT_LOG_FORMAT", "JSON", "json")])
+def test_enumerated_settings_are_read_in_any_case(tmp_path, variable, written, read):
+    settings = load_settings(environ={variable: written}, cwd=tmp_path)
+    assert getattr(settings, variable.removeprefix("CIRCUIT_").lower()) == read
+
+
+def test_a_client_key_of_exactly_8_characters_is_accepted(tmp_path):
+    assert load_settings(environ={"CIRCUIT_API_KEYS": "test-key"},
+                         cwd=tmp_path).api_keys == ("test-key",)
+
+
 def test_unknown_toml_setting_is_refused(tmp_path):
     (tmp_path / "circuit.toml").write_text("provdier = 'mock'\n")
     with pytest.raises(ConfigError, match="unknown setting 'provdier'"):
@@ -77,10 +115,12 @@ def test_secrets_are_masked_when_described(tmp_path):
     assert "very-secret" not in shown and "client-key-secret" not in shown
 
 
-def test_every_setting_is_documented_in_the_readme():
+def test_the_readme_holds_the_configuration_reference_generated_from_the_declarations():
+    from circuit.settings_reference import readme_block
+
     readme = (ROOT / "README.md").read_text()
-    missing = [f.metadata["env"] for f in declared_settings() if f.metadata["env"] not in readme]
-    assert missing == []
+    assert readme_block() in readme, "regenerate it: circuit config reference"
+    assert all(f.metadata["env"] in readme_block() for f in declared_settings())
 
 
 @pytest.mark.parametrize("command", [

@@ -131,6 +131,24 @@ def test_wrong_method_gets_405_in_openai_shape(mock_gateway):
     _assert_openai_error(httpx.get(mock_gateway.url + URL), 405, "method_not_allowed")
 
 
+@pytest.mark.parametrize("method, path, allowed", [
+    ("GET", URL, "POST"), ("DELETE", URL, "POST"), ("POST", "/v1/models", "GET"),
+    ("PUT", "/healthz", "GET"),
+])
+def test_a_405_says_which_methods_are_allowed(mock_gateway, method, path, allowed):
+    response = httpx.request(method, mock_gateway.url + path)
+    _assert_openai_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == allowed
+
+
+def test_the_openapi_description_documents_the_chat_routes_errors(mock_gateway):
+    route = httpx.get(mock_gateway.url + "/openapi.json").json()["paths"][URL]["post"]
+    for status in ("400", "401", "404", "413", "429", "502", "503", "504"):
+        schema = route["responses"][status]["content"]["application/json"]["schema"]
+        assert schema["required"] == ["error"], status
+        assert set(schema["properties"]["error"]["properties"]) == {"message", "type", "code"}
+
+
 def test_form_encoded_json_from_curl_is_accepted(mock_gateway, request_id):
     # curl -d sends application/x-www-form-urlencoded; the body is JSON all the same.
     import orjson

@@ -12,10 +12,10 @@ import pytest
 from circuit.errors import UpstreamFailed
 from circuit.gateway.dispatch import Dispatcher, DispatchTrace
 from circuit.gateway.routing import Target
-from circuit.providers.base import ChatCall
 from circuit.providers.openai import OpenAIProvider
 from circuit.resilience.breaker import CircuitBreaker
 from circuit.resilience.retry import RetryPolicy
+from circuit.wire import Call
 from tests.fakes.anthropic_upstream import Behaviour as AnthropicBehaviour
 from tests.fakes.openai_upstream import Behaviour
 from tests.support.gateway_server import CLIENT_KEY, GatewayServer
@@ -78,7 +78,7 @@ def test_json_falls_back_to_anthropic_when_openai_fails(routed_gateway, upstream
 
 
 def _usage(row):
-    from circuit.accounting.usage import Usage
+    from circuit.wire import Usage
 
     return Usage(input_tokens=row["tokens_input"], output_tokens=row["tokens_output"],
                  cached_input_tokens=row["tokens_cached"])
@@ -203,7 +203,7 @@ def _dispatch(upstream, policy: RetryPolicy, clock: _Clock):
         try:
             dispatcher = Dispatcher({"openai": CircuitBreaker("openai")}, {"openai": policy},
                                     sleep=clock.sleep, clock=clock, rand=lambda: 1.0)
-            call = ChatCall({"model": "m", "messages": HELLO}, orjson.dumps(
+            call = Call({"model": "m", "messages": HELLO}, orjson.dumps(
                 {"model": "m", "messages": HELLO}), "m", False, "r")
             trace = DispatchTrace()
             try:
@@ -296,7 +296,7 @@ def test_anthropic_stream_is_translated_chunk_by_chunk_with_its_own_usage(anthro
 
 def test_anthropic_cache_tokens_in_a_stream_are_priced_as_cache_reads_and_writes(
         anthropic_gateway, anthropic_upstream, request_id):
-    from circuit.accounting.usage import Usage
+    from circuit.wire import Usage
 
     anthropic_upstream.script(AnthropicBehaviour(cache_read_tokens=500,
                                                  cache_creation_tokens=300))

@@ -6,8 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from circuit.accounting.pricing import Price, PriceTable, micros_to_usd, usd_text
-from circuit.accounting.usage import Usage
+from circuit.accounting.pricing import Price, PriceTable, micros_to_usd
+from circuit.money import usd_text
+from circuit.wire import Usage
 
 
 @pytest.fixture(scope="module")

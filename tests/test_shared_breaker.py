@@ -66,7 +66,7 @@ async def until(predicate, seconds: float = 5.0) -> bool:
 
 async def trip(breaker: SharedBreaker) -> None:
     for _ in range(POLICY.consecutive_failures):
-        assert await breaker.permit()
+        assert await breaker.claim()
         breaker.record_failure("upstream_server_error")
 
 
@@ -90,7 +90,7 @@ def test_a_breaker_opened_on_one_replica_is_open_on_the_others(redis_prefix):
             assert a.state == OPEN
             assert await until(lambda: b.state == OPEN and c.state == OPEN)
             assert await until(lambda: fleet.boards[1].received == 1), "published, not polled"
-            assert not await b.permit() and not await c.permit()
+            assert not await b.claim() and not await c.claim()
             change = fleet.changes[1][-1]
             assert (change.from_state, change.to_state) == (CLOSED, OPEN)
             assert "3 consecutive failures" in change.reason and "replica-0" in change.reason
@@ -105,7 +105,7 @@ def test_a_closed_breaker_asks_redis_nothing(redis_prefix):
             await fleet.settle()
             before = link.calls
             for _ in range(20):
-                assert await breaker.permit()
+                assert await breaker.claim()
                 breaker.record_success()
             assert link.calls == before
     run(scenario)
@@ -116,7 +116,7 @@ def test_after_the_cool_down_the_fleet_gets_half_open_calls_trials_in_all(redis_
         async with Replicas(redis_prefix, count=3) as fleet:
             a, b, c = fleet.breakers
             await open_everywhere(fleet)
-            granted = [await x.permit() for x in (a, b, c, a, b, c)]
+            granted = [await x.claim() is not None for x in (a, b, c, a, b, c)]
             assert granted.count(True) == POLICY.half_open_calls
             assert granted[:2] == [True, True]  # the first to ask get them
     run(scenario)
@@ -127,13 +127,13 @@ def test_trial_successes_on_different_replicas_close_the_breaker_everywhere(redi
         async with Replicas(redis_prefix, count=3) as fleet:
             a, b, c = fleet.breakers
             await open_everywhere(fleet)
-            assert await b.permit() and await c.permit()
+            assert await b.claim() and await c.claim()
             b.record_success()
             await fleet.settle()
             assert b.state == HALF_OPEN, "one success of two does not close it"
             c.record_success()
             assert await until(lambda: all(x.state == CLOSED for x in fleet.breakers))
-            assert await a.permit()
+            assert await a.claim()
     run(scenario)
 
 
@@ -142,11 +142,11 @@ def test_a_failed_trial_opens_the_breaker_again_everywhere_for_a_new_cool_down(r
         async with Replicas(redis_prefix, count=2) as fleet:
             a, b = fleet.breakers
             await open_everywhere(fleet)
-            assert await b.permit() and await a.permit()
+            assert await b.claim() and await a.claim()
             a.record_failure("upstream_timeout")
             await fleet.settle()
             assert await until(lambda: a.state == OPEN and b.state == OPEN)
-            assert not await a.permit() and not await b.permit()
+            assert not await a.claim() and not await b.claim()
             assert b.retry_after() == 5
             b.record_success()  # the other trial's late verdict belongs to a closed round
             await fleet.settle()
@@ -159,12 +159,12 @@ def test_an_abandoned_trial_frees_its_slot_for_another_replica(redis_prefix):
         async with Replicas(redis_prefix, count=2) as fleet:
             a, b = fleet.breakers
             await open_everywhere(fleet)
-            assert await a.permit() and await a.permit()
-            assert not await b.permit()
+            assert await a.claim() and await a.claim()
+            assert not await b.claim()
             a.record_abandoned()
             await fleet.settle()
             fleet.clock.now += 1  # past b's short wait before asking again
-            assert await b.permit()
+            assert await b.claim()
     run(scenario)
 
 
@@ -173,11 +173,11 @@ def test_trials_that_never_report_are_given_up_after_the_lease(redis_prefix):
         async with Replicas(redis_prefix, count=2, trial_lease=30) as fleet:
             a, b = fleet.breakers
             await open_everywhere(fleet)
-            assert await a.permit() and await a.permit()  # ...and replica a dies
+            assert await a.claim() and await a.claim()  # ...and replica a dies
             fleet.clock.now += 10
-            assert not await b.permit()
+            assert not await b.claim()
             fleet.clock.now += 21
-            assert await b.permit(), "a new round of trials after the lease"
+            assert await b.claim(), "a new round of trials after the lease"
     run(scenario)
 
 
@@ -189,7 +189,7 @@ def test_an_operator_reset_on_one_replica_closes_the_breaker_everywhere(redis_pr
             assert await until(lambda: b.state == OPEN)
             b.reset()
             assert await until(lambda: a.state == CLOSED)
-            assert await a.permit()
+            assert await a.claim()
     run(scenario)
 
 

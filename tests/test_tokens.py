@@ -324,3 +324,16 @@ def test_non_string_text_counts_as_zero(counter):
 
 def test_unhashable_model_does_not_raise(counter):
     assert counter.count_messages(["gpt-4o"], [{"role": "user", "content": "hi"}]) > 0
+
+
+@pytest.mark.parametrize("text", ["x" * 300_000, "".join(chr(97 + (i * 7) % 26)
+                                                          for i in range(300_000))])
+def test_long_runs_without_whitespace_count_in_linear_time_and_never_below_exact(text):
+    # BPE on one long piece is quadratic (a 5 MB "xxxx…" prompt took 40 s): windows keep
+    # the count linear, and a token per window keeps it an upper bound.
+    from circuit.accounting.tokens import token_len
+
+    encoding = TokenCounter.load()._resolve("gpt-4o")[0]
+    counted = token_len(encoding.encode_ordinary, text)
+    exact = len(encoding.encode_ordinary(text))
+    assert exact <= counted <= exact + len(text) // 1024 + 1

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from circuit.accounting.pricing import usd_text
 from circuit.errors import QuotaExceeded, StoreUnavailable
+from circuit.money import usd_text
 from circuit.store.timestamps import utc_now
 
 log = logging.getLogger("circuit.budget")
@@ -53,6 +53,7 @@ class Reservation:
     day: str
     amount: int  # micro-dollars held for this request
     limit: int  # the key's daily limit when it was made
+    settled: bool = False  # settling twice would release the same money twice
 
 
 @dataclass
@@ -72,6 +73,15 @@ class BudgetLedger:
         self._clock = clock
         self._lease_timeout = lease_timeout
         self._leases: dict[tuple[str, str], _Lease] = {}
+        self._held: dict[str, int] = {}  # micro-dollars reserved by requests in flight, per key
+
+    def held(self, key_name: str) -> int:
+        """Micro-dollars requests of this key hold right now (0 once all have settled)."""
+        return self._held.get(key_name, 0)
+
+    def _hold(self, reservation: Reservation) -> Reservation:
+        self._held[reservation.key_name] = self.held(reservation.key_name) + reservation.amount
+        return reservation
 
     async def reserve(self, key_name: str, limit_micros: int | None,
                       worst_micros: int | None) -> Reservation | None:
@@ -86,7 +96,7 @@ class BudgetLedger:
         lease.last_used = self._clock()
         if lease.limit == limit_micros and lease.available >= worst_micros:
             lease.available -= worst_micros  # the fast path: memory only
-            return Reservation(key_name, day, worst_micros, limit_micros)
+            return self._hold(Reservation(key_name, day, worst_micros, limit_micros))
         try:
             # One deadline for the whole wait, the queue behind another request's lease
             # included: a stalled database answers 503, never a stall as long as its lock.
@@ -103,7 +113,7 @@ class BudgetLedger:
                                               limit_micros - total + max(0, lease.available))
                     lease.available += granted
                 lease.available -= worst_micros
-                return Reservation(key_name, day, worst_micros, limit_micros)
+                return self._hold(Reservation(key_name, day, worst_micros, limit_micros))
         except TimeoutError:
             raise StoreUnavailable(
                 f"The database did not lease this key's budget within "
@@ -136,8 +146,10 @@ class BudgetLedger:
 
     def settle(self, reservation: Reservation | None, actual_micros: int | None) -> None:
         """Keep the actual cost of a reserved call and release the rest of its reservation."""
-        if reservation is None:
+        if reservation is None or reservation.settled:
             return
+        reservation.settled = True
+        self._held[reservation.key_name] -= reservation.amount
         lease = self._leases.get((reservation.key_name, reservation.day))
         if lease is None:
             return

@@ -6,14 +6,13 @@ thousand tokens. Only when a bound alone would be refused (a budget or a tokens-
 limit) is the text counted exactly (`refine`, off the event loop). After the call the
 provider's own usage settles the cost; only when there is none (no usage sent, a stream that
 broke) is a local count needed, and that happens on the record writer's thread
-(`settle_local_counts`), which then hands the result back to the event loop. The tokenizers
+(`settle_local_counts`), which tells the gateway the result (`counted`) to settle the request's
+grants on its event loop. The tokenizers
 (~70 MB) are loaded on first need, off the loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -25,8 +24,8 @@ import orjson
 from circuit.accounting.bound import RequestBound, billed_fields, json_bytes, tool_overhead
 from circuit.accounting.pricing import PriceTable
 from circuit.accounting.tokens import TokenCounter
-from circuit.accounting.usage import Usage
 from circuit.accounting.usage_checks import above_local_count
+from circuit.wire import Usage
 
 log = logging.getLogger("circuit.meter")
 
@@ -37,21 +36,27 @@ _ESTIMATE_FACTOR = 2
 
 @dataclass(slots=True)
 class LocalCount:
-    """A finished request whose tokens must be counted locally before it is recorded."""
+    """A job for the record writer's thread: count a finished request's tokens (its upstream
+    sent no usage), before its record is written."""
 
     model: str
     messages: Any
     output_text: str
-    loop: asyncio.AbstractEventLoop
-    #: Called on the event loop with the counted usage and cost, once they are known.
-    on_counted: Callable[[Usage, int | None], None]
+    #: What the request was granted, to settle once the count is known (opaque here).
+    grants: Any = None
+
+
+#: Told on the writer thread of each local count: (grants, usage, cost).
+Counted = Callable[[Any, Usage, int | None], None]
 
 
 class Meter:
     def __init__(self, prices: PriceTable,
-                 load_counter: Callable[[], TokenCounter] = TokenCounter.load) -> None:
+                 load_counter: Callable[[], TokenCounter] = TokenCounter.load,
+                 counted: Counted | None = None) -> None:
         self.prices = prices
         self._load_counter = load_counter
+        self._counted = counted
         self._counter: TokenCounter | None = None
         self._lock = threading.Lock()
 
@@ -135,6 +140,5 @@ class Meter:
             record.tokens_cached = 0
             record.usage_source = "local"
             record.cost_micros = cost
-            # A closed loop (shutdown) has nothing left to settle.
-            with contextlib.suppress(RuntimeError):
-                pending.loop.call_soon_threadsafe(pending.on_counted, usage, cost)
+            if self._counted is not None:
+                self._counted(pending.grants, usage, cost)

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Protocol
 
-from circuit.accounting.usage import Usage
+from circuit.money import usd
+from circuit.wire import Usage
 
 PICO_PER_MICRO = 1_000_000
-MICROS_PER_USD = 1_000_000
 #: The output cap assumed for a priced model whose cap nobody stated. It bounds what a request
 #: without `max_tokens` reserves, and where such a stream is cut, so it errs on the high side.
 DEFAULT_MAX_OUTPUT_TOKENS = 32_768
@@ -300,16 +300,5 @@ def _override(model: object, spec: object, known: Mapping[str, Price]) -> Price:
 
 
 def micros_to_usd(m: int) -> float:
-    """Micro-dollars as US dollars, for display."""
-    return m / MICROS_PER_USD
-
-
-def usd_text(micros: int) -> str:
-    """An amount for people: cents from a dollar up ($5.00), else every micro-dollar that
-    matters ($0.002, $0.000011): a refusal must never read "$0.00 remains" for $0.000011."""
-    if abs(micros) >= MICROS_PER_USD or micros == 0:
-        return f"${micros / MICROS_PER_USD:,.2f}"
-    digits = f"{abs(micros) / MICROS_PER_USD:.6f}".rstrip("0")
-    if len(digits.split(".")[1]) < 2:
-        digits = f"{abs(micros) / MICROS_PER_USD:.2f}"
-    return ("-$" if micros < 0 else "$") + digits
+    """Micro-dollars as US dollars, for display (kept for callers of this module)."""
+    return usd(m)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -189,6 +190,11 @@ class TokenCounter:
         """The tiktoken encoding used to count `model`'s tokens."""
         return self._resolve(model)[1]
 
+    def encoding(self, model: str) -> tiktoken.Encoding:
+        """The encoding that counts `model`'s tokens, for callers that need the tokens
+        themselves (the mock's token-exact truncation and logprobs)."""
+        return self._resolve(model)[0]
+
     def is_exact(self, model: str) -> bool:
         """True if `model` is an OpenAI family whose tokenizer is known, so counts are exact."""
         return self._resolve(model)[2]
@@ -198,7 +204,7 @@ class TokenCounter:
         as it does when a client sends it to the API."""
         if not isinstance(text, str) or not text:
             return 0
-        return len(self._resolve(model)[0].encode_ordinary(text))
+        return token_len(self._resolve(model)[0].encode_ordinary, text)
 
     def count_messages(self, model: str, messages: list) -> int:
         """Prompt tokens of a chat request's messages (OpenAI cookbook formula). Never raises:
@@ -218,11 +224,34 @@ class TokenCounter:
         return total
 
 
+#: A run this long without whitespace is encoded in windows: BPE on one long piece takes time
+#: that grows with its square (a 5 MB "xxxx…" prompt took 40 s), where windows keep it linear.
+#: A boundary can move the count by a token either way, so each adds one: the count stays an
+#: upper bound, within a token a kilobyte, on text no one writes.
+_LONG_RUN = re.compile(r"\S{2048,}")
+_WINDOW = 1024
+
+
+def token_len(encode: Callable[[str], list[int]], text: str) -> int:
+    """Tokens in `text` by `encode`, in time linear in its length."""
+    if len(text) < 2048:
+        return len(encode(text))
+    total = last = 0
+    for run in _LONG_RUN.finditer(text):
+        if run.start() > last:
+            total += len(encode(text[last:run.start()]))
+        piece = run.group()
+        windows = range(0, len(piece), _WINDOW)
+        total += sum(len(encode(piece[i:i + _WINDOW])) for i in windows) + len(windows) - 1
+        last = run.end()
+    return total + (len(encode(text[last:])) if last < len(text) else 0)
+
+
 def _count_value(encode, key: object, value: object) -> int:
     """Tokens of one message field: strings count, text parts and tool-call text count, the rest
     (images, audio, numbers, nulls) count as zero."""
     if isinstance(value, str):
-        return len(encode(value)) if value else 0
+        return token_len(encode, value) if value else 0
     if key == "content" and isinstance(value, list):
         return sum(_count_part(encode, part) for part in value)
     if key == "tool_calls" and isinstance(value, list):
@@ -234,11 +263,11 @@ def _count_value(encode, key: object, value: object) -> int:
 
 def _count_part(encode, part: object) -> int:
     if isinstance(part, str):
-        return len(encode(part))
+        return token_len(encode, part)
     if isinstance(part, Mapping):
         text = part.get("text")
         if isinstance(text, str):
-            return len(encode(text))
+            return token_len(encode, text)
     return 0  # image_url, input_audio, file: not priced yet
 
 
@@ -255,5 +284,5 @@ def _count_function(encode, function: object) -> int:
     for field in ("name", "arguments"):
         text = function.get(field)
         if isinstance(text, str):
-            total += len(encode(text))
+            total += token_len(encode, text)
     return total

@@ -12,7 +12,7 @@ real text runs near four bytes a token).
 from __future__ import annotations
 
 from circuit.accounting.bound import utf8_len
-from circuit.accounting.usage import Usage
+from circuit.wire import Usage
 
 #: Reported output past FACTOR x the local count (+ SLACK) is an anomaly.
 FACTOR, SLACK = 2, 16

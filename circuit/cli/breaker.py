@@ -10,9 +10,10 @@ import typer
 
 from circuit.cli import output
 from circuit.cli.context import reading, writing
+from circuit.cli.help_format import CircuitTyper
 from circuit.cli.output import EXIT_CHECK_FAILED, JsonFlag, emit_json, fail, text, when
 
-app = typer.Typer(help="Inspect and steer the circuit breakers of running gateways.",
+app = CircuitTyper(help="Inspect and steer the circuit breakers of running gateways.",
                   no_args_is_help=True)
 
 #: A gateway process saves its breakers at least every 2 s; older rows are from a stopped one.
@@ -92,7 +93,7 @@ def history(
     ctx: typer.Context,
     provider: Annotated[str | None, typer.Argument(
         help="Only this provider's changes.", show_default=False)] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1,
+    limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", min=1,
                                        help="How many changes, newest first.")] = 50,
     as_json: JsonFlag = False,
 ) -> None:

@@ -13,10 +13,12 @@ from rich.table import Table
 
 from circuit.cli import output
 from circuit.cli.context import CONFIG_KEY, DB_KEY
+from circuit.cli.help_format import CircuitTyper
 from circuit.cli.output import EXIT_CHECK_FAILED, JsonFlag, emit_json, fail, text
 from circuit.config import ConfigError, Settings, declared_settings, load_settings
+from circuit.settings_reference import accepts_off, settings_table
 
-app = typer.Typer(help="Write, show and check the gateway's configuration.",
+app = CircuitTyper(help="Write, show and check the gateway's configuration.",
                   no_args_is_help=True)
 
 #: Settings that make no sense inside the file itself.
@@ -45,13 +47,6 @@ def _comment(paragraph: str) -> list[str]:
     return ["# " + line for line in textwrap.wrap(paragraph, width=98)]
 
 
-def _accepts_off(f: Any) -> bool:
-    try:
-        return f.metadata["parse"]("off") is None
-    except ValueError:
-        return False
-
-
 def render_config() -> str:
     """The commented circuit.toml that `config init` writes: every setting with its default.
 
@@ -68,7 +63,7 @@ def render_config() -> str:
             example: Any = ["sk-..."] if isinstance(f.default, tuple) else "sk-..."
             lines += ["# " + line for line in tomli_w.dumps({f.name: example}).splitlines()]
         elif f.default is None:
-            lines.append(tomli_w.dumps({f.name: "off"}).strip() if _accepts_off(f)
+            lines.append(tomli_w.dumps({f.name: "off"}).strip() if accepts_off(f)
                          else f"# {f.name} = ")
         else:
             default = list(f.default) if isinstance(f.default, tuple) else f.default
@@ -109,6 +104,17 @@ def init(
         raise fail(f"cannot write {path}: {exc.strerror or exc}") from None
     output.out().print(f"Wrote {text(path)}. Check it with `circuit config check`.",
                        soft_wrap=True)
+
+
+@app.command()
+def reference() -> None:
+    """Print every setting as a Markdown table: name, variable, default, meaning.
+
+    The README's configuration reference is this table.
+
+    Example: circuit config reference > settings.md
+    """
+    typer.echo(settings_table())
 
 
 @app.command()
@@ -167,7 +173,8 @@ def _database_problem(db_path: str) -> str | None:
 
 @app.command()
 def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Validate the configuration: every setting, the [prices] table, the database path.
+    """Validate the configuration as `circuit serve` does: every setting, the providers and
+    the keys they need, the routes, the prices; and the database path.
 
     Exit 0 when valid; exit 1 with one line naming the problem otherwise. JSON: `{"ok",
     "error", "config_path"}`.
@@ -177,14 +184,14 @@ def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     * `circuit config check`
     * `circuit --config prod.toml config check` (in CI, before a deploy)
     """
-    from circuit.gateway.runtime import build_price_table
+    from circuit.gateway.validation import validate
 
     config_path = ctx.meta.get(CONFIG_KEY)
     problem = None
     try:
         active = _load(ctx)
         config_path = active.config_path
-        build_price_table(active)
+        validate(active)
         problem = _database_problem(active.db_path)
     except ConfigError as exc:
         problem = str(exc)
@@ -195,6 +202,6 @@ def check(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         return
     if problem:
         raise fail(f"configuration: {problem}", EXIT_CHECK_FAILED)
-    source = config_path or "no circuit.toml: defaults and environment"
+    source = config_path or "no circuit.toml: defaults, .env and environment"
     output.out().print(f"[green]ok[/green]: the configuration is valid ({text(source)}).",
                        soft_wrap=True)

@@ -8,16 +8,18 @@ transaction and a running gateway is never locked out. Store errors become one-l
 
 from __future__ import annotations
 
-import sqlite3
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 
-from circuit.cli.output import fail
+from circuit.cli.output import fail, note
 from circuit.config import ConfigError, Settings, load_settings
 from circuit.store.base import Store
-from circuit.store.select import describe_store
+from circuit.store.errors import NotCircuitDatabase, SchemaOutdated, StoreError
+from circuit.store.select import describe_store, store_location
 
 DB_KEY = "circuit.db_path"
 CONFIG_KEY = "circuit.config_path"
@@ -43,29 +45,36 @@ def _open(settings: Settings) -> Store:
     return open_store(settings)
 
 
-def missing_database(path: str) -> typer.Exit:
-    return fail(f"no database at {path}; start the gateway or run `circuit keys add`")
+def _shown(config: Settings) -> str:
+    """Where the store is, and for a relative SQLite path the folder it is relative to."""
+    kind, where = store_location(config)
+    if kind == "sqlite" and not Path(where).is_absolute():
+        return f"{where} (in {Path.cwd()})"
+    return describe_store(config)
+
+
+def missing_database(config: Settings) -> typer.Exit:
+    """The one-line failure for a read command that found no database: where it looked, and how
+    to name the gateway's, never advice that would make a second, unrelated one."""
+    if store_location(config)[0] == "postgres":
+        return fail(f"no Circuit tables in {describe_store(config)}; a gateway started with "
+                    "this CIRCUIT_DATABASE_URL creates them")
+    return fail(f"no database at {_shown(config)}; name the gateway's with --db PATH or "
+                "CIRCUIT_DB_PATH (the gateway creates its database when it starts)")
 
 
 @contextmanager
-def store_errors(store: Store, path: str) -> Iterator[None]:
+def store_errors(path: str) -> Iterator[None]:
     """Turn a store failure into one line naming the database."""
     try:
         yield
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            raise fail(f"{path} is not a Circuit database ({exc})") from None
-        if "no such column" in str(exc):
-            raise fail(f"{path} has an older schema ({exc}); start the gateway once to "
-                       "migrate it") from None
-        raise fail(f"database {path}: {exc}") from None
-    except sqlite3.DatabaseError as exc:
-        raise fail(f"database {path}: {exc}") from None
-    except Exception as exc:
-        # A PostgreSQL store raises psycopg's errors; name the database, never a traceback.
-        if type(exc).__module__.split(".")[0] != "psycopg":
-            raise
-        raise fail(f"database: {str(exc).strip().splitlines()[0]}") from None
+    except NotCircuitDatabase as exc:
+        raise fail(f"{path} is not a Circuit database ({exc})") from None
+    except SchemaOutdated as exc:
+        raise fail(f"{path} has an older schema ({exc}); start the gateway once to "
+                   "migrate it") from None
+    except StoreError as exc:
+        raise fail(f"database {path}: {str(exc).strip().splitlines()[0]}") from None
 
 
 @contextmanager
@@ -75,9 +84,9 @@ def reading(ctx: typer.Context) -> Iterator[Store]:
     where = describe_store(config)
     store = _open(config)
     try:
-        with store_errors(store, where):
+        with store_errors(where):
             if not store.exists():
-                raise missing_database(where)
+                raise missing_database(config)
             yield store
     finally:
         store.close()
@@ -85,17 +94,23 @@ def reading(ctx: typer.Context) -> Iterator[Store]:
 
 @contextmanager
 def writing(ctx: typer.Context) -> Iterator[Store]:
-    """The store, created and migrated if needed (`keys add`)."""
+    """The store, created and migrated if needed (`keys add`); a database created here is
+    announced on stderr, so a mistyped path never makes a second database unnoticed."""
     config = settings(ctx)
     where = describe_store(config)
     store = _open(config)
     try:
-        with store_errors(store, where):
+        with store_errors(where):
+            created = store_location(config)[0] == "sqlite" and not store.exists()
             try:
                 store.migrate()
             except OSError as exc:
                 raise fail(f"cannot create the database at {where}: "
                            f"{exc.strerror or exc}") from None
+            if created:
+                path = Path(store_location(config)[1]).resolve()
+                note(f"Created a new database at {_shown(config)}; start a gateway on it with "
+                     f"`circuit --db {shlex.quote(str(path))} serve`.")
             yield store
     finally:
         store.close()

@@ -7,6 +7,7 @@ fingerprint), so nothing needs a restart.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -14,13 +15,22 @@ import typer
 
 from circuit.cli import output
 from circuit.cli.context import reading, settings, writing
+from circuit.cli.help_format import CircuitTyper
 from circuit.cli.output import JsonFlag, emit_json, fail, text
-from circuit.keys import NO_DAILY_LIMIT, InvalidKeyName, check_key_name, create_key
+from circuit.keys import (
+    NO_DAILY_LIMIT,
+    InvalidKeyName,
+    check_key_name,
+    config_key_names,
+    create_key,
+    display_prefix,
+    free_name,
+)
 from circuit.store.base import KeyExists, KeyNotFound, Store
 from circuit.store.records import KeyRow
-from circuit.store.reports import day_start, timestamp_text
+from circuit.store.reports import UsageRow, day_start, timestamp_text
 
-app = typer.Typer(
+app = CircuitTyper(
     help="Create, list, change and revoke client keys.\n\n"
          "Changes reach a running gateway within a second, without a restart.",
     no_args_is_help=True,
@@ -74,15 +84,22 @@ def parse_rate(option: str, value: str) -> int | None:
 
 # -- shapes ---------------------------------------------------------------------------------------
 
-def key_json(row: KeyRow, spend_micros: int | None = None) -> dict:
+def key_json(row: KeyRow, spend: UsageRow | None = None, *, source: str = "table") -> dict:
     """A key as `keys list --json` (and `keys set/revoke --json`) prints it."""
-    data = {"name": row.name, "key_prefix": row.key_prefix,
+    data = {"name": row.name, "source": source, "key_prefix": row.key_prefix,
             "daily_limit_usd": row.daily_limit_usd, "rpm": row.rpm, "tpm": row.tpm,
-            "created_at": row.created_at, "revoked_at": row.revoked_at,
+            "created_at": row.created_at or None, "revoked_at": row.revoked_at,
             "active": row.revoked_at is None}
-    if spend_micros is not None:
-        data["spend_today_usd"] = output.micros_usd(spend_micros)
+    if spend is not None:
+        data["spend_today_usd"] = output.micros_usd(spend.cost_micros)
+        data["unpriced_today"] = spend.unpriced
     return data
+
+
+def config_rows(secrets: Sequence[str]) -> list[KeyRow]:
+    """The keys of CIRCUIT_API_KEYS as rows: their names and prefixes, never the keys."""
+    return [KeyRow(name=name, key_hash="", key_prefix=display_prefix(secret))
+            for name, secret in zip(config_key_names(secrets), secrets, strict=True)]
 
 
 def find_key(store: Store, name: str) -> KeyRow:
@@ -121,7 +138,7 @@ def add(
     Examples:
 
     * `circuit keys add ci --daily-limit 5 --rpm 60`
-    * `export OPENAI_API_KEY=$(circuit keys add ci --json | jq -r .key)`
+    * `export CIRCUIT_KEY=$(circuit keys add ci --json | jq -r .key)`
     """
     check_name(name)
     limits = {"daily_limit_usd": parse_usd("--daily-limit", daily_limit) if daily_limit else None,
@@ -131,8 +148,12 @@ def add(
         try:
             secret = create_key(store, name, **limits)
         except KeyExists:
-            raise fail(f"a key named {name!r} exists already; pick another name, or "
-                       f"`circuit keys revoke {name}` first") from None
+            rows = store.load_keys()
+            revoked = any(row.name == name and row.revoked_at for row in rows)
+            other = free_name(name, (row.name for row in rows))
+            raise fail(f"a key named {name!r} exists already{' (revoked)' if revoked else ''}; "
+                       "names are never reused, so its records and spend stay attributable to "
+                       f"it: pick another, e.g. `circuit keys add {other}`") from None
     if as_json:
         emit_json({"name": name, "key": secret})
         return
@@ -140,16 +161,19 @@ def add(
     console.print(f"Created key [bold]{text(name)}[/bold]. Copy it now; it is not shown "
                   "again:\n", soft_wrap=True)
     console.print(f"    {secret}\n", soft_wrap=True, markup=False)
-    console.print("A running gateway accepts it within a second.", style="dim")
+    console.print("A gateway running on this database accepts it within a second.", style="dim")
 
 
 @app.command("list")
 def list_keys(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """List keys with their limits and today's spend (UTC day), revoked ones included.
+    """List keys with their limits and today's spend (UTC day), revoked ones included, and the
+    keys of CIRCUIT_API_KEYS (`config-1`, …; their prefix only).
 
-    JSON: `{"day", "default_daily_limit_usd", "keys": [{"name", "key_prefix",
-    "daily_limit_usd", "rpm", "tpm", "spend_today_usd", "created_at", "revoked_at",
-    "active"}]}`; a null limit means the gateway default applies.
+    JSON: `{"day", "default_daily_limit_usd", "keys": [{"name", "source", "key_prefix",
+    "daily_limit_usd", "rpm", "tpm", "spend_today_usd", "unpriced_today", "created_at",
+    "revoked_at", "active"}]}`; `source` is `table` or `config`; a null limit means the
+    gateway default applies; `unpriced_today` counts requests whose model has no price (not
+    in the spend).
 
     Examples:
 
@@ -160,13 +184,17 @@ def list_keys(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     with reading(ctx) as store:
         rows = sorted(store.load_keys(), key=lambda r: r.name)
         since = today()
-        spend = store.spend_by_key(since)
+        spend = {row.group: row for row in store.usage(since=since, by="key").groups}
+    keys = [(row, "table") for row in rows] + [(row, "config")
+                                                for row in config_rows(config.api_keys)]
+    none = UsageRow(None, 0, 0, 0, 0, 0, 0, 0, None, None)
     if as_json:
         emit_json({"day": since[:10], "default_daily_limit_usd": config.daily_usd_limit,
-                   "keys": [key_json(r, spend.get(r.name, 0)) for r in rows]})
+                   "keys": [key_json(row, spend.get(row.name, none), source=source)
+                            for row, source in keys]})
         return
     console = output.out()
-    if not rows:
+    if not keys:
         console.print("No keys yet. Create one with `circuit keys add NAME`.", markup=False)
         return
     table = output.table(f"Keys (spend on {since[:10]}, UTC)")
@@ -177,8 +205,10 @@ def list_keys(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     table.add_column("Created", no_wrap=True)
     table.add_column("Status")
     uses_default = False
-    for row in rows:
-        spent = spend.get(row.name, 0) / 1_000_000
+    unpriced = 0
+    for row, source in keys:
+        used = spend.get(row.name, none)
+        unpriced += used.unpriced
         limit = row.daily_limit_usd if row.daily_limit_usd is not None else \
             config.daily_usd_limit
         if limit is not None and limit < 0:
@@ -186,23 +216,27 @@ def list_keys(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         limit_text = output.usd(limit) if limit is not None else (
             "unlimited" if row.daily_limit_usd is not None else "none")
         if row.daily_limit_usd is None:
-            limit_text = f"[dim]{limit_text}*[/dim]"
+            limit_text = f"[dim]{limit_text}†[/dim]"
             uses_default = True
-        spent_text = output.usd(spent)
-        if limit is not None and spent >= limit:
+        spent_text = output.cost(used.cost_micros, used.unpriced)
+        if limit is not None and used.cost_usd >= limit:
             spent_text = f"[red]{spent_text}[/red]"
-        state = "[green]active[/green]" if row.revoked_at is None else \
-            f"[red]revoked[/red] {output.when(row.revoked_at)[:10]}"
-        table.add_row(text(row.name), text(row.key_prefix), limit_text, spent_text,
+        if source == "config":
+            state = "[green]active[/green] (CIRCUIT_API_KEYS)"
+        elif row.revoked_at is None:
+            state = "[green]active[/green]"
+        else:
+            state = f"[red]revoked[/red] {output.when(row.revoked_at)[:10]}"
+        table.add_row(text(row.name), text(row.key_prefix) + "…", limit_text, spent_text,
                       output.count(row.rpm), output.count(row.tpm),
-                      output.when(row.created_at)[:10], state)
+                      output.when(row.created_at)[:10] if row.created_at else "-", state)
     console.print(table)
     if uses_default:
-        console.print("[dim]* no limit of its own: the gateway default "
+        console.print("[dim]† no limit of its own: the gateway default "
                       "(CIRCUIT_DAILY_USD_LIMIT) applies.[/dim]", soft_wrap=True)
-    if config.api_keys:
-        console.print(f"[dim]Plus {len(config.api_keys)} key(s) from CIRCUIT_API_KEYS "
-                      "(config-1, …), not listed.[/dim]")
+    if unpriced:
+        console.print(output.unpriced_note(unpriced), style="yellow", soft_wrap=True,
+                      markup=False)
 
 
 @app.command("set")

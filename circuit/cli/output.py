@@ -26,6 +26,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from circuit import money
+
 #: The `--json` flag every read command takes.
 JsonFlag = Annotated[bool, typer.Option("--json", metavar="", help="Print JSON for scripts.")]
 
@@ -99,8 +101,39 @@ def usd(value: float | None) -> str:
     return f"${value:,.6f}" if abs(value) < 1 else f"${value:,.2f}"
 
 
+#: What a cost cell shows for usage whose model has no price: never $0, which would be a lie.
+UNPRICED = "unpriced"
+
+
+def cost(micros: int, unpriced: int = 0) -> str:
+    """A total cost for people: `unpriced` when all of the usage lacks a price, `$x*` when part
+    of it does (a table says what the * means below it)."""
+    if unpriced and not micros:
+        return UNPRICED
+    shown = usd(money.usd(micros))
+    return f"{shown}*" if unpriced else shown
+
+
+def record_cost(record: dict) -> str:
+    """The cost of one request record: `unpriced` when it used tokens of a model with no
+    price, `-` when it used none (refused before any call)."""
+    if record["cost_micros"] is not None:
+        return usd(money.usd(record["cost_micros"]))
+    used = (record["tokens_input"] or 0) + (record["tokens_output"] or 0)
+    return UNPRICED if used else "-"
+
+
+def unpriced_note(requests: int, models: Iterable[str] = ()) -> str:
+    """The footnote under a table with unpriced usage: what is left out, and how to price it."""
+    models = sorted(models)
+    where = ", ".join(f'[prices."{m}"]' for m in models) or '[prices."MODEL"]'
+    return (f"* {requests:,} request(s) used a model with no price; their cost is not in the "
+            f"totals. Add {where} in circuit.toml with `input` and `output` in USD per million "
+            "tokens" + ("." if models else " (`circuit usage --by model` names the models)."))
+
+
 def micros_usd(micros: int | None) -> float | None:
-    return None if micros is None else round(micros / 1_000_000, 6)
+    return None if micros is None else round(money.usd(micros), 6)
 
 
 def millis(value: float | None) -> str:

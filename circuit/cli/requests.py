@@ -11,11 +11,13 @@ from rich.table import Table
 
 from circuit.cli import output
 from circuit.cli.context import reading, settings
+from circuit.cli.help_format import CircuitTyper
 from circuit.cli.output import JsonFlag, emit_json, emit_json_line, fail, text
+from circuit.cli.tail_layout import TailLayout
 from circuit.cli.usage import check_key
 from circuit.store.reports import STATUSES, record_dict
 
-app = typer.Typer(help="Follow the request log live, or show one request whole.",
+app = CircuitTyper(help="Follow the request log live, or show one request whole.",
                   no_args_is_help=True)
 
 Status = Literal["ok", "failed", "rejected", "client_disconnected"]
@@ -25,33 +27,18 @@ assert set(get_args(Status)) == set(STATUSES)
 POLL_SECONDS = 0.3
 
 
-def line(record: dict) -> str:
-    """One request on one line (Rich markup): time, id, key, model, status, tokens, cost,
-    latency, and the error code of a request that did not succeed."""
-    cost = output.usd(output.micros_usd(record["cost_micros"]))
-    state = record["status"] or "-"
-    padded = state.ljust(9)
-    style = output.STATUS_STYLES.get(state)
-    shown = f"[{style}]{text(padded)}[/{style}]" if style else text(padded)
-    parts = [output.when(record["timestamp"]), text(record["request_id"]),
-             text(record["key_name"]).ljust(12), text(record["model"]).ljust(20), shown,
-             f"{record['tokens_input']:,}→{record['tokens_output']:,} tok".ljust(13),
-             cost.rjust(9), output.millis(record["latency_ms"]).rjust(6)]
-    if record["error_code"]:
-        parts.append(f"[red]{text(record['error_code'])}[/red]")
-    return "  ".join(parts)
-
-
 @app.command()
 def tail(
     ctx: typer.Context,
     key: Annotated[str | None, typer.Option(
         "--key", metavar="NAME", show_default=False, help="Only this key's requests.")] = None,
     status: Annotated[Status | None, typer.Option(
-        "--status", show_default=False,
-        help="Only requests with this status.")] = None,
+        "--status", metavar="STATUS", show_default=False,
+        help="Only requests with this status: ok, failed, rejected or "
+             "client_disconnected.")] = None,
     lines: Annotated[int, typer.Option(
-        "--lines", "-n", min=0, help="How many recent requests to show first.")] = 10,
+        "--lines", "-n", metavar="N", min=0,
+        help="How many recent requests to show first.")] = 10,
     follow: Annotated[bool, typer.Option(
         "--follow/--no-follow", metavar="",
         help="Keep following new requests until Ctrl-C.")] = True,
@@ -62,9 +49,10 @@ def tail(
 ) -> None:
     """Follow requests as the gateway records them, one line each, until Ctrl-C.
 
-    Shows the last 10 first. Each line: time (UTC), request id, key, model, status, tokens
-    in→out, cost, latency, and the error code of a request that did not succeed. Ctrl-C
-    ends it with exit code 0.
+    Shows the last 10 first, under a header line. Each line: date and time (UTC), request id,
+    key, model, provider, stream or json, status, tokens in→out, cost, time in the gateway,
+    and the error code of a request that did not succeed; on a narrow terminal the columns
+    that matter least are left out (`--json` has everything). Ctrl-C ends it with exit code 0.
 
     Examples:
 
@@ -72,19 +60,22 @@ def tail(
     * `circuit requests tail --key ci --no-follow -n 50`
     * `circuit requests tail --json | jq -c 'select(.cost_usd > 0.01)'`
     """
-    api_keys = len(settings(ctx).api_keys)
+    api_keys = settings(ctx).api_keys
     console = output.out()
+    layout = TailLayout(console.width)
 
     def show(record: dict) -> None:
         if as_json:
             emit_json_line(record)
         else:
-            console.print(line(record), soft_wrap=True)
+            console.print(layout.line(record), soft_wrap=True)
             console.file.flush()
 
     with reading(ctx) as store:
         if key is not None:
             check_key(store, key, api_keys)
+        if not as_json:
+            console.print(layout.header(), soft_wrap=True)
         last = store.last_request_id()
         for record in store.latest_requests(lines, up_to_id=last, key=key, status=status) \
                 if lines else ():
@@ -149,7 +140,7 @@ def show(
             elif name == "cost_micros":
                 continue
             elif name == "cost_usd":
-                shown = output.usd(output.micros_usd(record["cost_micros"]))
+                shown = output.record_cost(record)
             elif name == "stream":
                 shown = "yes" if value else "no"
             elif name in ("latency_ms", "ttfb_ms"):

@@ -1,12 +1,14 @@
 """`circuit usage`: requests, failures, tokens, cost and latency per key, model, provider or day.
 
-Aggregated in the store (`circuit.store.reports`), so a report over a million requests takes
-about a second and one over a day a few milliseconds.
+Aggregated in the store (`circuit.store.reports`): whole past days from the daily and monthly
+rollups (so a year answers in milliseconds, and days whose rows retention pruned still
+count), today and partial days from the request rows.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal, get_args
 
@@ -15,10 +17,12 @@ import typer
 from circuit.cli import output
 from circuit.cli.context import reading, settings
 from circuit.cli.output import EXIT_CHECK_FAILED, JsonFlag, emit_csv, emit_json, fail, text
+from circuit.keys import config_key_names
+from circuit.money import micros_rounded
 from circuit.store.base import Store
 from circuit.store.reports import GROUPINGS, UsageReport, UsageRow, day_start, timestamp_text
 
-GroupBy = Literal["key", "model", "provider", "day"]
+GroupBy = Literal["key", "model", "provider", "api", "day"]
 assert set(get_args(GroupBy)) == set(GROUPINGS)
 
 COLUMNS = ("requests", "failed", "rejected", "tokens_in", "tokens_out", "cost_usd", "unpriced",
@@ -59,9 +63,8 @@ def window(today: bool, since: str | None, days: int | None, until: str | None,
     return start, end
 
 
-def check_key(store: Store, key: str, api_keys: int) -> None:
-    configured = {f"config-{i}" for i in range(1, api_keys + 1)}
-    if key in configured or any(row.name == key for row in store.load_keys()) \
+def check_key(store: Store, key: str, api_keys: Sequence[str]) -> None:
+    if key in config_key_names(api_keys) or any(row.name == key for row in store.load_keys()) \
             or store.has_requests_from(key):
         return
     raise fail(f"no key named {key!r}; see `circuit keys list`")
@@ -101,7 +104,8 @@ def print_table(report: UsageReport) -> None:
         failed = f"[red]{row.failed:,}[/red]" if row.failed else "0"
         return [output.count(row.requests), failed, output.count(row.rejected),
                 output.compact(row.tokens_in), output.compact(row.tokens_out),
-                output.usd(row.cost_usd), output.millis(row.p50_ms), output.millis(row.p95_ms)]
+                output.cost(row.cost_micros, row.unpriced), output.millis(row.p50_ms),
+                output.millis(row.p95_ms)]
 
     for row in report.groups:
         table.add_row(text(row.group), *cells(row))
@@ -109,9 +113,10 @@ def print_table(report: UsageReport) -> None:
     table.add_row("Total", *cells(report.total), style="bold")
     console.print(table)
     if report.total.unpriced:
-        console.print(f"[yellow]{report.total.unpriced:,} request(s) used a model with no "
-                      "price; their cost is not counted.[/yellow] Add it under [prices] in "
-                      "circuit.toml.", soft_wrap=True)
+        models = [r.group for r in report.groups if r.unpriced and r.group] \
+            if report.by == "model" else []
+        console.print(output.unpriced_note(report.total.unpriced, models), style="yellow",
+                      soft_wrap=True, markup=False)
 
 
 def usage(
@@ -128,8 +133,8 @@ def usage(
         "--until", metavar="DATE", show_default=False,
         help="Up to (not including) this date or time; default now.")] = None,
     by: Annotated[GroupBy, typer.Option(
-        "--by",
-        help="Group rows by key, model, provider or day.")] = "key",
+        "--by", metavar="GROUP",
+        help="Group rows by key, model, provider, api (the door) or day.")] = "key",
     key: Annotated[str | None, typer.Option(
         "--key", metavar="NAME", show_default=False,
         help="Only this key's requests.")] = None,
@@ -148,6 +153,11 @@ def usage(
     requests out. Windows are UTC: `--today` (the default), `--days N` or `--since DATE`,
     optionally with `--until DATE`.
 
+    Whole past days are read from the daily rollups, which outlive the rows that retention
+    prunes: their percentiles come from a latency histogram (within 9%); a window inside
+    one day (`--today`) has exact ones. A window that starts or ends inside a pruned day
+    counts only the rows left of that day: use whole dates.
+
     JSON: `{"since", "until", "by", "key", "groups": [{"group", "requests", "failed",
     "rejected", "tokens_in", "tokens_out", "cost_usd", "unpriced", "p50_ms", "p95_ms"}],
     "total": {same without "group"}, "fail_over_usd", "over"}`.
@@ -163,12 +173,12 @@ def usage(
     if fail_over is not None and (not math.isfinite(fail_over) or fail_over < 0):
         raise fail(f"--fail-over must be an amount in USD >= 0, got {fail_over}")
     start, end = window(today, since, days, until)
-    api_keys = len(settings(ctx).api_keys)
+    api_keys = settings(ctx).api_keys
     with reading(ctx) as store:
         if key is not None:
             check_key(store, key, api_keys)
         report = store.usage(since=start, until=end, by=by, key=key)
-    over = fail_over is not None and report.total.cost_micros > round(fail_over * 1_000_000)
+    over = fail_over is not None and report.total.cost_micros > micros_rounded(fail_over)
     if as_json:
         emit_json(report_json(report, fail_over, over))
     elif as_csv:

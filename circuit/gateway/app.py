@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 from circuit import __version__
 from circuit.config import Settings, load_settings
 from circuit.errors import AuthenticationFailed, CircuitError
+from circuit.gateway.connections import lifespan_state
 from circuit.gateway.flow import ChatFlow
 from circuit.gateway.readiness import readiness
 from circuit.gateway.request_id import (
@@ -49,6 +50,28 @@ _CHAT_BODY_SCHEMA = {
 }
 
 
+#: OpenAI's error shape (the 503 of an open breaker has no `type`: its body is fixed).
+_ERROR_SCHEMA = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["message", "code"], "properties": {
+        "message": {"type": "string"}, "type": {"type": "string"}, "code": {"type": "string"}}}},
+}
+#: The errors the chat route answers with, for the OpenAPI description.
+_CHAT_ERRORS = {status: {"description": description,
+                         "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+                for status, description in {
+    400: "Invalid request: malformed JSON, a missing or ill-typed field, unreadable HTTP",
+    401: "Missing, unknown or revoked API key",
+    404: "The upstream does not know the model",
+    413: "Request body over CIRCUIT_MAX_BODY_BYTES",
+    429: "Rate limit (requests or tokens per minute) or daily budget reached; see Retry-After",
+    502: "The upstream failed, or its answer was over its size bound",
+    503: "No upstream can serve (circuit breaker open), or every connection is busy; "
+         "see Retry-After",
+    504: "The upstream did not answer, or went silent, within its timeout",
+}.items()}
+
+
 class CircuitApp(FastAPI):
     """FastAPI, with the proxy route served on a fast path in front of its middleware stack.
 
@@ -79,10 +102,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     gateway = Gateway(settings)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
         await gateway.start()
         try:
-            yield
+            # The HTTP protocol (circuit.gateway.http_protocol) reads its limits from here.
+            yield lifespan_state(settings)
         finally:
             await gateway.stop()
 
@@ -95,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     chat = ChatFlow(gateway)
     app.fast_routes = {("POST", "/v1/chat/completions"): chat}
 
-    @app.post("/v1/chat/completions", openapi_extra=_CHAT_BODY_SCHEMA,
+    @app.post("/v1/chat/completions", openapi_extra=_CHAT_BODY_SCHEMA, responses=_CHAT_ERRORS,
               summary="Create a chat completion (OpenAI-compatible, JSON or SSE)")
     async def chat_completions(request: Request) -> Response:
         return await chat(request)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from circuit.errors import AuthenticationFailed
-from circuit.keys import hash_secret
+from circuit.keys import config_key_names, hash_secret
 from circuit.store.records import KeyRow
 
 
@@ -26,18 +25,21 @@ class KeyRing:
 
     def __init__(self) -> None:
         self._active: dict[str, ClientKey] = {}
-        self._revoked: frozenset[str] = frozenset()
+        #: Revoked key hashes -> their names, so a refused request is recorded under its key.
+        self._revoked: dict[str, str] = {}
 
-    def load(self, config_keys: Iterable[str], rows: Iterable[KeyRow]) -> None:
-        active = {hash_secret(secret): ClientKey(f"config-{i}")
-                  for i, secret in enumerate(config_keys, 1)}
-        revoked = set()
+    def load(self, config_keys: Sequence[str], rows: Iterable[KeyRow]) -> None:
+        active = {hash_secret(secret): ClientKey(name)
+                  for name, secret in zip(config_key_names(config_keys), config_keys,
+                                          strict=True)}
+        revoked = {}
         for row in rows:
             if row.revoked_at:
-                revoked.add(row.key_hash)
+                revoked[row.key_hash] = row.name
             else:
                 active[row.key_hash] = ClientKey(row.name, row.daily_limit_usd, row.rpm, row.tpm)
-        self._active, self._revoked = active, frozenset(revoked - active.keys())
+        self._active = active
+        self._revoked = {digest: name for digest, name in revoked.items() if digest not in active}
 
     def __len__(self) -> int:
         return len(self._active)
@@ -52,12 +54,15 @@ class KeyRing:
         if scheme.lower() != "bearer" or not secret:
             raise AuthenticationFailed(
                 "Malformed Authorization header: expected 'Bearer <key>'")
+        # Looked up by the SHA-256 of the secret, never by the secret: how long the dictionary
+        # takes to find (or miss) a digest says nothing an attacker can use to guess the
+        # secret byte by byte, so no constant-time comparison is needed (nor would one of a
+        # digest with itself mean anything).
         digest = hash_secret(secret)
-        # Looked up by hash, so lookup time says nothing about the secret; compared in
-        # constant time all the same.
         key = self._active.get(digest)
-        if key is not None and hmac.compare_digest(digest, hash_secret(secret)):
+        if key is not None:
             return key
         if digest in self._revoked:
-            raise AuthenticationFailed("This API key has been revoked", code="revoked_api_key")
+            raise AuthenticationFailed("This API key has been revoked", code="revoked_api_key",
+                                       key_name=self._revoked[digest])
         raise AuthenticationFailed("Incorrect API key provided")

@@ -3,7 +3,7 @@
 Only what the gateway itself relies on is checked (`model`, `messages`, `stream`,
 `stream_options`); everything else is the upstream's to judge, as it would be without Circuit.
 
-Pydantic validation costs 50–500 µs a request on this path (DESIGN.md); the body is parsed once
+Pydantic validation costs 50–500 µs a request on this path (docs/design.md); the body is parsed once
 with orjson and forwarded as the client sent it.
 """
 
@@ -24,7 +24,6 @@ class ChatRequest:
     raw: bytes
     model: str
     stream: bool
-    include_usage: bool  # the client itself asked for the usage chunk
     messages: list[Any]
 
 
@@ -78,6 +77,4 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         raise InvalidRequest("'stream_options' must be an object", code="invalid_type")
     # Output knobs (`max_tokens`, `n`, …) are the upstream's to judge: the budget reads them
     # leniently, as the most lenient upstream would (accounting.bound).
-    return ChatRequest(body=body, raw=raw, model=model, stream=bool(stream),
-                       include_usage=bool(options and options.get("include_usage") is True),
-                       messages=messages)
+    return ChatRequest(body=body, raw=raw, model=model, stream=bool(stream), messages=messages)

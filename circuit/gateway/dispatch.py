@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from circuit.errors import CircuitError, ServiceUnavailable, UpstreamError, UpstreamRejected
 from circuit.gateway.routing import Target
-from circuit.resilience.breaker import CircuitBreaker
+from circuit.resilience.breaker import CircuitBreaker, Permit
 from circuit.resilience.retry import RetryPolicy, parse_retry_after
 
 T = TypeVar("T")
@@ -49,10 +49,9 @@ class Dispatcher:
         self._rand = rand
 
     async def call(self, targets: list[Target], attempt: Callable[[Target], Awaitable[T]],
-                   trace: DispatchTrace,
-                   started: float) -> tuple[Target, T, CircuitBreaker]:
-        """The first target's answer that succeeds, with the breaker that let it through.
-        The caller owes that breaker the outcome of the answer (success, failure, abandoned)."""
+                   trace: DispatchTrace, started: float) -> tuple[Target, T, Permit]:
+        """The first target's answer that succeeds, with the permit its breaker gave the
+        call: the answer's outcome (success, failure, abandoned) is told to it."""
         last_error: CircuitError | None = None
         for target in targets:
             breaker = self._breakers[target.provider.name]
@@ -60,7 +59,8 @@ class Dispatcher:
             if self._clock() - started > policy.deadline:
                 break
             for number in range(1, policy.max_attempts + 1):
-                if not await breaker.permit():
+                permit = await breaker.claim()
+                if permit is None:
                     trace.failed(target, "breaker_open", 503)
                     break
                 trace.attempts += 1
@@ -69,9 +69,9 @@ class Dispatcher:
                 except UpstreamError as error:
                     trace.failed(target, error.code, error.status)
                     if error.breaker_failure:
-                        breaker.record_failure(error.code)
+                        permit.failure(error.code)
                     else:
-                        breaker.record_success()  # it answered; the request was at fault
+                        permit.success()  # it answered; the request was at fault
                     last_error = error
                     if isinstance(error, UpstreamRejected) and not error.retryable:
                         raise  # the client's own error: no other target will like it more
@@ -84,9 +84,9 @@ class Dispatcher:
                     await self._sleep(delay)
                     continue
                 except BaseException:
-                    breaker.record_abandoned()
+                    permit.abandoned()
                     raise
-                return target, result, breaker
+                return target, result, permit
         if last_error is not None:
             raise last_error
         breakers = [self._breakers[t.provider.name] for t in targets]

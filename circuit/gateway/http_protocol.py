@@ -1,21 +1,43 @@
-"""uvicorn's httptools protocol with limits on request headers, which it has none of.
+"""uvicorn's httptools protocol with the limits a server facing the internet needs.
 
-Without them a client can make the gateway buffer megabytes of headers per connection. Past
-64 KiB of request line and headers the answer is 431 and the connection closes; past 100
-headers the parser stops and uvicorn answers 400. `circuit serve` runs this protocol.
+uvicorn bounds none of these; `circuit serve` runs this protocol instead:
+- Heads: past 64 KiB of request line and headers (only those bytes: a body in the same read
+  is not counted), or past 100 headers, the answer is 431 and the connection closes.
+- Time: a head must be complete within `header_timeout` of the connection's opening (or of
+  its first byte on a kept-alive connection), a body within `body_timeout` of its head, plus a
+  second per 64 KiB received; an idle kept-alive connection closes after `keepalive_timeout`.
+- Count: at most `max_connections` per worker; see `circuit.gateway.connections`.
+- Refusals are in OpenAI's error shape (JSON), as every other answer of the gateway, unreadable
+  HTTP included; the connection is then half-closed and what the client still sends is
+  dropped for a moment, so the client reads the answer instead of a reset.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from typing import Any
+
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from circuit.errors import (
+    CircuitError,
+    MalformedHttp,
+    RequestHeadersTooLarge,
+    RequestTimeout,
+    TooManyConnections,
+)
+from circuit.gateway.connections import guard_for
+from circuit.gateway.request_id import new_request_id
+from circuit.gateway.responses import closing_error_bytes
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 100
-
-_431 = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-        b"content-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s")
-_431_BODY = (b'{"error": {"message": "Request headers are too large", '
-             b'"type": "invalid_request_error", "code": "request_header_fields_too_large"}}')
+#: A body may take one second more for every this many bytes it has delivered.
+BODY_BYTES_PER_EXTRA_SECOND = 64 * 1024
+#: Seconds a refused connection is kept half-closed for the client to read its answer.
+LINGER_SECONDS = 2.0
+_HEAD_END = b"\r\n\r\n"
 
 
 class TooManyHeaders(Exception):
@@ -23,30 +45,213 @@ class TooManyHeaders(Exception):
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    _in_head = True
-    _head_bytes = 0
-    _header_count = 0
+    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._guard = guard_for(app_state)
+        self.timeout_keep_alive = self._guard.policy.keepalive_timeout
+        # Where the parser is: in a head (bytes counted, with the last three kept so a head's
+        # end split across reads is found), or in a body of `_body_left` bytes (None: chunked).
+        self._in_head = True
+        self._head_bytes = 0
+        self._tail = b""
+        self._body_left: int | None = 0
+        self._body_started = 0.0
+        self._body_bytes = 0
+        self._header_count = 0
+        self._messages_done = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._refusing: CircuitError | None = None
+        self._closing = False
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        guard = self._guard
+        if len(self.connections) > guard.policy.max_connections and not guard.make_room():
+            self._answer_and_close(TooManyConnections())
+            return
+        guard.waiting(self)
+        self._arm(guard.policy.header_timeout, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        self._guard.busy(self)
+        super().connection_lost(exc)
+
+    def evict(self) -> None:
+        self._cancel_timer()
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    # -- bytes in ------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head:
-            # While the head is incomplete every byte so far belongs to it.
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self.transport.write(_431 % (len(_431_BODY), _431_BODY))
-                self.transport.close()
-                return
-        super().data_received(data)
+        if self._closing:
+            return  # a refused connection: what the client still sends is dropped
+        start, end = 0, len(data)
+        while start < end and not self._closing and not self.transport.is_closing():
+            if self._in_head:
+                stop = self._head_end(data, start)
+                piece_end = end if stop < 0 else stop
+                self._head_bytes += piece_end - start
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._answer_and_close(RequestHeadersTooLarge("Request headers are too large"))
+                    return
+                self._tail = (self._tail + data[max(start, end - 3):end])[-3:] if stop < 0 \
+                    else b""
+                self._feed(data, start, piece_end)
+            elif self._body_left is not None:
+                piece_end = min(end, start + self._body_left)
+                self._body_left -= piece_end - start
+                self._feed(data, start, piece_end)
+            else:
+                # A chunked body: its end is the parser's to find. Should a pipelined request
+                # begin in the same read, its head is at most what follows the last CRLFCRLF.
+                piece_end = end
+                done = self._messages_done
+                self._feed(data, start, piece_end)
+                if self._in_head and self._messages_done != done:
+                    last = data.rfind(_HEAD_END, start, end)
+                    self._head_bytes = end - (start if last < 0 else last + 4)
+                    self._tail = data[-3:]
+            start = piece_end
+        self._arm_for_state()
+
+    def _feed(self, data: bytes, start: int, end: int) -> None:
+        super().data_received(data if start == 0 and end == len(data)
+                              else memoryview(data)[start:end])
+
+    def _head_end(self, data: bytes, start: int) -> int:
+        """Index in `data` just past the head's end, or -1 if it does not end in this read."""
+        if self._tail and start == 0:
+            joined = self._tail + data[:3]
+            found = joined.find(_HEAD_END)
+            if found >= 0:
+                return found + 4 - len(self._tail)
+        found = data.find(_HEAD_END, start)
+        return -1 if found < 0 else found + 4
+
+    # -- parser callbacks ----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head, self._head_bytes, self._header_count = True, 0, 0
+        self._header_count = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
         if self._header_count > MAX_HEADERS:
-            raise TooManyHeaders  # the parser stops; uvicorn answers 400 and closes
+            self._refusing = RequestHeadersTooLarge(f"More than {MAX_HEADERS} request headers")
+            raise TooManyHeaders  # the parser stops; send_400_response answers
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._cancel_timer()
+        self._guard.busy(self)
+        length = 0
+        for name, value in self.headers:
+            if name == b"content-length" and value.isdigit():
+                length = int(value)
+            elif name == b"transfer-encoding":
+                length = None
+                break
+        self._body_left = length
+        self._body_bytes = 0
+        self._body_started = self.loop.time()
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._in_head, self._head_bytes, self._tail = True, 0, b""
+        self._messages_done += 1
+        self._cancel_timer()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and not self.pipeline and \
+                self.cycle.response_complete:
+            self._guard.waiting(self)
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's answer is text/plain; the gateway's answers are all OpenAI-shaped JSON.
+        self._answer_and_close(self._refusing or MalformedHttp(
+            "The request is not valid HTTP/1.1 (the connection is closed)"))
+
+    # -- timeouts ------------------------------------------------------------------------------
+
+    def _arm_for_state(self) -> None:
+        """After a read: time the part of a request that is still on its way, if any."""
+        if self._timer is not None or self._closing or self.transport.is_closing():
+            return
+        policy = self._guard.policy
+        if self._in_head:
+            if self._head_bytes:
+                self._arm(policy.header_timeout, self._head_timed_out)
+        else:
+            self._arm(policy.body_timeout, self._body_overdue)
+
+    def _head_timed_out(self) -> None:
+        self._timer = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a pipelined head behind a request in flight: keep-alive bounds it later
+        if self._head_bytes:
+            self._answer_and_close(RequestTimeout(
+                f"The request headers did not arrive within "
+                f"{self._guard.policy.header_timeout:g}s"))
+        else:
+            self.transport.close()  # nothing asked: nothing to answer
+
+    def _body_overdue(self) -> None:
+        self._timer = None
+        policy = self._guard.policy
+        allowed = policy.body_timeout + self._body_bytes / BODY_BYTES_PER_EXTRA_SECOND
+        left = self._body_started + allowed - self.loop.time()
+        if left > 0:
+            self._arm(left, self._body_overdue)  # the body kept coming: it earned more time
+            return
+        cycle = self.cycle
+        if cycle is not None:
+            # The app waits on the body: it sees the client gone, and writes nothing more.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if cycle.response_started:
+                self.transport.close()
+                return
+        self._answer_and_close(RequestTimeout(
+            f"The request body did not arrive within {allowed:.0f}s"))
+
+    def _arm(self, delay: float, callback: Any) -> None:
+        self._cancel_timer()
+        self._timer = self.loop.call_later(delay, callback)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- refusing ------------------------------------------------------------------------------
+
+    def _answer_and_close(self, error: CircuitError) -> None:
+        """Answer `error` and end the connection: half-close at once, close for good when the
+        client hangs up or after LINGER_SECONDS."""
+        self._closing = True
+        self._cancel_timer()
+        self._guard.busy(self)
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(closing_error_bytes(error, new_request_id()))
+        try:
+            transport.write_eof()
+        except (NotImplementedError, OSError, RuntimeError):
+            transport.close()
+            return
+        self._timer = self.loop.call_later(LINGER_SECONDS, transport.close)
+        with contextlib.suppress(AttributeError):
+            self.flow.resume_reading()  # keep reading (and dropping) until the client leaves

@@ -39,8 +39,6 @@ async def _database(gateway: Gateway) -> dict:
 
 
 def _providers(gateway: Gateway) -> dict:
-    if gateway.router is None:
-        return {"ok": False, "error": "not started"}
     breakers = {name: breaker.state for name, breaker in gateway.breakers.items()}
     answer = {"ok": bool(gateway.router.providers), "default": gateway.router.default.name,
               "breakers": breakers}

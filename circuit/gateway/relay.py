@@ -17,10 +17,10 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from circuit.accounting.stream_tally import MalformedChunk, StreamTally
+from circuit.accounting.stream_tally import StreamTally
 from circuit.errors import CircuitError, StreamBroken, UpstreamError, UpstreamOverrun
-from circuit.providers.base import ChunkStream
 from circuit.providers.upstream_errors import upstream_error_fields
+from circuit.wire import EventStream
 
 _DONE = b"data: [DONE]\n\n"
 
@@ -37,7 +37,7 @@ class StreamOutcome:
 class StreamRelay(Response):
     """An ASGI response relaying `stream`; calls `settle(tally, outcome)` exactly once."""
 
-    def __init__(self, stream: ChunkStream, tally: StreamTally,
+    def __init__(self, stream: EventStream, tally: StreamTally,
                  settle: Callable[[StreamTally, StreamOutcome], None],
                  headers: dict[str, str]) -> None:
         self._stream = stream
@@ -86,8 +86,8 @@ class StreamRelay(Response):
         tally = self._tally
         guard = tally.guard
         try:
-            async for payloads in self._stream:
-                out = [b"data: " + p + b"\n\n" for p in payloads if tally.observe(p)]
+            async for events in self._stream:
+                out = [b"data: " + e.data + b"\n\n" for e in events if tally.observe(e)]
                 # Checked before relaying: a read that passes the reservation is not sent.
                 if guard is not None and guard.due() and await guard.exceeded(tally.pieces):
                     await self._fail(send, outcome, UpstreamOverrun(
@@ -108,9 +108,6 @@ class StreamRelay(Response):
                     break
         except UpstreamError as error:
             await self._fail(send, outcome, error)
-            return
-        except MalformedChunk as exc:
-            await self._fail(send, outcome, StreamBroken(str(exc), code="bad_upstream_response"))
             return
         await send({"type": "http.response.body", "body": _DONE, "more_body": False})
 

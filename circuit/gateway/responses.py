@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http
 import logging
 
 import orjson
@@ -31,6 +32,18 @@ def error_response(error: CircuitError) -> Response:
     return json_response(error.body(), error.status, error.headers)
 
 
+def closing_error_bytes(error: CircuitError, request_id: str) -> bytes:
+    """The same answer as raw HTTP/1.1 bytes ending the connection, for what the server's
+    protocol refuses before any app sees a request (unreadable or oversized heads, timeouts,
+    the connection limit)."""
+    body = orjson.dumps(error.body())
+    head = [f"HTTP/1.1 {error.status} {http.HTTPStatus(error.status).phrase}",
+            "content-type: application/json", f"content-length: {len(body)}",
+            "connection: close", f"x-request-id: {request_id}",
+            *(f"{k}: {v}" for k, v in error.headers.items())]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
 async def _circuit_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CircuitError)
     return error_response(exc)
@@ -42,7 +55,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return error_response(NotFound(f"Unknown path {request.url.path}"))
     if exc.status_code == 405:
         return error_response(MethodNotAllowed(
-            f"Method {request.method} is not allowed on {request.url.path}"))
+            f"Method {request.method} is not allowed on {request.url.path}",
+            headers={k.lower(): v for k, v in (exc.headers or {}).items()}))
     error = CircuitError(str(exc.detail), code="http_error")
     error.status = exc.status_code
     error.type = "invalid_request_error" if exc.status_code < 500 else "server_error"

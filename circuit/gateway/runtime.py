@@ -4,30 +4,34 @@ stopped with the app."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 
 from circuit.accounting.budget import BudgetLedger
 from circuit.accounting.meter import Meter
-from circuit.accounting.pricing import PriceTable
-from circuit.config import ConfigError, Settings
+from circuit.config import Settings
 from circuit.gateway.auth import ClientKey, KeyRing
 from circuit.gateway.control import ControlLoop
 from circuit.gateway.dispatch import Dispatcher
 from circuit.gateway.fleet import Fleet
 from circuit.gateway.routing import Router
+from circuit.gateway.validation import validate
 from circuit.logs import RequestLog
 from circuit.metrics import BREAKER_STATES, GatewayMetrics, gauge
-from circuit.providers.registry import build_provider, provider_specs, route_table
+from circuit.money import micros
+from circuit.providers.registry import build_provider
 from circuit.resilience.breaker import BreakerPolicy, CircuitBreaker
 from circuit.resilience.rate_limit import Limiter, Limits, RateLimiter
 from circuit.store.base import Store
 from circuit.store.journal import RecordJournal
-from circuit.store.records import RequestRecord
+from circuit.store.retention import Pruner
 from circuit.store.select import journal_directory
 from circuit.store.select import open_store as select_store
 from circuit.store.writer import RecordWriter
+from circuit.wire import Usage
 
 log = logging.getLogger("circuit.gateway")
 
@@ -40,28 +44,22 @@ def open_store(settings: Settings) -> Store:
     return select_store(settings)
 
 
-def build_price_table(settings: Settings) -> PriceTable:
-    try:
-        return PriceTable.default(settings.prices)
-    except ValueError as exc:
-        raise ConfigError(f"[prices] {exc}") from None
-
-
 class Gateway:
-    """Everything a request needs, alive between `start()` and `stop()`."""
+    """Everything a request needs, built whole from the settings; `start()` opens what needs
+    the event loop (upstream pools, the control loop, the record writer), `stop()` closes it."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.prices = build_price_table(settings)
+        # Validated before anything opens, so a bad configuration stops start-up at once.
+        plan = validate(settings)
+        self.prices, self.specs, self.routes = plan.prices, plan.specs, plan.routes
         self.store = open_store(settings)
         self.keys = KeyRing()
-        # Validated here, so a bad [providers] or [routes] table stops start-up at once.
-        self.specs = provider_specs(settings)
-        self.routes = route_table(settings, self.specs)
         self.metrics = GatewayMetrics(
             lambda model: model in self.routes or self.prices.lookup(model) is not None)
         self.metrics.add_live(self._live_metrics)
-        self.meter = Meter(self.prices)
+        self.meter = Meter(self.prices, counted=self._counted)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.journal = RecordJournal(journal_directory(settings), settings.journal_reserve_bytes)
         self.writer = RecordWriter(
             self.store.insert_requests, journal=self.journal,
@@ -84,10 +82,22 @@ class Gateway:
             failure_rate=settings.breaker_failure_rate,
             consecutive_failures=settings.breaker_consecutive_failures,
             cooldown=settings.breaker_cooldown, half_open_calls=settings.breaker_half_open_calls)
-        self.breakers: dict[str, CircuitBreaker] = {}
-        self.router: Router | None = None
-        self.control: ControlLoop | None = None
-        self.dispatcher: Dispatcher | None = None
+        # Declared providers, and implicit ones only when something routes to them (an unused
+        # mock would load the tokenizers for nothing). Built here, started in start().
+        used = {settings.provider, *settings.providers,
+                *(provider for targets in self.routes.values() for provider, _ in targets)}
+        providers = {name: build_provider(spec, lambda: self.meter.counter)
+                     for name, spec in self.specs.items() if name in used}
+        self.router = Router(providers, settings.provider, self.routes,
+                             frozenset(name for name, spec in self.specs.items() if spec.free))
+        make_breaker = self.fleet.breaker if self.fleet is not None else CircuitBreaker
+        self.breakers = {name: make_breaker(name, self.breaker_policy) for name in providers}
+        self.dispatcher = Dispatcher(self.breakers,
+                                     {name: spec.retry for name, spec in self.specs.items()})
+        self.control = ControlLoop(self.store, self.keys, settings.api_keys, self.breakers,
+                                   self.ledger)
+        self.pruner = Pruner(self.store, settings.retention_days,
+                             settings.content_retention_days, settings.prune_interval)
 
     def limits(self, key: ClientKey) -> Limits:
         """The rate limits that apply to a key: its own, else the configured defaults."""
@@ -100,12 +110,16 @@ class Gateway:
         usd = key.daily_limit_usd if key.daily_limit_usd is not None \
             else self.settings.daily_usd_limit
         # A negative limit (keys.NO_DAILY_LIMIT) exempts the key from the default one.
-        return None if usd is None or usd < 0 else int(usd * 1_000_000)
+        return None if usd is None or usd < 0 else micros(usd)
 
-    def finish(self, record: RequestRecord) -> None:
-        """A request is over: hand its record to the writer."""
-        self.in_flight -= 1
-        self.writer.submit(record)
+    def _counted(self, grants: Any, usage: Usage, cost: int | None) -> None:
+        """The writer thread counted a request's tokens: settle its grants on the loop."""
+        if grants is None or self._loop is None:
+            return
+        # A loop already closed (shutdown) has nothing left to settle.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(grants.settle, self,
+                                            usage.input_tokens + usage.output_tokens, cost)
 
     def _live_metrics(self) -> list:
         live = [gauge("circuit_in_flight_requests", "Requests being handled.", self.in_flight),
@@ -130,30 +144,18 @@ class Gateway:
 
     async def start(self) -> None:
         """Migrate, load keys (off the loop), start providers, the control loop and the writer."""
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.store.migrate)
-        # Declared providers, and implicit ones only when something routes to them (an unused
-        # mock would load the tokenizers for nothing).
-        used = {self.settings.provider, *self.settings.providers,
-                *(provider for targets in self.routes.values() for provider, _ in targets)}
-        providers = {name: build_provider(spec, lambda: self.meter.counter)
-                     for name, spec in self.specs.items() if name in used}
-        for provider in providers.values():
+        for provider in self.router.providers.values():
             await provider.start()
-        self.router = Router(providers, self.settings.provider, self.routes,
-                             frozenset(name for name, spec in self.specs.items() if spec.free))
-        make_breaker = self.fleet.breaker if self.fleet is not None else CircuitBreaker
-        self.breakers = {name: make_breaker(name, self.breaker_policy) for name in providers}
         if self.fleet is not None:
             await self.fleet.start()
-        self.dispatcher = Dispatcher(self.breakers,
-                                     {name: spec.retry for name, spec in self.specs.items()})
-        self.control = ControlLoop(self.store, self.keys, self.settings.api_keys, self.breakers,
-                                   self.ledger)
         await self.control.start()
         if not len(self.keys):
             log.warning("no API keys: every request will get 401; create one with "
                         "`circuit keys add NAME` or set CIRCUIT_API_KEYS")
         self.writer.start()
+        await self.pruner.start()
 
     async def stop(self) -> None:
         """Stop taking work, close upstream pools, return leases, drain the writer.
@@ -161,19 +163,16 @@ class Gateway:
         Every step runs whatever the others did: a database that cannot be written (which
         fails saving breaker state and returning leases) must not keep the writer from
         draining its records into the journal."""
-        steps = []
-        if self.control is not None:
-            # Returning leases and saving breakers wait on the database: bounded, since
-            # what cannot be returned is only lost for the day, never overspent.
-            control = self.control
-            steps.append(("the control loop",
-                          lambda: asyncio.wait_for(control.stop(), CONTROL_STOP_TIMEOUT)))
+        # Returning leases and saving breakers wait on the database: bounded, since what cannot
+        # be returned is only lost for the day, never overspent.
+        steps = [("the control loop",
+                  lambda: asyncio.wait_for(self.control.stop(), CONTROL_STOP_TIMEOUT))]
         if self.fleet is not None:
             steps.append(("the Redis link", self.fleet.stop))
-        if self.router is not None:
-            steps += [(f"provider {name}", provider.aclose)
-                      for name, provider in self.router.providers.items()]
-        steps += [("the record writer", lambda: asyncio.to_thread(self.writer.stop)),
+        steps += [(f"provider {name}", provider.aclose)
+                  for name, provider in self.router.providers.items()]
+        steps += [("the pruner", self.pruner.stop),
+                  ("the record writer", lambda: asyncio.to_thread(self.writer.stop)),
                   ("the store", lambda: asyncio.to_thread(self.store.close))]
         for what, step in steps:
             try:

@@ -31,10 +31,18 @@ from circuit.errors import (
 )
 from circuit.providers.anthropic_stream import StreamTranslator, stream_error_body
 from circuit.providers.anthropic_translate import completion_from_anthropic, to_anthropic
-from circuit.providers.base import ChatCall, Completion, Timeouts
-from circuit.providers.sse import SSEDecoder
+from circuit.providers.base import SizeLimits, Timeouts
 from circuit.providers.upstream_errors import upstream_error_fields
-from circuit.providers.upstream_http import open_session, post, post_for_body
+from circuit.providers.upstream_http import (
+    ERROR_BODY_LIMIT,
+    open_session,
+    post,
+    post_for_body,
+    read_at_most,
+    read_bounded,
+)
+from circuit.providers.upstream_stream import UpstreamEventStream
+from circuit.wire import Call, Completion
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -103,7 +111,7 @@ class AnthropicProvider:
 
     def __init__(self, name: str, base_url: str, api_key: str | None,
                  timeouts: Timeouts | None = None, default_max_tokens: int = 4096,
-                 max_connections: int = 1000) -> None:
+                 max_connections: int = 1000, sizes: SizeLimits | None = None) -> None:
         self.name = name
         base = base_url.rstrip("/")
         if base.endswith("/v1"):  # accept either form of the base URL
@@ -116,6 +124,7 @@ class AnthropicProvider:
         if api_key:
             self._headers["x-api-key"] = api_key
         self._timeouts = timeouts or Timeouts()
+        self._sizes = sizes or SizeLimits()
         self._default_max_tokens = default_max_tokens
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -128,7 +137,7 @@ class AnthropicProvider:
         if self._session is not None:
             await self._session.close()
 
-    def _payload(self, call: ChatCall) -> bytes:
+    def _payload(self, call: Call) -> bytes:
         return orjson.dumps(to_anthropic(call.body, call.model, stream=call.stream,
                                          default_max_tokens=self._default_max_tokens))
 
@@ -139,10 +148,11 @@ class AnthropicProvider:
         return await post(self._session, self._url, payload, self.name, self._error_for,
                           stream=True)
 
-    async def complete(self, call: ChatCall) -> Completion:
+    async def complete(self, call: Call) -> Completion:
         payload = self._payload(call)  # a request Anthropic cannot take fails before the call
         body = await post_for_body(self._session, self._url, payload, self.name,
-                                   self._error_for, self._timeouts.first_byte)
+                                   self._error_for, self._timeouts.first_byte,
+                                   self._sizes.response)
         try:
             answer, usage, finish, text = completion_from_anthropic(orjson.loads(body),
                                                                     call.model)
@@ -152,7 +162,7 @@ class AnthropicProvider:
         return Completion(body=orjson.dumps(answer), usage=usage, finish_reason=finish,
                           text=text)
 
-    async def open_stream(self, call: ChatCall) -> AnthropicChunkStream:
+    async def open_stream(self, call: Call) -> UpstreamEventStream:
         payload = self._payload(call)
         options = call.body.get("stream_options")
         translator = StreamTranslator(
@@ -163,8 +173,8 @@ class AnthropicProvider:
         try:
             async with asyncio.timeout(self._timeouts.first_byte):
                 response = await self._post(payload)
-                stream = AnthropicChunkStream(self.name, response, self._timeouts.idle,
-                                              translator)
+                stream = UpstreamEventStream(self.name, response, self._timeouts.idle,
+                                             translator, self._sizes.event)
                 # Wait for the first event here, so a failure before it can still be retried.
                 await stream.prefetch()
         except TimeoutError:
@@ -193,10 +203,11 @@ class AnthropicProvider:
                 for _ in range(20):  # pages; far more models than Anthropic has
                     async with self._session.get(self._models_url, params=params) as response:
                         if response.status != 200:
-                            raise error_from_anthropic(response.status, await response.read(),
-                                                       response.headers, self.name,
-                                                       self._api_key)
-                        page = orjson.loads(await response.read())
+                            raise error_from_anthropic(
+                                response.status, await read_at_most(response, ERROR_BODY_LIMIT),
+                                response.headers, self.name, self._api_key)
+                        page = orjson.loads(await read_bounded(response, self._sizes.response,
+                                                               self.name))
                     models.extend(m["id"] for m in page.get("data", [])
                                   if isinstance(m, dict) and "id" in m)
                     if not page.get("has_more") or not page.get("last_id"):
@@ -207,78 +218,3 @@ class AnthropicProvider:
         except (aiohttp.ClientError, orjson.JSONDecodeError, AttributeError) as exc:
             raise UpstreamFailed(f"{self.name} could not list models: {exc}") from None
         return models
-
-
-class AnthropicChunkStream:
-    """An Anthropic SSE stream, yielding the OpenAI chunks of each network read."""
-
-    def __init__(self, provider: str, response: aiohttp.ClientResponse, idle: float,
-                 translator: StreamTranslator) -> None:
-        self._provider = provider
-        self._response = response
-        self._idle = idle
-        self._translator = translator
-        self._decoder = SSEDecoder()
-        self._first: list[bytes] | None = None
-        self._done = False
-
-    async def prefetch(self) -> None:
-        """Read until the first chunk is ready (or the stream ended). Only the caller's
-        first-byte timeout bounds this wait; the idle timeout starts after it."""
-        while not self._first and not self._done:
-            self._first = await self._read(None)
-
-    def __aiter__(self) -> AnthropicChunkStream:
-        return self
-
-    async def __anext__(self) -> list[bytes]:
-        if self._first:
-            first, self._first = self._first, None
-            return first
-        while not self._done:
-            payloads = await self._read(self._idle)
-            if payloads:
-                return payloads
-        raise StopAsyncIteration
-
-    async def _read(self, idle: float | None) -> list[bytes]:
-        try:
-            async with asyncio.timeout(idle):
-                chunk = await self._response.content.readany()
-        except TimeoutError:
-            self._close()
-            raise UpstreamTimeout(f"{self._provider} went silent for {self._idle:g}s "
-                                  "mid-stream", code="upstream_idle_timeout") from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            self._close()
-            raise StreamBroken(f"{self._provider} stream broke: {exc.__class__.__name__}") \
-                from None
-        if not chunk:
-            self._close()
-            # A clean end without message_stop means the upstream gave up mid-answer.
-            raise StreamBroken(f"{self._provider} ended the stream early")
-        payloads: list[bytes] = []
-        translator = self._translator
-        try:
-            for event in self._decoder.feed(chunk):
-                payloads.extend(translator.feed(event.data))
-                if translator.stopped:
-                    self._done = True
-                    self._response.release()
-                    break
-                if translator.error is not None:
-                    self._close()  # Anthropic sends nothing after an error event
-                    break
-        except StreamBroken:
-            self._close()
-            raise
-        return payloads
-
-    def _close(self) -> None:
-        self._done = True
-        # Closing (not releasing) drops the connection, which cancels the upstream call.
-        self._response.close()
-
-    async def aclose(self) -> None:
-        if not self._done:
-            self._close()

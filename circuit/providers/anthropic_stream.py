@@ -1,4 +1,7 @@
-"""Anthropic's Messages stream → OpenAI `chat.completion.chunk` payloads, one event at a time.
+"""Anthropic's Messages stream → OpenAI `chat.completion.chunk` events, one event at a time.
+
+Each chunk becomes a StreamEvent carrying what the translation already knows (text, usage,
+finish reason, error), so nothing is parsed again to count it.
 
     event                         OpenAI chunk(s)
     message_start                 delta {"role": "assistant", "content": ""}
@@ -20,7 +23,6 @@ from typing import Any
 
 import orjson
 
-from circuit.accounting.usage import Usage
 from circuit.errors import StreamBroken
 from circuit.providers.anthropic_translate import (
     FINISH_REASONS,
@@ -28,13 +30,15 @@ from circuit.providers.anthropic_translate import (
     usage_from_anthropic,
 )
 from circuit.providers.upstream_errors import upstream_error_fields
+from circuit.wire import StreamEvent, Usage
 
 
 class StreamTranslator:
     """Turns Anthropic stream events into OpenAI chunks, one event at a time.
 
-    `stopped` is set by `message_stop` (the stream ended well); `error` by an `error` event,
-    which becomes an OpenAI error payload (`{"error": {...}}`) for the relay to pass on."""
+    `stopped` (also `done`) is set by `message_stop` (the stream ended well); `error` (and
+    `failed`) by an `error` event, which becomes an OpenAI error payload (`{"error": {...}}`)
+    for the relay to pass on. It is the Transform of an UpstreamEventStream."""
 
     def __init__(self, provider: str, model: str, usage_nulls: bool = False,
                  secret: str | None = None) -> None:
@@ -44,6 +48,7 @@ class StreamTranslator:
                                       "created": int(time.time()), "model": model}
         if usage_nulls:  # what OpenAI does when the client asked for the usage chunk
             self._base["usage"] = None
+        self._forward_usage = usage_nulls
         self._usage: dict[str, Any] = {}
         self._tools: dict[int, list[Any]] = {}  # block index → [tool call index, args sent]
         self._started = False
@@ -55,12 +60,22 @@ class StreamTranslator:
     def usage(self) -> Usage | None:
         return usage_from_anthropic(self._usage) if self._usage else None
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return orjson.dumps({**self._base, "choices": [
-            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+    @property
+    def done(self) -> bool:
+        return self.stopped
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """The OpenAI payloads for one Anthropic event's `data`."""
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None,
+               text: str = "") -> StreamEvent:
+        data = orjson.dumps({**self._base, "choices": [
+            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+        return StreamEvent(data, text=text, outputs=1 if text else 0, finish_reason=finish)
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        """The OpenAI chunks for one Anthropic event's `data`."""
         try:
             event = orjson.loads(data)
             kind = event["type"]
@@ -73,30 +88,34 @@ class StreamTranslator:
             raise StreamBroken(f"{self._provider} sent a malformed {kind} event",
                                code="bad_upstream_response") from None
 
-    def _translate(self, kind: str, event: dict[str, Any]) -> list[bytes]:
+    def _translate(self, kind: str, event: dict[str, Any]) -> list[StreamEvent]:
         if kind == "content_block_delta":
             delta = event["delta"]
             if delta["type"] == "text_delta":
-                return [self._chunk({"content": delta["text"]})] if delta["text"] else []
+                text = delta["text"]
+                return [self._chunk({"content": text}, text=text)] if text else []
             tool = self._tools.get(event["index"])
             if delta["type"] == "input_json_delta" and tool is not None \
                     and delta["partial_json"]:
                 tool[1] = True
+                arguments = delta["partial_json"]
                 return [self._chunk({"tool_calls": [
-                    {"index": tool[0], "function": {"arguments": delta["partial_json"]}}]})]
+                    {"index": tool[0], "function": {"arguments": arguments}}]}, text=arguments)]
             # Thinking, signature and citation deltas, and the input of server-side tools
             # (web search, ...), have no OpenAI counterpart.
             return []
         if kind == "content_block_start":
             block = event["content_block"]
             if block["type"] == "text":
-                return [self._chunk({"content": block["text"]})] if block.get("text") else []
+                text = block.get("text")
+                return [self._chunk({"content": text}, text=text)] if text else []
             if block["type"] == "tool_use":
                 number = len(self._tools)
                 self._tools[event["index"]] = [number, False]
                 return [self._chunk({"tool_calls": [
                     {"index": number, "id": block["id"], "type": "function",
-                     "function": {"name": block["name"], "arguments": ""}}]})]
+                     "function": {"name": block["name"], "arguments": ""}}]},
+                    text=block["name"])]
             return []
         if kind == "content_block_stop":
             tool = self._tools.get(event["index"])
@@ -104,7 +123,7 @@ class StreamTranslator:
                 # A call without arguments: OpenAI would send an empty object, not nothing.
                 tool[1] = True
                 return [self._chunk({"tool_calls": [
-                    {"index": tool[0], "function": {"arguments": "{}"}}]})]
+                    {"index": tool[0], "function": {"arguments": "{}"}}]}, text="{}")]
             return []
         if kind == "message_start":
             if self._started:
@@ -127,11 +146,15 @@ class StreamTranslator:
             usage = self.usage
             if usage is None:
                 return []
-            return [orjson.dumps({**self._base, "choices": [], "usage": openai_usage(usage)})]
+            # The usage chunk OpenAI sends last; hidden from a client that did not ask for it.
+            return [StreamEvent(
+                orjson.dumps({**self._base, "choices": [], "usage": openai_usage(usage)}),
+                relay=self._forward_usage, usage=usage)]
         if kind == "error":
             fields = upstream_error_fields(event.get("error"), self._secret)
             self.error = {name: value for name, value in fields.items() if value is not None}
-            return [orjson.dumps({"error": stream_error_body(self._provider, self.error)})]
+            body = stream_error_body(self._provider, self.error)
+            return [StreamEvent(orjson.dumps({"error": body}), error=body)]
         return []  # ping, and event types added after this was written
 
     def _take_usage(self, usage: Any) -> None:

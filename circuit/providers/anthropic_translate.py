@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from circuit.accounting.usage import Usage
 from circuit.errors import UpstreamRejected
+from circuit.wire import Usage
 
 #: Anthropic `stop_reason` → OpenAI `finish_reason`.
 FINISH_REASONS = {

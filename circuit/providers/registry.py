@@ -9,23 +9,35 @@ ordered list of `provider:model` targets.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from circuit.accounting.tokens import TokenCounter
-from circuit.config import ConfigError, Settings
+from circuit.config import BUILT_IN_PROVIDERS, ConfigError, Settings, provider_name
+from circuit.parsers import (
+    parse_choice,
+    parse_flag,
+    parse_http_url,
+    parse_integer,
+    parse_number,
+    parse_text,
+)
 from circuit.providers.anthropic import AnthropicProvider
-from circuit.providers.base import Provider, Timeouts
+from circuit.providers.base import Provider, SizeLimits, Timeouts
 from circuit.providers.mock import MockProvider
 from circuit.providers.openai import OpenAIProvider
 from circuit.resilience.retry import RetryPolicy
 
-KINDS = ("openai", "anthropic", "mock")
-_NUMBERS = {"connect_timeout", "first_byte_timeout", "idle_timeout", "backoff_initial",
-            "backoff_max", "deadline"}
-_INTEGERS = {"max_attempts", "default_max_tokens", "max_connections"}
-_TEXTS = {"kind", "base_url", "api_key_env"}
-_FLAGS = {"free"}
+KINDS = BUILT_IN_PROVIDERS
+#: The fields of a `[providers.NAME]` table, each with the parser settings use for its kind.
+_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "kind": parse_choice(*KINDS), "base_url": parse_http_url, "api_key_env": parse_text,
+    "free": parse_flag,
+    **dict.fromkeys(("connect_timeout", "first_byte_timeout", "idle_timeout",
+                     "backoff_initial", "backoff_max", "deadline"), parse_number(0.0)),
+    **dict.fromkeys(("max_attempts", "default_max_tokens", "max_connections"),
+                    parse_integer(1)),
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,7 @@ class ProviderSpec:
     max_connections: int = 1000
     #: Costs nothing (the mock; a local model): serves unpriced models to budgeted keys.
     free: bool = False
+    sizes: SizeLimits = SizeLimits()
 
 
 def provider_specs(settings: Settings) -> dict[str, ProviderSpec]:
@@ -48,16 +61,18 @@ def provider_specs(settings: Settings) -> dict[str, ProviderSpec]:
                         settings.idle_timeout)
     retry = RetryPolicy(settings.retry_max_attempts, settings.retry_backoff_initial,
                         settings.retry_backoff_max, settings.request_deadline)
+    sizes = SizeLimits(settings.max_upstream_response_bytes, settings.max_upstream_event_bytes)
     specs = {"mock": ProviderSpec("mock", "mock", timeouts=timeouts, retry=retry, free=True)}
     if settings.openai_api_key or settings.provider == "openai":
         specs["openai"] = ProviderSpec("openai", "openai", settings.openai_base_url,
-                                       settings.openai_api_key, timeouts, retry)
+                                       settings.openai_api_key, timeouts, retry, sizes=sizes)
     if settings.anthropic_api_key or settings.provider == "anthropic":
         specs["anthropic"] = ProviderSpec("anthropic", "anthropic", settings.anthropic_base_url,
                                           settings.anthropic_api_key, timeouts, retry,
-                                          settings.anthropic_max_tokens)
+                                          settings.anthropic_max_tokens, sizes=sizes)
     for name, table in settings.providers.items():
-        specs[name] = _spec_from_table(name, table, settings, timeouts, retry)
+        specs[name] = replace(_spec_from_table(name, table, settings, timeouts, retry),
+                              sizes=sizes)
     return specs
 
 
@@ -66,28 +81,22 @@ def _spec_from_table(name: str, table: Any, settings: Settings, timeouts: Timeou
     where = f"[providers.{name}]"
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where} must be a table")
-    unknown = sorted(set(table) - _NUMBERS - _INTEGERS - _TEXTS - _FLAGS)
+    unknown = sorted(set(table) - _FIELDS.keys())
     if unknown:
         raise ConfigError(f"{where}: unknown setting {unknown[0]!r}")
+    parsed = {}
     for key, value in table.items():
-        if key in _TEXTS and not isinstance(value, str):
-            raise ConfigError(f"{where} {key} must be text")
-        if key in _NUMBERS and (isinstance(value, bool) or not isinstance(value, int | float)
-                                or value < 0):
-            raise ConfigError(f"{where} {key} must be a number >= 0")
-        if key in _INTEGERS and (isinstance(value, bool) or not isinstance(value, int)
-                                 or value < 1):
-            raise ConfigError(f"{where} {key} must be a whole number >= 1")
-        if key in _FLAGS and not isinstance(value, bool):
-            raise ConfigError(f"{where} {key} must be true or false")
-    kind = table.get("kind", name if name in KINDS else None)
-    if kind not in KINDS:
+        try:
+            parsed[key] = _FIELDS[key](value)
+        except ValueError as exc:
+            raise ConfigError(f"{where} {key} {exc}") from None
+    table = parsed
+    kind = table.get("kind", name.lower() if name.lower() in KINDS else None)
+    if kind is None:
         raise ConfigError(f"{where} kind must be one of {', '.join(KINDS)}")
     defaults = {"openai": settings.openai_base_url, "anthropic": settings.anthropic_base_url,
                 "mock": ""}
     base_url = table.get("base_url", defaults[kind])
-    if kind != "mock" and not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"{where} base_url must start with http:// or https://")
     api_key = None
     if "api_key_env" in table:
         api_key = settings.provider_secrets.get(table["api_key_env"])
@@ -124,6 +133,7 @@ def route_table(settings: Settings,
             provider, sep, upstream = str(target).partition(":")
             if not sep or not upstream:
                 raise ConfigError(f"[routes] {model!r}: {target!r} is not \"provider:model\"")
+            provider = provider_name(provider, specs)
             if provider not in specs:
                 raise ConfigError(f"[routes] {model!r}: unknown provider {provider!r} "
                                   f"(known: {', '.join(sorted(specs))})")
@@ -140,6 +150,6 @@ def build_provider(spec: ProviderSpec, counter: Callable[[], TokenCounter]) -> P
     if spec.kind == "anthropic":
         return AnthropicProvider(spec.name, spec.base_url, spec.api_key, spec.timeouts,
                                  default_max_tokens=spec.default_max_tokens,
-                                 max_connections=spec.max_connections)
+                                 max_connections=spec.max_connections, sizes=spec.sizes)
     return OpenAIProvider(spec.name, spec.base_url, spec.api_key, spec.timeouts,
-                          max_connections=spec.max_connections)
+                          max_connections=spec.max_connections, sizes=spec.sizes)

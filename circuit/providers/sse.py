@@ -1,4 +1,4 @@
-"""An incremental Server-Sent Events decoder for upstream streams."""
+"""An incremental Server-Sent Events decoder for upstream streams, with a bound on one event."""
 
 from __future__ import annotations
 
@@ -12,34 +12,69 @@ class SSEEvent:
 
 
 class SSEDecoder:
-    """Feed bytes as they arrive; get back every event completed by them."""
+    """Feed bytes as they arrive; get back every event completed by them.
 
-    __slots__ = ("_buffer",)
+    An event not yet ended is kept as the reads that brought it, joined once when it ends, so
+    a large event costs its size once (not once per read). An event past `max_event_bytes`
+    sets `too_large` instead of taking memory: what it held is dropped, the events before it
+    are returned, and nothing more is decoded."""
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    __slots__ = ("_parts", "_size", "_held", "_max", "too_large")
+
+    def __init__(self, max_event_bytes: int | None = None) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._held = b""  # a CR ending the last read: its LF may open the next one
+        self._max = max_event_bytes
+        self.too_large = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        buffer = self._buffer + chunk
-        held = b""
-        if b"\r" in buffer:
-            if buffer.endswith(b"\r"):
-                # A CRLF may be split across reads: keep the CR until its LF arrives.
-                buffer, held = buffer[:-1], b"\r"
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        blocks = buffer.split(b"\n\n")
-        self._buffer = blocks.pop() + held
+        if self.too_large:
+            return []
+        if self._held:
+            chunk, self._held = self._held + chunk, b""
+        if b"\r" in chunk:
+            if chunk.endswith(b"\r"):
+                chunk, self._held = chunk[:-1], b"\r"
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        # An event ends at a blank line, which may straddle the previous read and this one.
+        lead = 1 if self._parts and self._parts[-1].endswith(b"\n") and chunk[:1] == b"\n" else 0
+        end = -1 if lead else chunk.find(b"\n\n")
+        if end < 0 and not lead:
+            self._keep(chunk)
+            return []
+        pending = b"".join(self._parts)
+        first = pending[:-1] if lead else pending + chunk[:end]
+        blocks = chunk[(1 if lead else end + 2):].split(b"\n\n")
+        self._parts, self._size = [], 0
+        rest = blocks.pop()
         events = []
-        for block in blocks:
+        for block in (first, *blocks):
+            if self._over(len(block)):
+                return events
             event = _parse_block(block)
             if event is not None:
                 events.append(event)
+        self._keep(rest)
         return events
+
+    def _keep(self, part: bytes) -> None:
+        if part:
+            self._parts.append(part)
+            self._size += len(part)
+            self._over(self._size - part.endswith(b"\n"))  # not the terminator's first byte
+
+    def _over(self, size: int) -> bool:
+        if self._max is None or size <= self._max:
+            return False
+        self.too_large = True
+        self._parts, self._size, self._held = [], 0, b""  # dropped now, not at the end
+        return True
 
     @property
     def pending(self) -> bytes:
         """Bytes of an event not yet terminated (what a broken stream left half-sent)."""
-        return self._buffer
+        return b"".join(self._parts) + self._held
 
 
 def _parse_block(block: bytes) -> SSEEvent | None:

@@ -4,6 +4,8 @@ errors, the same for every wire format."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 from collections.abc import Callable, Mapping
 
 import aiohttp
@@ -12,11 +14,14 @@ from circuit.errors import (
     UpstreamError,
     UpstreamFailed,
     UpstreamNotStreaming,
+    UpstreamResponseTooLarge,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
 
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
+#: Bytes of an upstream's error answer read: its message is cut to 500 characters anyway.
+ERROR_BODY_LIMIT = 64 * 1024
 
 
 def open_session(headers: Mapping[str, str], connect_timeout: float,
@@ -45,12 +50,13 @@ async def post(session: aiohttp.ClientSession | None, url: str, payload: bytes, 
     except aiohttp.ClientError as exc:
         raise UpstreamFailed(f"{provider} request failed: {exc}") from None
     if response.status >= 300:
+        body = b""
         try:
-            body = await response.read()
+            body = await read_at_most(response, ERROR_BODY_LIMIT)
         except aiohttp.ClientError:
-            body = b""
+            pass
         finally:
-            response.release()
+            response.close()  # the rest of a long error answer is not worth reading
         raise error_for(response.status, body, response.headers)
     if stream and response.content_type == "application/json":
         response.close()
@@ -59,14 +65,72 @@ async def post(session: aiohttp.ClientSession | None, url: str, payload: bytes, 
     return response
 
 
+async def _read_parts(response: aiohttp.ClientResponse, limit: int) -> tuple[list[bytes], int]:
+    """The body as read, up to its end or just past `limit` bytes; and its size so far."""
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit and (part := await response.content.readany()):
+        parts.append(part)
+        size += len(part)
+    return parts, size
+
+
+async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body's first `limit` bytes (the rest is left unread)."""
+    parts, _ = await _read_parts(response, limit)
+    return b"".join(parts)[:limit]
+
+
+async def read_bounded(response: aiohttp.ClientResponse, limit: int, provider: str) -> bytes:
+    """The whole body, or UpstreamResponseTooLarge as soon as it is known to pass `limit`
+    (decoded bytes: a compressed answer is bounded by what it unpacks to)."""
+    declared = response.content_length
+    if declared is not None and declared > limit and not response.headers.get(
+            "content-encoding"):
+        response.close()
+        raise _too_large(provider, limit)
+    parts, size = await _read_parts(response, limit)
+    if size > limit:
+        response.close()
+        parts.clear()  # dropped unjoined: no copy of a refused answer
+        raise _too_large(provider, limit)
+    return b"".join(parts)
+
+
+def _too_large(provider: str, limit: int) -> UpstreamResponseTooLarge:
+    _give_back_memory()
+    return UpstreamResponseTooLarge(f"{provider} sent an answer of more than {limit} bytes")
+
+
+def event_too_large(provider: str, limit: int | None) -> UpstreamResponseTooLarge:
+    """The error for a stream event past its bound (the decoder's `too_large`)."""
+    _give_back_memory()
+    return UpstreamResponseTooLarge(f"{provider} sent a stream event of more than {limit} bytes")
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
+
+
+def _give_back_memory() -> None:
+    """Return the megabytes a refused answer was read into to the system. glibc keeps freed
+    heap memory for reuse, so without this the process stays as large as its largest refused
+    answer made it (the read is in pieces of a few KiB, which it does not map apart). Rare
+    (only past a bound) and a few milliseconds."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
 async def post_for_body(session: aiohttp.ClientSession | None, url: str, payload: bytes,
-                        provider: str, error_for: ErrorMapper, first_byte: float) -> bytes:
-    """The whole body of a (non-streamed) answer, which must arrive within `first_byte`."""
+                        provider: str, error_for: ErrorMapper, first_byte: float,
+                        limit: int) -> bytes:
+    """The whole body of a (non-streamed) answer, which must arrive within `first_byte` and be
+    at most `limit` bytes."""
     try:
         async with asyncio.timeout(first_byte):
             response = await post(session, url, payload, provider, error_for)
             try:
-                return await response.read()
+                return await read_bounded(response, limit, provider)
             finally:
                 response.release()
     except TimeoutError:

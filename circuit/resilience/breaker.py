@@ -156,9 +156,39 @@ class _HalfOpen(_State):
         self.in_flight = max(0, self.in_flight - 1)
 
 
+class Permit:
+    """A call the breaker let through. Its outcome is told once: success, failure or
+    abandoned (the call ended for a reason that says nothing of the provider); later
+    outcomes are ignored, so no caller owes the breaker a call and none tells it twice."""
+
+    __slots__ = ("_breaker", "told")
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+        self.told = False
+
+    def _tell(self) -> bool:
+        if self.told:
+            return False
+        self.told = True
+        return True
+
+    def success(self) -> None:
+        if self._tell():
+            self._breaker.record_success()
+
+    def failure(self, reason: str) -> None:
+        if self._tell():
+            self._breaker.record_failure(reason)
+
+    def abandoned(self) -> None:
+        if self._tell():
+            self._breaker.record_abandoned()
+
+
 class CircuitBreaker:
-    """One provider's breaker. Call `allow()` before a call, then exactly one of
-    `record_success`, `record_failure` or `record_abandoned` for each allowed call."""
+    """One provider's breaker. `permit()` before a call: a Permit to tell the call's outcome
+    to, or None when the breaker refuses the call."""
 
     def __init__(self, provider: str, policy: BreakerPolicy | None = None,
                  clock: Clock = time.monotonic, wall_clock: Clock = time.time,
@@ -181,13 +211,18 @@ class CircuitBreaker:
         return self._state.name
 
     def allow(self) -> bool:
-        """Whether a call may go to the provider now (a half-open trial slot is taken)."""
+        """Whether a call may go to the provider now (a half-open trial slot is taken); the
+        caller then owes exactly one record_* call. Prefer `permit()`."""
         return self._state.allow(self._clock())
 
-    async def permit(self) -> bool:
-        """`allow()`, for callers that may wait on a breaker the fleet shares (see
+    def permit(self) -> Permit | None:
+        """A permit for one call now, or None when the breaker refuses it."""
+        return Permit(self) if self._state.allow(self._clock()) else None
+
+    async def claim(self) -> Permit | None:
+        """`permit()`, for callers that may wait on a breaker the fleet shares (see
         shared_breaker.py): this one never waits."""
-        return self.allow()
+        return self.permit()
 
     def retry_after(self) -> int:
         """Whole seconds until the breaker will let a trial call through."""

@@ -93,6 +93,11 @@ class RateLimiter:
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self._clock = clock
         self._buckets: dict[tuple[str, str, int], TokenBucket] = {}
+        self._outstanding: dict[str, int] = {}  # tokens borrowed and not yet settled, per key
+
+    def outstanding(self, key: str) -> int:
+        """Tokens this key's requests in flight have borrowed (0 once all have settled)."""
+        return self._outstanding.get(key, 0)
 
     def _bucket(self, key: str, kind: str, capacity: int) -> TokenBucket:
         # A changed limit gets a fresh, full bucket: keyed by its capacity too.
@@ -124,8 +129,12 @@ class RateLimiter:
             requests.take(1)
         if budget is not None:
             budget.take(tokens)
+            self._outstanding[key] = self.outstanding(key) + tokens
 
     def settle(self, key: str, limits: Limits, borrowed: int, used: int) -> None:
         """Charge (or give back) the difference between tokens borrowed and used."""
-        if limits.tpm and used != borrowed:
+        if not limits.tpm:
+            return
+        self._outstanding[key] = self.outstanding(key) - borrowed
+        if used != borrowed:
             self._bucket(key, "tpm", limits.tpm).take(used - borrowed)

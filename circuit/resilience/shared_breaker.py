@@ -36,6 +36,7 @@ from circuit.resilience.breaker import (
     CircuitBreaker,
     Clock,
     Listener,
+    Permit,
     _Closed,
     _HalfOpen,
     _Open,
@@ -185,22 +186,22 @@ class SharedBreaker(CircuitBreaker):
 
     # -- the call path -----------------------------------------------------------------------
 
-    async def permit(self) -> bool:
-        """Whether a call may go now; past the cool-down, a trial call is claimed from the
-        fleet (one round trip, only while the provider is down)."""
+    async def claim(self) -> Permit | None:
+        """A permit for one call now, or None; past the cool-down, a trial call is claimed
+        from the fleet (one round trip, only while the provider is down)."""
         name = self._state.name
         if name == CLOSED:
-            return True
+            return Permit(self)
         if not self._link.up:
-            return self.allow()
+            return self.permit()
         if name == OPEN and self._clock() < self.probe_at:
-            return False
+            return None
         try:
             fleet = FleetState.from_reply(await self._link.run(
                 CLAIM, [self._key], self._args(self.policy.half_open_calls,
                                                self._trial_lease)))
         except LinkDown:
-            return self.allow()
+            return self.permit()
         self.apply(fleet)
         if fleet.granted:
             if self.state != HALF_OPEN or not self._in_round:
@@ -208,14 +209,14 @@ class SharedBreaker(CircuitBreaker):
                 self._in_round = True
             self._state.in_flight += 1
             self._trials.append(fleet.version)
-            return True
+            return Permit(self)
         if fleet.state == CLOSED:
             # The fleet holds no open breaker (this one opened while Redis was away, or its
             # news was lost): this replica decides alone, and the next sync publishes it.
-            return self.allow()
+            return self.permit()
         if fleet.state == HALF_OPEN:
             self.probe_at = self._clock() + RECHECK_SECONDS  # the round's trials are out
-        return False
+        return None
 
     def record_success(self) -> None:
         if not self._fleet_round():

@@ -7,7 +7,7 @@ SQLite and PostgreSQL accept, asking `schema` for the few things that differ bet
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,6 +18,14 @@ class Schema(Protocol):
     dialect: str  # "sqlite" | "postgres"
 
     def execute(self, sql: str) -> None: ...
+
+    def executemany(self, sql: str, params: Iterable[Sequence[object]]) -> None:
+        """Run one statement (`?` placeholders) once per parameter tuple."""
+        ...
+
+    def rows(self, sql: str) -> Iterator[tuple]:
+        """The rows of a query, streamed (a backfill over a big table must not hold them all)."""
+        ...
 
     @property
     def id_column(self) -> str:
@@ -197,3 +205,54 @@ def m007_record_keys(schema: Schema) -> None:
     # record, writing the batch again (or replaying its journal) cannot make a second row.
     schema.execute("ALTER TABLE requests ADD COLUMN record_key TEXT")
     schema.execute("CREATE UNIQUE INDEX requests_record_key ON requests (record_key)")
+
+
+@migration
+def m020_request_door(schema: Schema) -> None:
+    # The API a request came in by (chat completions today; other doors later), so usage
+    # can be told apart per door.
+    schema.execute("ALTER TABLE requests ADD COLUMN api TEXT NOT NULL DEFAULT 'chat'")
+
+
+@migration
+def m021_request_rollups(schema: Schema) -> None:
+    # Daily and monthly totals per key, model, provider and door, kept after retention
+    # prunes the rows (circuit/store/rollups.py), with a latency histogram for percentiles.
+    from circuit.store import latency_histogram, rollups
+
+    big = "BIGINT NOT NULL DEFAULT 0"
+    schema.execute(f"""
+        CREATE TABLE request_rollups (
+            span TEXT NOT NULL,
+            day TEXT NOT NULL,
+            key_name TEXT NOT NULL,
+            model TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            api TEXT NOT NULL,
+            requests {big},
+            failed {big},
+            rejected {big},
+            client_disconnected {big},
+            tokens_input {big},
+            tokens_output {big},
+            tokens_cached {big},
+            cost_micros {big},
+            unpriced {big},
+            latency_sum_ms {_double(schema)} NOT NULL DEFAULT 0,
+            {", ".join(f"{c} {big}" for c in latency_histogram.COLUMNS)},
+            PRIMARY KEY (span, day, key_name, model, provider, api)
+        )""")
+    # The rows already there: one streamed pass, tallied in memory per group (a few
+    # thousand groups a year), written once: measured 6 s per million rows on SQLite, 12 s on
+    # PostgreSQL (2 busy cores), once, at the first start of the new version.
+    groups = rollups.tally(schema.rows(
+        f"SELECT {', '.join(rollups.SOURCE_COLUMNS)} FROM requests"))
+    schema.executemany(rollups.UPSERT, rollups.upsert_rows(groups))
+
+
+@migration
+def m022_content_index(schema: Schema) -> None:
+    # Content retention clears the text of old rows; this partial index holds only rows that
+    # still have text, so each pruning batch finds its rows without walking cleared ones.
+    schema.execute("CREATE INDEX requests_with_content ON requests (timestamp) "
+                   "WHERE partial_text IS NOT NULL OR error_message IS NOT NULL")

@@ -9,7 +9,7 @@ those of SQLiteStore; the same contract tests run against both.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 
@@ -20,11 +20,21 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from circuit.store.base import KeyExists, KeyNotFound
+from circuit.store.errors import (
+    NotCircuitDatabase,
+    SchemaOutdated,
+    StoreError,
+    StoreRejected,
+    StoreUnavailable,
+    translating,
+)
 from circuit.store.migrations import apply_pending
 from circuit.store.postgres_locks import LOCK_STATEMENT, MIGRATION_LOCK, REQUESTS_LOCK
 from circuit.store.postgres_protection import PostgresProtection
-from circuit.store.postgres_reports import PostgresReports
-from circuit.store.records import REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
+from circuit.store.postgres_reports import PostgresReports, placeholders
+from circuit.store.pruning import PruningQueries
+from circuit.store.records import KEY_COLUMNS, REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
+from circuit.store.rollups import SOURCE_COLUMNS, UPSERT, source, tally, upsert_rows
 from circuit.store.timestamps import utc_now
 
 _COPY_REQUESTS = sql.SQL("COPY requests ({}) FROM STDIN").format(
@@ -33,8 +43,9 @@ _INSERT_AGAIN = sql.SQL(
     "INSERT INTO requests ({}) VALUES ({}) ON CONFLICT (record_key) DO NOTHING").format(
     sql.SQL(", ").join(map(sql.Identifier, REQUEST_COLUMNS)),
     sql.SQL(", ").join(sql.Placeholder() for _ in REQUEST_COLUMNS))
-_KEY_FIELDS = ("name", "key_hash", "key_prefix", "daily_limit_usd", "rpm", "tpm", "created_at",
-               "revoked_at")
+_INSERTED_SINCE = f"SELECT {', '.join(SOURCE_COLUMNS)} FROM requests WHERE id > %s"
+_UPSERT_ROLLUPS = placeholders(UPSERT)
+_KEY_FIELDS = KEY_COLUMNS
 _KEY_COLUMNS = ", ".join(_KEY_FIELDS)
 
 #: Pool bounds: the writer thread, the control loop, lease calls and `to_thread` readers
@@ -56,15 +67,42 @@ class _PostgresSchema:
     def execute(self, statement: str) -> None:
         self._conn.execute(statement)  # type: ignore[arg-type]  # migration text is trusted
 
+    def executemany(self, statement: str, params: Iterable[Sequence[object]]) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(placeholders(statement), list(params))  # type: ignore[arg-type]
 
-class PostgresStore(PostgresProtection, PostgresReports):
+    def rows(self, statement: str) -> Iterator[tuple]:
+        # A server-side cursor: the rows come in pages, never all at once.
+        with self._conn.cursor(name="circuit_migration_rows") as cursor:
+            cursor.itersize = 10_000
+            cursor.execute(statement)  # type: ignore[arg-type]
+            yield from cursor
+
+
+def postgres_error(exc: BaseException) -> StoreError | None:
+    """psycopg's exceptions as the store's typed errors (None: not a database failure)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, errors.UndefinedTable) and "request_rollups" not in text:
+        return NotCircuitDatabase(f"not a Circuit database ({text})")
+    if isinstance(exc, errors.UndefinedColumn | errors.UndefinedTable):
+        return SchemaOutdated(f"an older schema ({text}); starting a gateway migrates it")
+    if isinstance(exc, psycopg.IntegrityError | psycopg.DataError):
+        return StoreRejected(text)
+    if isinstance(exc, psycopg.Error | PoolTimeout):
+        return StoreUnavailable(text)
+    return None
+
+
+@translating(postgres_error)
+class PostgresStore(PostgresProtection, PostgresReports, PruningQueries):
     """The Store interface on a PostgreSQL database (the schema is the URL's search_path).
 
-    An unreachable database raises psycopg.OperationalError, as every other database failure
-    does, with a message that names the server and the reason, never the password.
+    Every database failure is a typed StoreError (circuit/store/errors.py) whose message names
+    the server and the reason, never the password.
     """
 
     dialect = "postgres"
+    _pick_lock = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str, *, min_size: int = POOL_MIN, max_size: int = POOL_MAX) -> None:
         self.url = url
@@ -176,12 +214,20 @@ class PostgresStore(PostgresProtection, PostgresReports):
         with self.connection() as conn, conn.transaction():
             conn.execute(LOCK_STATEMENT, (REQUESTS_LOCK,))
             if records and again:
+                # Some of the batch may be in already: the rollups count only what went in
+                # (ids past the newest before it; the lock keeps other writers out).
+                before = conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]
                 with conn.cursor() as cursor:
                     cursor.executemany(_INSERT_AGAIN, [request_row(r) for r in records])
+                sources = conn.execute(_INSERTED_SINCE, (before,)).fetchall()
             elif records:
                 with conn.cursor().copy(_COPY_REQUESTS) as copy:
                     for record in records:
                         copy.write_row(request_row(record))
+                sources = map(source, records)  # COPY takes all of the batch or none of it
+            if records:
+                with conn.cursor() as cursor:
+                    cursor.executemany(_UPSERT_ROLLUPS, upsert_rows(tally(sources)))
             if replayed is not None:
                 conn.execute(
                     "INSERT INTO journal_replays (file, byte_offset, replayed_at) "
@@ -194,6 +240,18 @@ class PostgresStore(PostgresProtection, PostgresReports):
             row = conn.execute("SELECT byte_offset FROM journal_replays WHERE file = %s",
                                (file,)).fetchone()
         return row[0] if row else 0
+
+    def release_space(self) -> int:
+        """Nothing to give back: autovacuum makes dead rows' space reusable by itself."""
+        return 0
+
+    def compact(self) -> int:
+        """Nothing to do: PostgreSQL's autovacuum keeps the tables from growing."""
+        return 0
+
+    def _change(self, statement: str, params: Sequence[object]) -> int:
+        with self.connection() as conn:
+            return conn.execute(placeholders(statement), params).rowcount  # type: ignore[arg-type]
 
     def recent_requests(self, limit: int = 10) -> list[dict]:
         with self.connection() as conn:

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from circuit.money import usd
+
 RequestStatus = Literal["ok", "failed", "rejected", "client_disconnected"]
 
 # A random per-process prefix and a counter: unique across processes and restarts.
@@ -48,6 +50,8 @@ class RequestRecord:
     #: Why the upstream's usage cannot be right (past the request's bound, or far above a
     #: local count of the same text); NULL when nothing is amiss.
     usage_anomaly: str | None = None
+    #: The door the request came in by: the API the client spoke ('chat': chat completions).
+    api: str = "chat"
     #: Unique per record (the request id is the client's choice and may repeat): a batch
     #: whose commit failed ambiguously, or a journal replayed twice, is inserted once.
     record_key: str = field(default_factory=new_record_key)
@@ -59,7 +63,7 @@ class RequestRecord:
 
     @property
     def cost_usd(self) -> float | None:
-        return None if self.cost_micros is None else self.cost_micros / 1_000_000
+        return None if self.cost_micros is None else usd(self.cost_micros)
 
 
 #: Column order of the `requests` table as the writer inserts it.
@@ -78,7 +82,8 @@ def request_row(record: RequestRecord) -> tuple:
         record.error_code, record.error_message, record.tokens_input, record.tokens_output,
         record.tokens_cached, record.cost_micros, record.usage_source, record.finish_reason,
         record.latency_ms, record.ttfb_ms, record.attempts, record.partial_text,
-        record.attempt_errors, record.usage_anomaly, record.record_key, record.cost_usd,
+        record.attempt_errors, record.usage_anomaly, record.api, record.record_key,
+        record.cost_usd,
     )
 
 
@@ -94,3 +99,7 @@ class KeyRow:
     tpm: int | None = None
     created_at: str = ""
     revoked_at: str | None = None
+
+
+#: Columns of `keys` a KeyRow is read from, in its field order: both stores select these.
+KEY_COLUMNS = tuple(f.name for f in fields(KeyRow))

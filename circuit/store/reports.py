@@ -8,7 +8,8 @@ store would turn `?` into `%s`). Nothing here writes.
 Timestamps are ISO-8601 UTC text of one fixed shape (`2026-11-26T03:44:56.123Z`), so a time
 window is a text range the `requests (timestamp)` and `requests (key_name, timestamp)` indexes
 serve. Aggregates are computed in SQL; latency percentiles in Python from a scan of the latency
-column alone (on SQLite a window-function percentile over 1M rows is ~3x slower).
+column alone (on SQLite a window-function percentile over 1M rows is ~3x slower). Whole days
+of a usage report come from the rollups instead (circuit/store/rollups.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from circuit.money import usd
+from circuit.store import latency_histogram
 from circuit.store.records import REQUEST_COLUMNS
+from circuit.store.rollups import plan_window, totals_sql
 from circuit.store.timestamps import utc_text
 
 #: Runs one statement (`?` placeholders) and returns a DB-API cursor over its rows as tuples.
@@ -32,6 +36,7 @@ GROUPINGS: dict[str, str] = {
     "key": "key_name || ''",
     "model": "model",
     "provider": "provider",
+    "api": "api",
     "day": "substr(timestamp, 1, 10)",
 }
 
@@ -74,7 +79,7 @@ class UsageRow:
 
     @property
     def cost_usd(self) -> float:
-        return self.cost_micros / 1_000_000
+        return usd(self.cost_micros)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +92,9 @@ class UsageReport:
     total: UsageRow
 
 
-def _window(since: str, until: str | None, key: str | None) -> tuple[str, list[object]]:
+def time_window(since: str, until: str | None, key: str | None = None
+                ) -> tuple[str, list[object]]:
+    """The WHERE clause (and its parameters) of rows in [since, until), of `key` if given."""
     where, params = ["timestamp >= ?"], [since]
     if until is not None:
         where.append("timestamp < ?")
@@ -106,14 +113,10 @@ def percentile(ordered: Sequence[float], p: int) -> float | None:
     return ordered[rank - 1]
 
 
-def usage(rows: Rows, *, since: str, until: str | None = None, by: str = "key",
-          key: str | None = None) -> UsageReport:
-    """Requests, failures, tokens, cost and latency percentiles per group in a time window."""
-    if by not in GROUPINGS:
-        raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(GROUPINGS)}")
-    group = GROUPINGS[by]
-    where, params = _window(since, until, key)
-    totals = {}
+def _row_totals(rows: Rows, group: str, where: str, params: list[object],
+                totals: dict[str | None, list[int]],
+                latencies: dict[str | None, list[float]]) -> None:
+    """Add the counts and latencies of the request rows in one window to the running sums."""
     for row in rows(
             f"SELECT {group}, COUNT(*), "
             "SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), "
@@ -123,29 +126,82 @@ def usage(rows: Rows, *, since: str, until: str | None = None, by: str = "key",
             "SUM(CASE WHEN cost_micros IS NULL AND tokens_input + tokens_output > 0 "
             "THEN 1 ELSE 0 END) "
             f"FROM requests WHERE {where} GROUP BY 1", params):
-        totals[row[0]] = tuple(int(v or 0) for v in row[1:])
-
-    latencies: dict[str | None, list[float]] = {}
+        _add(totals, row[0], row[1:])
     for name, latency in rows(
             f"SELECT {group}, latency_ms FROM requests WHERE {where} "
             "AND latency_ms IS NOT NULL AND status <> 'rejected'", params):
         latencies.setdefault(name, []).append(latency)
-    everything: list[float] = []
-    for values in latencies.values():
-        values.sort()
-        everything.extend(values)
-    everything.sort()  # concatenated sorted runs: timsort merges them in linear time
 
-    groups = [UsageRow(name, *counts, percentile(latencies.get(name, ()), 50),
-                       percentile(latencies.get(name, ()), 95))
+
+def _add(sums: dict, name: object, values: Sequence) -> None:
+    current = sums.get(name)
+    if current is None:
+        sums[name] = [int(v or 0) for v in values]
+    else:
+        for i, value in enumerate(values):
+            current[i] += int(value or 0)
+
+
+def usage(rows: Rows, *, since: str, until: str | None = None, by: str = "key",
+          key: str | None = None, today: date | None = None) -> UsageReport:
+    """Requests, failures, tokens, cost and latency percentiles per group in a time window.
+
+    Whole days come from the rollups (whole months from month rollups, except by day), the
+    rest of the window (today, a window that starts or ends inside a day) from the rows. A
+    window read from rows alone has exact percentiles; once rollups are in it, percentiles
+    are read from the merged latency histograms (within 9.1%, latency_histogram.py)."""
+    if by not in GROUPINGS:
+        raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(GROUPINGS)}")
+    plan = plan_window(since, until, today or datetime.now(UTC).date(), months=by != "day")
+    totals: dict[str | None, list[int]] = {}
+    latencies: dict[str | None, list[float]] = {}
+    for start, end in plan.row_ranges:
+        where, params = time_window(start, end, key)
+        _row_totals(rows, GROUPINGS[by], where, params, totals, latencies)
+    histograms: dict[str | None, list[int]] = {}
+    daily = "day_total" if by == "day" and key is None else "day"
+    for span, ranges in ((daily, plan.days), ("month", plan.months)):
+        for first, end in ranges:
+            for row in rows(totals_sql(by, span, key), [first, end, *_scope(key)]):
+                name = row[0] or None  # '' in a rollup is a missing key, model or provider
+                _add(totals, name, row[1:8])
+                _add(histograms, name, row[8:])
+
+    if plan.uses_rollups:
+        for name, values in latencies.items():
+            _add(histograms, name, latency_histogram.histogram(values))
+        everything = [sum(column) for column in zip(*histograms.values(), strict=True)]
+        pick = latency_histogram.percentile
+        group_latency = lambda name: histograms.get(name, ())  # noqa: E731
+    else:
+        everything = _sorted_runs(latencies)
+        pick = percentile
+        group_latency = lambda name: latencies.get(name, ())  # noqa: E731
+
+    groups = [UsageRow(name, *counts, pick(group_latency(name), 50),
+                       pick(group_latency(name), 95))
               for name, counts in totals.items()]
     if by == "day":
         groups.sort(key=lambda r: r.group or "")
     else:
         groups.sort(key=lambda r: (-r.cost_micros, -r.requests, r.group is None, r.group or ""))
     sums = [sum(column) for column in zip(*totals.values(), strict=True)] if totals else [0] * 7
-    total = UsageRow(None, *sums, percentile(everything, 50), percentile(everything, 95))
+    total = UsageRow(None, *sums, pick(everything, 50), pick(everything, 95))
     return UsageReport(by=by, since=since, until=until, key=key, groups=groups, total=total)
+
+
+def _scope(key: str | None) -> list[object]:
+    return [key] if key is not None else []
+
+
+def _sorted_runs(latencies: dict[str | None, list[float]]) -> list[float]:
+    """Each group's latencies sorted in place, and all of them in one sorted list."""
+    everything: list[float] = []
+    for values in latencies.values():
+        values.sort()
+        everything.extend(values)
+    everything.sort()  # concatenated sorted runs: timsort merges them in linear time
+    return everything
 
 
 def spend_by_key(rows: Rows, since: str) -> dict[str | None, int]:
@@ -156,8 +212,10 @@ def spend_by_key(rows: Rows, since: str) -> dict[str | None, int]:
 
 
 def has_requests_from(rows: Rows, key: str) -> bool:
-    """Whether any request record names the key `key`."""
-    return any(True for _ in rows("SELECT 1 FROM requests WHERE key_name = ? LIMIT 1", [key]))
+    """Whether any request record, or the rollup of a pruned one, names the key `key`."""
+    return any(True for _ in rows("SELECT 1 FROM requests WHERE key_name = ? LIMIT 1", [key])) \
+        or any(True for _ in rows("SELECT 1 FROM request_rollups WHERE key_name = ? LIMIT 1",
+                                  [key]))
 
 
 def record_dict(row: dict) -> dict:
@@ -224,8 +282,8 @@ class ReportQueries:
         raise NotImplementedError
 
     def usage(self, *, since: str, until: str | None = None, by: str = "key",
-              key: str | None = None) -> UsageReport:
-        return usage(self._rows, since=since, until=until, by=by, key=key)
+              key: str | None = None, today: date | None = None) -> UsageReport:
+        return usage(self._rows, since=since, until=until, by=by, key=key, today=today)
 
     def spend_by_key(self, since: str) -> dict[str | None, int]:
         return spend_by_key(self._rows, since)
@@ -240,6 +298,12 @@ class ReportQueries:
                         key: str | None = None, status: str | None = None) -> list[dict]:
         return latest_requests(self._rows, limit, up_to_id=up_to_id, key=key,
                                        status=status)
+
+    def request_page(self, since: str | None, until: str | None,
+                     after: tuple[str, int] | None, limit: int) -> list[tuple]:
+        from circuit.store.export import request_page
+
+        return request_page(self._rows, since, until, after, limit)
 
     def requests_between(self, after_id: int, up_to_id: int, *, key: str | None = None,
                          status: str | None = None) -> list[dict]:

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from circuit.store import sqlite_space
 from circuit.store.base import KeyExists, KeyNotFound
+from circuit.store.errors import (
+    NotCircuitDatabase,
+    SchemaOutdated,
+    StoreError,
+    StoreRejected,
+    StoreUnavailable,
+    translating,
+)
 from circuit.store.migrations import apply_pending
-from circuit.store.records import REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
+from circuit.store.pruning import PruningQueries
+from circuit.store.records import KEY_COLUMNS, REQUEST_COLUMNS, KeyRow, RequestRecord, request_row
+from circuit.store.rollups import SOURCE_COLUMNS, UPSERT, source, tally, upsert_rows
 from circuit.store.sqlite_protection import SQLiteProtection
 from circuit.store.sqlite_reports import SQLiteReports
 from circuit.store.timestamps import utc_now
@@ -21,11 +32,11 @@ _INSERT_REQUEST = (
     f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in REQUEST_COLUMNS)}) ON CONFLICT (record_key) DO NOTHING"
 )
+_INSERTED_SINCE = f"SELECT {', '.join(SOURCE_COLUMNS)} FROM requests WHERE id > ?"
 _MARK_REPLAYED = ("INSERT INTO journal_replays (file, byte_offset, replayed_at) VALUES (?, ?, ?) "
                   "ON CONFLICT (file) DO UPDATE SET byte_offset = excluded.byte_offset, "
                   "replayed_at = excluded.replayed_at")
-_KEY_FIELDS = ("name", "key_hash", "key_prefix", "daily_limit_usd", "rpm", "tpm", "created_at",
-               "revoked_at")
+_KEY_FIELDS = KEY_COLUMNS
 
 
 class _SQLiteSchema:
@@ -38,15 +49,48 @@ class _SQLiteSchema:
     def execute(self, sql: str) -> None:
         self._conn.execute(sql)
 
+    def executemany(self, sql: str, params: Iterable[Sequence[object]]) -> None:
+        self._conn.executemany(sql, params)
 
-class SQLiteStore(SQLiteProtection, SQLiteReports):
+    def rows(self, sql: str) -> Iterator[tuple]:
+        cursor = self._conn.cursor()
+        cursor.row_factory = None
+        yield from cursor.execute(sql)
+
+
+def sqlite_error(exc: BaseException) -> StoreError | None:
+    """sqlite3's exceptions as the store's typed errors (None: not a database failure)."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        if "no such table" in text and "request_rollups" not in text:
+            return NotCircuitDatabase(f"not a Circuit database ({text})")
+        if "no such column" in text or "no such table" in text:
+            return SchemaOutdated(f"an older schema ({text}); starting a gateway migrates it")
+        return StoreUnavailable(text)
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | OverflowError):
+        return StoreRejected(text)
+    if isinstance(exc, sqlite3.DatabaseError):
+        if "file is not a database" in text:
+            return NotCircuitDatabase(text)
+        return StoreUnavailable(text)
+    if isinstance(exc, sqlite3.Error):
+        return StoreUnavailable(text)
+    if isinstance(exc, OSError):
+        return StoreUnavailable(exc.strerror or text)
+    return None
+
+
+@translating(sqlite_error)
+class SQLiteStore(SQLiteProtection, SQLiteReports, PruningQueries):
     """The Store interface on one SQLite file. Each thread gets its own connection."""
 
     dialect = "sqlite"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *,
+                 vacuum_below_bytes: int = sqlite_space.VACUUM_BELOW_BYTES) -> None:
         self.path = Path(path)
         self._local = threading.local()
+        self._vacuum_below_bytes = vacuum_below_bytes
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -64,6 +108,7 @@ class SQLiteStore(SQLiteProtection, SQLiteReports):
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 10000")
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA journal_size_limit = {sqlite_space.WAL_LIMIT_BYTES}")
             self._local.conn = conn
         return conn
 
@@ -81,6 +126,8 @@ class SQLiteStore(SQLiteProtection, SQLiteReports):
 
     def migrate(self) -> None:
         conn = self.connection()
+        # Before the first table: a new file is made in incremental-vacuum mode.
+        sqlite_space.use_incremental_vacuum(conn, self.path, self._vacuum_below_bytes)
         conn.execute("PRAGMA journal_mode = WAL")
         # IMMEDIATE takes the write lock first, so workers starting together migrate once.
         conn.execute("BEGIN IMMEDIATE")
@@ -110,7 +157,14 @@ class SQLiteStore(SQLiteProtection, SQLiteReports):
         conn = self.connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(_INSERT_REQUEST, [request_row(r) for r in records])
+            before = conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]
+            inserted = conn.executemany(_INSERT_REQUEST, [request_row(r) for r in records])
+            if records:
+                # Rollups count what went in: all of the batch, unless some of it was in
+                # already (written again after an ambiguous failure, or replayed twice).
+                sources = (map(source, records) if inserted.rowcount == len(records) else
+                           conn.execute(_INSERTED_SINCE, (before,)).fetchall())
+                conn.executemany(UPSERT, upsert_rows(tally(sources)))
             if replayed is not None:
                 conn.execute(_MARK_REPLAYED, (*replayed, utc_now()))
             conn.execute("COMMIT")
@@ -126,6 +180,17 @@ class SQLiteStore(SQLiteProtection, SQLiteReports):
         row = self.connection().execute(
             "SELECT byte_offset FROM journal_replays WHERE file = ?", (file,)).fetchone()
         return row[0] if row else 0
+
+    # -- retention (the statements are in circuit/store/pruning.py) ---------------------------
+
+    def _change(self, sql: str, params: Sequence[object]) -> int:
+        return self.connection().execute(sql, params).rowcount
+
+    def release_space(self) -> int:
+        return sqlite_space.release(self.connection(), self.path)
+
+    def compact(self) -> int:
+        return sqlite_space.compact(self.connection(), self.path)
 
     def recent_requests(self, limit: int = 10) -> list[dict]:
         rows = self.connection().execute(

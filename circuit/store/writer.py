@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from circuit.store.errors import StoreRejected
 from circuit.store.journal import JournalFull, RecordJournal
 from circuit.store.records import RequestRecord
 
@@ -264,12 +265,6 @@ class RecordWriter:
             log.warning("%d journaled request records replayed into the database", replayed)
 
 
-#: DB-API errors that say the data is wrong, not the database: no retry will help.
-_PERMANENT = {"DataError", "IntegrityError", "ProgrammingError", "InterfaceError",
-              "NotSupportedError"}
-
-
 def _transient(exc: Exception) -> bool:
-    if isinstance(exc, OverflowError | ValueError | TypeError):
-        return False
-    return not any(cls.__name__ in _PERMANENT for cls in type(exc).__mro__)
+    """Whether a failed write may succeed later: anything but data the database refuses."""
+    return not isinstance(exc, StoreRejected | OverflowError | ValueError | TypeError)

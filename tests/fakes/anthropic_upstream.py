@@ -53,6 +53,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes.oversized import write_padded
 from tests.fakes.server_thread import ServerThread
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -128,6 +129,10 @@ class Behaviour:
     error_event_type: str = "overloaded_error"
     omit_message_stop: bool = False
     """Stream: end the response cleanly right after message_delta, without message_stop."""
+    oversized: int | None = None
+    """JSON: the text is this many bytes of "x"; stream: after ``oversized_after_deltas`` text
+    deltas, one delta of this many bytes. Written a MiB at a time: the fake never holds it."""
+    oversized_after_deltas: int = 0
 
 
 @dataclass
@@ -573,6 +578,8 @@ class FakeAnthropic:
                 return self._error(behaviour.status, error_body(
                     behaviour.status, behaviour.error_type, behaviour.error_message,
                     request_id), extra)
+            if behaviour.oversized is not None:
+                return await self._oversized(request, body, behaviour, message_id)
             answer = plan_answer(body, behaviour)
             if body.get("stream") is True:
                 return await self._stream(request, body, behaviour, answer, message_id,
@@ -593,6 +600,35 @@ class FakeAnthropic:
     def _next_behaviour(self) -> Behaviour:
         with self._lock:
             return self._queue.popleft() if self._queue else self.default
+
+    async def _oversized(self, request: web.Request, body: dict[str, Any],
+                         behaviour: Behaviour, message_id: str) -> web.StreamResponse:
+        size = behaviour.oversized or 0
+        stream = body.get("stream") is True
+        resp = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream" if stream else "application/json"})
+        await resp.prepare(request)
+        message = {"id": message_id, "type": "message", "role": "assistant",
+                   "model": body["model"], "stop_sequence": None,
+                   "usage": self._usage(body, behaviour, 1)}
+        if stream:
+            await resp.write(_sse("message_start", {"type": "message_start", "message": {
+                **message, "content": [], "stop_reason": None}}))
+            await resp.write(_sse("content_block_start", {
+                "type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}))
+            for word in reply_for(body["messages"]).split()[:behaviour.oversized_after_deltas]:
+                await resp.write(_sse("content_block_delta", {
+                    "type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": word + " "}}))
+            await write_padded(resp, b'event: content_block_delta\ndata: {"type": '
+                               b'"content_block_delta", "index": 0, "delta": {"type": '
+                               b'"text_delta", "text": "', size, b'"}}\n\n')
+        else:
+            await write_padded(resp, orjson.dumps({**message, "stop_reason": "end_turn"})[:-1]
+                               + b', "content": [{"type": "text", "text": "', size, b'"}]}')
+        await resp.write_eof()
+        return resp
 
     def _count_client_gone(self) -> None:
         with self._lock:

@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes.oversized import write_padded
 from tests.fakes.server_thread import ServerThread
 
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o4-mini")
@@ -117,6 +118,12 @@ class Behaviour:
     """Report this ``usage`` object instead of the true counts (JSON and stream)."""
     json_for_stream: bool = False
     """Answer a stream request with a JSON body (``application/json``), as some servers do."""
+    oversized: int | None = None
+    """JSON: the reply's content is this many bytes of "x" (chunked, no Content-Length unless
+    ``oversized_declared``); stream: after ``oversized_after_chunks`` word chunks, one event
+    with this many bytes of content. Written a MiB at a time: the fake never holds it."""
+    oversized_after_chunks: int = 0
+    oversized_declared: bool = False
 
 
 @dataclass
@@ -462,6 +469,8 @@ class FakeOpenAI:
                 await asyncio.sleep(behaviour.hang)
             if behaviour.status != 200:
                 return self._error_response(behaviour, request_id)
+            if behaviour.oversized is not None:
+                return await self._oversized(request, body, behaviour, completion_id)
             if body.get("stream") is True and not behaviour.json_for_stream:
                 return await self._stream(request, body, behaviour, completion_id, request_id)
             return self._completion(body, behaviour, completion_id, request_id)
@@ -609,6 +618,36 @@ class FakeOpenAI:
                                                              n * len(words))
             await send(_sse(final))
         await send(SSE_DONE)
+        await resp.write_eof()
+        return resp
+
+    async def _oversized(self, request: web.Request, body: dict[str, Any],
+                         behaviour: Behaviour, completion_id: str) -> web.StreamResponse:
+        size = behaviour.oversized or 0
+        head = {"id": completion_id, "created": int(time.time()), "model": body["model"]}
+        stream = body.get("stream") is True
+        resp = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream" if stream else "application/json"})
+        if stream:
+            await resp.prepare(request)
+            words = reply_words(body, behaviour)[0][:behaviour.oversized_after_chunks]
+            for word in words:
+                await resp.write(_sse({**head, "object": "chat.completion.chunk", "choices": [
+                    {"index": 0, "delta": {"content": word}, "finish_reason": None}]}))
+            prefix = b"data: " + orjson.dumps({**head, "object": "chat.completion.chunk"}
+                                              )[:-1] + b', "choices": [{"index": 0, "delta": ' \
+                b'{"content": "'
+            await write_padded(resp, prefix, size, b'"}, "finish_reason": null}]}\n\n')
+            await resp.write(SSE_DONE)
+        else:
+            prefix = orjson.dumps({**head, "object": "chat.completion"})[:-1] + \
+                b', "choices": [{"index": 0, "message": {"role": "assistant", "content": "'
+            suffix = b'"}, "finish_reason": "stop"}], "usage": ' + orjson.dumps(
+                usage_object(count_prompt_tokens(body["messages"]), size)) + b"}"
+            if behaviour.oversized_declared:
+                resp.content_length = len(prefix) + size + len(suffix)
+            await resp.prepare(request)
+            await write_padded(resp, prefix, size, suffix)
         await resp.write_eof()
         return resp
 

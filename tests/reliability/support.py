@@ -168,7 +168,8 @@ class GatewayProcess:
     free port, with its own database and its stderr in a file."""
 
     def __init__(self, folder: Path, *, runner: str = "serve",
-                 graceful_seconds: int | None = None,
+                 graceful_seconds: int | None = None, serve_args: tuple[str, ...] = (),
+                 prefix: Iterable[str] = (),
                  **settings: Any) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -180,13 +181,15 @@ class GatewayProcess:
         env = clean_environment(**{"CIRCUIT_DB_PATH": self.db_path, "CIRCUIT_API_KEYS": CLIENT_KEY,
                                    "CIRCUIT_LOG_LEVEL": "warning", **settings})
         if runner == "serve":
-            command = [str(BIN / "circuit"), "serve", "--port", str(self.port)]
+            command = [str(BIN / "circuit"), "serve", "--port", str(self.port), *serve_args]
         else:  # uvicorn directly: the one way to choose the graceful-shutdown timeout
             command = [sys.executable, "-m", "uvicorn", "circuit.main:app", "--port",
-                       str(self.port), "--loop", "uvloop", "--http", "httptools",
+                       str(self.port), "--loop", "uvloop",
+                       "--http", "circuit.gateway.http_protocol:BoundedHttpToolsProtocol",
                        "--no-access-log", "--log-level", "warning"]
             if graceful_seconds is not None:
                 command += ["--timeout-graceful-shutdown", str(graceful_seconds)]
+        command = [*prefix, *command]  # e.g. prlimit, to run under other limits
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(command, env=env, cwd=folder, stdout=out, stderr=err,
                                             stdin=subprocess.DEVNULL)
@@ -391,18 +394,23 @@ class Load:
             self._open -= 1
         return None
 
-    async def at_rate(self, rate: float, seconds: float) -> None:
-        """Open-loop: request n starts at n / rate seconds, whatever the answers do."""
+    async def at_rate(self, rate: float, seconds: float, max_in_flight: int = 64) -> None:
+        """Request n starts at n / rate seconds, with at most `max_in_flight` at once: on a
+        machine too busy to keep the rate, the load waits rather than opening connection after
+        connection (a soak measures drift, not the machine's spare CPU)."""
         start = time.monotonic()
         tasks: set[asyncio.Task] = set()
+        slots = asyncio.Semaphore(max_in_flight)
         total = int(rate * seconds)
         for n in range(total):
             delay = start + n / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            await slots.acquire()
             task = asyncio.create_task(self.one())
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+            task.add_done_callback(lambda _: slots.release())
         if tasks:
             await asyncio.gather(*tasks)
         self.close()

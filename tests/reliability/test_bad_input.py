@@ -252,12 +252,17 @@ def test_the_body_decides_not_the_content_type(gateway, request_id, content_type
 # -- header floods -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("headers, status", [
-    pytest.param(b"".join(b"X-Filler-%03d: %s\r\n" % (i, b"v" * 100) for i in range(300)), 200,
+    # Past 100 headers or 64 KiB of head, `circuit serve`'s protocol answers 431.
+    pytest.param(b"".join(b"X-Filler-%03d: %s\r\n" % (i, b"v" * 100) for i in range(90)), 200,
+                 id="ninety_headers"),
+    pytest.param(b"".join(b"X-Filler-%03d: %s\r\n" % (i, b"v" * 100) for i in range(300)), 431,
                  id="three_hundred_headers"),
-    pytest.param(b"X-Long: " + b"v" * 65536 + b"\r\n", 200, id="a_64_KiB_header"),
-    pytest.param(b"x-request-id: " + b"r" * 65536 + b"\r\n", 200, id="a_64_KiB_request_id"),
-    pytest.param(b"Authorization: Bearer " + b"k" * 65536 + b"\r\n", 200,
-                 id="a_second_64_KiB_authorization"),
+    pytest.param(b"X-Long: " + b"v" * 60000 + b"\r\n", 200, id="a_60_KB_header"),
+    pytest.param(b"X-Long: " + b"v" * 65536 + b"\r\n", 431, id="a_64_KiB_header"),
+    pytest.param(b"x-request-id: " + b"r" * 60000 + b"\r\n", 200, id="a_60_KB_request_id"),
+    pytest.param(b"x-request-id: " + b"r" * 65536 + b"\r\n", 431, id="a_64_KiB_request_id"),
+    pytest.param(b"Authorization: Bearer " + b"k" * 60000 + b"\r\n", 200,
+                 id="a_second_60_KB_authorization"),
     pytest.param(b"X-Latin: caf\xe9 \xff\r\n", 200, id="non_ascii_bytes_in_a_header"),
 ])
 def test_a_header_flood_gets_the_ordinary_answer_or_a_4xx_never_a_5xx(gateway, headers, status):
@@ -268,9 +273,10 @@ def test_a_header_flood_gets_the_ordinary_answer_or_a_4xx_never_a_5xx(gateway, h
     assert 1 <= len(response_headers["x-request-id"]) <= 128, "a long id is replaced, not echoed"
 
 
-def test_an_authorization_header_of_64_KiB_gets_401(gateway, request_id):
+def test_an_authorization_header_of_60_KB_gets_401(gateway, request_id):
+    # Just under the 64 KiB head limit (past it: 431, see the header floods above).
     response = httpx.post(gateway.url + CHAT, content=GOOD, headers={
-        "Authorization": "Bearer " + "k" * 65536, "x-request-id": request_id})
+        "Authorization": "Bearer " + "k" * 60000, "x-request-id": request_id})
     assert response.status_code == 401 and is_openai_error(response.json())
     assert one_row(gateway, request_id)["error_code"] == "invalid_api_key"
 
@@ -349,9 +355,10 @@ def test_an_unknown_method_is_refused_by_the_http_parser_and_the_connection_clos
     answer = raw_exchange(gateway.port, method + b" /v1/chat/completions HTTP/1.1\r\n"
                                                  b"Host: gw\r\nConnection: close\r\n\r\n")
     status, headers, body = parse_answer(answer)
-    # Not HTTP the app could see: uvicorn answers 400 in plain text and closes.
+    # Not HTTP the app could see: the server's protocol answers 400, in OpenAI's shape, and
+    # closes.
     assert status == 400 and headers.get("connection") == "close"
-    assert TRACEBACK.encode() not in body
+    assert headers["content-type"] == "application/json" and is_openai_error(orjson.loads(body))
 
 
 @pytest.mark.parametrize("path", [

@@ -1,4 +1,5 @@
-"""The real gateway app, served by uvicorn on a free 127.0.0.1 port from a background thread."""
+"""The real gateway app, served by uvicorn on a free 127.0.0.1 port from a background thread,
+with the HTTP protocol `circuit serve` runs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import uvicorn
 
 from circuit.config import load_settings
 from circuit.gateway.app import create_app
+from circuit.gateway.http_protocol import BoundedHttpToolsProtocol
 
 CLIENT_KEY = "sk-test-client-key-0123456789"
 
@@ -35,7 +37,7 @@ class GatewayServer:
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(self.app, log_level="warning", access_log=False,
-                                loop="uvloop", http="httptools", lifespan="on",
+                                loop="uvloop", http=BoundedHttpToolsProtocol, lifespan="on",
                                 timeout_graceful_shutdown=5)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run,

@@ -1,0 +1,159 @@
+"""OpenAI's chat-completions wire format, read: usage, the text an answer paid for, and each
+stream chunk as a neutral StreamEvent — parsed once, here, for every provider that speaks it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from circuit.errors import StreamBroken
+from circuit.providers.upstream_errors import WINDOW, quotes_secret, redact, upstream_error_fields
+from circuit.wire import StreamEvent, Usage
+
+#: No single request uses more tokens than this; a larger count is an upstream's mistake.
+_MAX_TOKENS = 100_000_000
+_DONE = b"[DONE]"
+
+
+def usage_from_openai(usage: Any) -> Usage | None:
+    """Usage from an OpenAI `usage` object, or None when it is absent or malformed."""
+    if not isinstance(usage, dict):
+        return None
+    try:
+        details = usage.get("prompt_tokens_details") or {}
+        output_details = usage.get("completion_tokens_details") or {}
+        counts = (usage.get("prompt_tokens"), usage.get("completion_tokens"),
+                  details.get("cached_tokens"), details.get("cache_write_tokens"),
+                  output_details.get("reasoning_tokens"))
+        if not all(_plausible(c) for c in counts):
+            return None  # counted locally instead: a wild count must not skew the ledger
+        # cache_write_tokens: what the Anthropic provider reports in OpenAI's shape (as
+        # OpenRouter names it), so streamed cache writes are priced as cache writes.
+        return Usage(input_tokens=int(usage.get("prompt_tokens") or 0),
+                     output_tokens=int(usage.get("completion_tokens") or 0),
+                     cached_input_tokens=int(details.get("cached_tokens") or 0),
+                     cache_write_tokens=int(details.get("cache_write_tokens") or 0),
+                     reasoning_tokens=int(output_details.get("reasoning_tokens") or 0))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _plausible(count: Any) -> bool:
+    return count is None or (isinstance(count, int) and not isinstance(count, bool)
+                             and 0 <= count <= _MAX_TOKENS)
+
+
+def output_text(message: dict) -> str:
+    """Everything of one choice's message that its output tokens paid for: the text, a
+    refusal, and the name and arguments of each tool call."""
+    parts = [message.get("content"), message.get("refusal")]
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            parts += [function.get("name"), function.get("arguments")]
+    legacy = message.get("function_call")
+    if isinstance(legacy, dict):
+        parts += [legacy.get("name"), legacy.get("arguments")]
+    return "".join(part for part in parts if isinstance(part, str))
+
+
+def chunk_event(data: bytes, chunk: Any, forward_usage: bool) -> StreamEvent:
+    """The StreamEvent of one parsed `chat.completion.chunk` (`data` is what is relayed)."""
+    if not isinstance(chunk, dict):
+        raise StreamBroken("upstream sent an event that is not a JSON object",
+                           code="bad_upstream_response")
+    if "error" in chunk:
+        return StreamEvent(data, error=upstream_error_fields(chunk["error"], None))
+    choices = chunk.get("choices")
+    usage = usage_from_openai(chunk.get("usage")) if chunk.get("usage") else None
+    if not choices:
+        # The usage-only chunk the gateway asked for: hidden from a client that did not ask.
+        return StreamEvent(data, relay=forward_usage or usage is None, usage=usage)
+    pieces: list[str] = []
+    outputs = 0
+    finish = None
+    # Every choice's output is billed (`n` > 1 streams them interleaved).
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and _take(delta, pieces):
+            outputs += 1
+        if choice.get("finish_reason"):
+            finish = choice["finish_reason"]
+    return StreamEvent(data, text="".join(pieces), outputs=outputs, usage=usage,
+                       finish_reason=finish)
+
+
+def _take(delta: dict, pieces: list[str]) -> bool:
+    """Keep a delta's output text; whether it had any."""
+    before = len(pieces)
+    content = delta.get("content")
+    if isinstance(content, str) and content:
+        pieces.append(content)
+    for call in delta.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            for part in (function.get("name"), function.get("arguments")):
+                if isinstance(part, str) and part:
+                    pieces.append(part)
+    return len(pieces) > before
+
+
+class OpenAIEvents:
+    """Reads an OpenAI stream's `data:` values into StreamEvents (see upstream_stream)."""
+
+    __slots__ = ("_forward_usage", "_secret", "_ends", "done", "failed")
+
+    def __init__(self, forward_usage: bool, secret: str | None = None) -> None:
+        self._forward_usage = forward_usage
+        # An upstream's mid-stream error may quote the key; events carrying its head or tail
+        # are redacted whole (two byte searches an event).
+        self._secret = secret if secret and len(secret) >= 2 * WINDOW else None
+        self._ends = (secret[:WINDOW].encode(), secret[-WINDOW:].encode()) \
+            if self._secret else None
+        self.done = False  # [DONE] seen: the stream ended well
+        self.failed = False  # an error event: nothing worth reading follows
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        if data == _DONE:
+            self.done = True
+            return []
+        if self._ends is not None and quotes_secret(data, *self._ends):
+            data = redact(data.decode("utf-8", "replace"), self._secret).encode()
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise StreamBroken("upstream sent an event that is not JSON",
+                               code="bad_upstream_response") from None
+        event = chunk_event(data, chunk, self._forward_usage)
+        if event.error is not None:
+            self.failed = True
+        return [event]
+
+
+def wants_usage(body: dict[str, Any]) -> bool:
+    """Whether the client itself asked for the usage chunk (`stream_options.include_usage`)."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+class PayloadEvents:
+    """The EventStream of a provider that makes its own OpenAI chunks (the mock): each list
+    of `data:` values it yields, read into StreamEvents as an upstream's would be."""
+
+    def __init__(self, payloads: Any, transform: OpenAIEvents) -> None:
+        self._payloads = payloads  # an async iterator of list[bytes], with aclose()
+        self._iterator = aiter(payloads)
+        self._transform = transform
+
+    def __aiter__(self) -> PayloadEvents:
+        return self
+
+    async def __anext__(self) -> list[StreamEvent]:
+        payloads = await anext(self._iterator)
+        return [event for data in payloads for event in self._transform.feed(data)]
+
+    async def aclose(self) -> None:
+        await self._payloads.aclose()

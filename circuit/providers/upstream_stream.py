@@ -1,0 +1,124 @@
+"""UpstreamEventStream: one upstream SSE stream, whatever its wire format.
+
+The OpenAI and Anthropic providers open their streams the same way and differ only in how an
+event's `data` becomes StreamEvents (a `Transform`). What they share lives here once: the
+prefetch of the first event (so a failure before it can still be retried), the idle timeout
+after it, the bound on one event's size, the mapping of connection failures to typed errors,
+and closing the connection — which cancels the upstream call — on cancellation, on an error
+event and on an early end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+import aiohttp
+
+from circuit.errors import StreamBroken, UpstreamError, UpstreamTimeout
+from circuit.providers.sse import SSEDecoder
+from circuit.providers.upstream_http import event_too_large
+from circuit.wire import StreamEvent
+
+
+class Transform(Protocol):
+    """An upstream wire format's events, read into StreamEvents one `data:` value at a time."""
+
+    #: The stream's own end marker was seen ([DONE], message_stop): it ended well.
+    done: bool
+    #: An error event was seen: the upstream sends nothing worth reading after it.
+    failed: bool
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        """The events of one `data:` value; StreamBroken for one that cannot be read."""
+
+
+class UpstreamEventStream:
+    """Yields the StreamEvents of each network read of an upstream's SSE response."""
+
+    def __init__(self, provider: str, response: aiohttp.ClientResponse, idle: float,
+                 transform: Transform, max_event_bytes: int | None = None) -> None:
+        self._provider = provider
+        self._response = response
+        self._idle = idle
+        self._transform = transform
+        self._decoder = SSEDecoder(max_event_bytes)
+        self._max_event_bytes = max_event_bytes
+        self._first: list[StreamEvent] | None = None
+        self._done = False
+        self._failure: UpstreamError | None = None  # raised once the events before it are out
+
+    async def prefetch(self) -> list[StreamEvent]:
+        """Read until the first events are in (or the stream ended), and return them. Only the
+        caller's first-byte timeout bounds this wait: the idle timeout starts after it."""
+        while not self._first and not self._done:
+            self._first = await self._read(None)
+        return self._first or []
+
+    def __aiter__(self) -> UpstreamEventStream:
+        return self
+
+    async def __anext__(self) -> list[StreamEvent]:
+        if self._first:
+            first, self._first = self._first, None
+            return first
+        while not self._done:
+            events = await self._read(self._idle)
+            if events:
+                return events
+        raise StopAsyncIteration
+
+    async def _read(self, idle: float | None) -> list[StreamEvent]:
+        if self._failure is not None:
+            self._done = True
+            raise self._failure
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await self._response.content.readany()
+        except TimeoutError:
+            self._close()
+            raise UpstreamTimeout(f"{self._provider} went silent for {self._idle:g}s "
+                                  "mid-stream", code="upstream_idle_timeout") from None
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            self._close()
+            raise StreamBroken(f"{self._provider} stream broke: {exc.__class__.__name__}") \
+                from None
+        if not chunk:
+            self._close()
+            # A clean end without the stream's end marker: the upstream gave up mid-answer.
+            raise StreamBroken(f"{self._provider} ended the stream early")
+        events: list[StreamEvent] = []
+        transform = self._transform
+        try:
+            for event in self._decoder.feed(chunk):
+                events.extend(transform.feed(event.data))
+                if transform.done:
+                    self._done = True
+                    self._response.release()
+                    break
+                if transform.failed:
+                    self._close()
+                    break
+        except StreamBroken as exc:
+            self._close()
+            if not events:
+                raise
+            # The events before the unreadable one are relayed (and counted) first.
+            self._failure, self._done = exc, False
+            return events
+        if self._decoder.too_large and not self._done:
+            self._close()
+            self._failure = event_too_large(self._provider, self._max_event_bytes)
+            self._done = False  # the failure is raised at the next read
+            if not events:
+                return await self._read(idle)
+        return events
+
+    def _close(self) -> None:
+        self._done = True
+        # Closing (not releasing) drops the connection, which cancels the upstream call.
+        self._response.close()
+
+    async def aclose(self) -> None:
+        if not self._done:
+            self._close()

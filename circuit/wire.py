@@ -1,0 +1,72 @@
+"""Wire-neutral types: what providers hand the gateway, whatever their upstream speaks.
+
+Every layer imports these and nothing above them: a provider turns its upstream's answer into a
+`Completion` or a stream of `StreamEvent`s (the bytes to relay, and what it parsed from them:
+text, usage, finish reason, error), and accounting only adds those up — no JSON is parsed twice
+for one chunk, and no module of accounting knows a wire format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+UsageSource = Literal["provider", "local"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens of one request. `input_tokens` includes cached and cache-write tokens."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    source: UsageSource = "provider"
+    #: Of `output_tokens`, those spent thinking: billed, but not in the answer's text.
+    reasoning_tokens: int = 0
+
+
+@dataclass(slots=True)
+class Call:
+    """One upstream call: the client's request, aimed at one upstream model."""
+
+    body: dict[str, Any]  # the client's JSON body, parsed
+    raw: bytes  # the client's body as sent: forwarded untouched when nothing must change
+    model: str  # upstream model name
+    stream: bool
+    request_id: str
+
+
+@dataclass(slots=True)
+class Completion:
+    """A whole (non-streamed) answer, in the wire format the client speaks."""
+
+    body: bytes
+    usage: Usage | None  # None when the upstream reported none
+    finish_reason: str | None = None
+    text: str = ""  # everything the output tokens paid for, for a local count
+
+
+@dataclass(slots=True)
+class StreamEvent:
+    """One event of a stream: the `data` to relay, and what the provider read in it."""
+
+    data: bytes  # one SSE `data:` value, as the client is to receive it
+    relay: bool = True  # False: not for this client (the usage chunk it did not ask for)
+    text: str = ""  # output text the event carried (content, tool names and arguments)
+    outputs: int = 0  # choices with new output in it (each at least one token)
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    error: dict[str, str | None] | None = None  # an upstream error event, already redacted
+
+
+class EventStream(Protocol):
+    """An open upstream stream: each iteration is the events of one network read, so the
+    relay passes each read on in one write."""
+
+    def __aiter__(self) -> AsyncIterator[list[StreamEvent]]: ...
+
+    async def aclose(self) -> None:
+        """Stop reading and drop the upstream connection (which cancels the upstream call)."""
