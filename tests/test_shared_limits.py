@@ -107,6 +107,23 @@ def test_a_settlement_rides_the_same_round_trip_as_the_next_admission(redis_pref
     run(scenario)
 
 
+def test_a_settlement_no_admission_follows_is_sent_on_its_own_shortly(redis_prefix):
+    async def scenario():
+        async with Replicas(redis_prefix) as fleet:
+            a, b = fleet.limiters
+            await a.admit("k", TPM_1000, 900)
+            a.settle("k", TPM_1000, borrowed=900, used=100)
+            trips = fleet.links[0].round_trips
+            for _ in range(500):  # it waits LINGER_SECONDS (20 ms) for a pipeline to ride in
+                if fleet.links[0].round_trips > trips:
+                    break
+                await asyncio.sleep(0.01)
+            await fleet.links[0].flush()
+            assert fleet.links[0].round_trips == trips + 1
+            assert await admitted(b, "k", TPM_1000, 800)
+    run(scenario)
+
+
 def test_tokens_settled_on_one_replica_are_free_on_another(redis_prefix):
     async def scenario():
         async with Replicas(redis_prefix) as fleet:

@@ -60,4 +60,8 @@ class Fleet:
                       "process alone because Redis was unreachable (fail-open).",
                       link.local_decisions),
                 gauge("circuit_redis_refusals", "Requests refused with 503 because Redis was "
-                      "unreachable (fail-closed).", link.refusals)]
+                      "unreachable (fail-closed).", link.refusals),
+                gauge("circuit_redis_round_trips", "Pipelines sent to Redis (each carries every "
+                      "script queued meanwhile).", link.round_trips),
+                gauge("circuit_redis_scripts", "Scripts run in Redis (admissions, settlements, "
+                      "breaker changes).", link.calls)]

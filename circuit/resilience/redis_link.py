@@ -32,6 +32,8 @@ log = logging.getLogger("circuit.redis")
 
 #: Seconds between health checks (and breaker resynchronisations) of the watcher.
 WATCH_SECONDS = 0.5
+#: Seconds a settlement may wait for a pipeline to ride in before it is sent on its own.
+LINGER_SECONDS = 0.02
 
 
 class LinkDown(Exception):
@@ -100,6 +102,7 @@ class RedisLink:
         self._came_up = asyncio.Event()
         self._queue: list[_Call] = []
         self._collectors: set[Callable[[], list]] = set()
+        self._lingering: asyncio.TimerHandle | None = None
         self._drainer: asyncio.Task | None = None
         self._watcher: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -122,6 +125,8 @@ class RedisLink:
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), 2.0)  # the last settlements
+        if self._lingering is not None:
+            self._lingering.cancel()
         tasks = [t for t in (self._watcher, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -219,11 +224,19 @@ class RedisLink:
     def send_later(self, collect: Callable[[], list[tuple[LuaScript, Sequence, Sequence]]]
                    ) -> None:
         """Have `collect()` add calls, whose answers no one waits for, to the next pipeline, as
-        late as possible: what a caller accumulates meanwhile (settlements) goes in one call.
-        Lost when Redis fails them."""
-        if self.up:
-            self._collectors.add(collect)
-            self._enqueue(None)
+        late as possible: what a caller accumulates meanwhile (settlements) goes in one call,
+        beside the next request's admission, or on its own after `LINGER_SECONDS` if no
+        request comes. Lost when Redis fails them."""
+        if not self.up:
+            return
+        self._collectors.add(collect)
+        if self._lingering is None and self._drainer is None:
+            self._lingering = asyncio.get_running_loop().call_later(LINGER_SECONDS,
+                                                                    self._linger_over)
+
+    def _linger_over(self) -> None:
+        self._lingering = None
+        self._enqueue(None)
 
     def _enqueue(self, call: _Call | None) -> None:
         if call is not None:
@@ -247,7 +260,9 @@ class RedisLink:
             self._drainer = None
 
     async def flush(self) -> None:
-        """Wait until everything queued (settlements sent without waiting) has been sent."""
+        """Send everything queued or gathered (settlements) now, and wait until it is sent."""
+        if self._collectors:
+            self._enqueue(None)
         while self._drainer is not None:
             await asyncio.shield(self._drainer)
 
