@@ -8,8 +8,8 @@ for one chunk, and no module of accounting knows a wire format.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 UsageSource = Literal["provider", "local"]
@@ -70,3 +70,38 @@ class EventStream(Protocol):
 
     async def aclose(self) -> None:
         """Stop reading and drop the upstream connection (which cancels the upstream call)."""
+
+
+class Transform(Protocol):
+    """An upstream wire format's events, read into StreamEvents one `data:` value at a time."""
+
+    #: The stream's own end marker was seen ([DONE], message_stop, response.completed).
+    done: bool
+    #: An error event was seen: the upstream sends nothing worth reading after it.
+    failed: bool
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        """The events of one `data:` value; StreamBroken for one that cannot be read."""
+
+
+@dataclass(slots=True)
+class Passthrough:
+    """A request forwarded in the upstream's own wire format, by a door that speaks it."""
+
+    path: str  # under the provider's base URL (OpenAI: "/responses"; Anthropic: "/v1/messages")
+    body: bytes  # the client's bytes, unless the door had to change something (the model)
+    stream: bool
+    request_id: str
+    #: Client headers the format needs upstream (anthropic-version, anthropic-beta).
+    headers: Mapping[str, str] = field(default_factory=dict)
+    method: str = "POST"
+
+
+class WireReader(Protocol):
+    """How a door reads the answers of the format it passes through."""
+
+    def completion(self, body: bytes) -> Completion:
+        """Usage and text of a whole answer (UpstreamFailed when it cannot be read)."""
+
+    def transform(self) -> Transform:
+        """A fresh reader of one stream's events."""

@@ -89,6 +89,8 @@ class RequestBound:
     max_output: int | None = None  # the largest output knob the client sent
     extra_output: int = 0  # prediction text: rejected prediction tokens bill as output
     exact: bool = False  # text_tokens is a count, not a byte bound
+    #: Whether Meter.refine can count this request's text (a chat-completions body).
+    countable: bool = False
 
     def input_tokens(self, model: str) -> int:
         total = self.text_tokens + self.media_tokens + UPSTREAM_MARGIN
@@ -133,6 +135,85 @@ def lenient_int(value: Any) -> int | None:
     return None
 
 
+#: What a request that continues a stored conversation (`previous_response_id`) may carry in
+#: from it: unknowable from the request, so a context window's worth is reserved.
+STORED_CONTEXT_TOKENS = 128_000
+
+#: Fields of an Anthropic Messages request the upstream does not turn into prompt tokens.
+MESSAGES_CONTROL = frozenset({
+    "model", "messages", "stream", "max_tokens", "temperature", "top_p", "top_k",
+    "stop_sequences", "metadata", "service_tier", "thinking", "tool_choice"})
+#: Fields of an OpenAI Responses request the upstream does not turn into prompt tokens.
+RESPONSES_CONTROL = frozenset({
+    "model", "input", "stream", "max_output_tokens", "temperature", "top_p", "store",
+    "metadata", "previous_response_id", "reasoning", "parallel_tool_calls", "service_tier",
+    "truncation", "user", "include", "background", "prompt_cache_key", "safety_identifier",
+    "stream_options", "top_logprobs", "max_tool_calls", "tool_choice", "conversation"})
+
+
+def _fields_beside(body: Mapping[str, Any], control: frozenset[str]) -> int:
+    """Bytes of the JSON of every field but the control ones, and the tools' overhead."""
+    total = 0
+    for name, value in body.items():
+        if name not in control and value is not None:
+            total += json_bytes(value)
+    return total + tool_overhead(body)
+
+
+def messages_bound(body: Mapping[str, Any]) -> RequestBound:
+    """The bound of an Anthropic Messages request: `system`, every message and content block
+    (text, tool uses and results; images and documents at their worst case), `tools`; the
+    output is `max_tokens`, which a thinking budget counts within."""
+    walk = _Walk()
+    total = PRIMING + walk.value(body.get("system"))
+    for message in body.get("messages") or ():
+        total += PER_MESSAGE
+        if isinstance(message, dict):
+            total += walk.value(message.get("content"))
+    total += _fields_beside(body, MESSAGES_CONTROL | {"system"})
+    output = lenient_int(body.get("max_tokens"))
+    return RequestBound(
+        text_tokens=total, images_low=walk.images_low, images_high=walk.images_high,
+        media_tokens=walk.media_tokens,
+        max_output=max(output, 0) if output is not None else None)
+
+
+def responses_bound(body: Mapping[str, Any]) -> RequestBound:
+    """The bound of an OpenAI Responses request: `input` (a string or items, media at their
+    worst case), `instructions`, `tools`, a `text.format` schema; the output is
+    `max_output_tokens` (reasoning included) or the model's cap. A request that continues a
+    stored response carries in what cannot be seen from here: a context window's worth."""
+    walk = _Walk()
+    total = PRIMING + walk.value(body.get("input"))
+    items = body.get("input")
+    if isinstance(items, list):
+        total += PER_MESSAGE * len(items)
+    total += _fields_beside(body, RESPONSES_CONTROL)
+    stored = STORED_CONTEXT_TOKENS if body.get("previous_response_id") or \
+        body.get("conversation") else 0
+    output = lenient_int(body.get("max_output_tokens"))
+    return RequestBound(
+        text_tokens=total, images_low=walk.images_low, images_high=walk.images_high,
+        media_tokens=walk.media_tokens + stored,
+        max_output=max(output, 0) if output is not None else None)
+
+
+def embeddings_bound(body: Mapping[str, Any]) -> RequestBound:
+    """The bound of an embeddings request: the bytes of each input string, the length of each
+    array of token ids; no output tokens."""
+    items = body.get("input")
+    items = items if isinstance(items, list) else [items]
+    total = 0
+    for item in items:
+        if isinstance(item, str):
+            total += utf8_len(item) + 1
+        elif isinstance(item, list):  # token ids, or arrays of them
+            total += sum(len(ids) if isinstance(ids, list) else 1 for ids in item)
+        elif isinstance(item, int):
+            total += 1
+    return RequestBound(text_tokens=total, max_output=0)
+
+
 def chat_bound(body: Mapping[str, Any]) -> RequestBound:
     """The bound of an OpenAI chat-completions request body (already checked to be an
     object with a `messages` list)."""
@@ -155,7 +236,7 @@ def chat_bound(body: Mapping[str, Any]) -> RequestBound:
         media_tokens=walk.media_tokens,
         choices=choices if choices is not None and choices > 1 else 1,
         max_output=max(max(outputs), 0) if outputs else None,
-        extra_output=json_bytes(prediction) if prediction is not None else 0)
+        extra_output=json_bytes(prediction) if prediction is not None else 0, countable=True)
 
 
 class _Walk:
@@ -180,15 +261,19 @@ class _Walk:
         return total
 
     def _media(self, part: dict) -> bool:
-        """Count a media part (an image, audio, a file); False when `part` is not one."""
+        """Count a media part (an image, audio, a file — in chat, Messages or Responses
+        shape); False when `part` is not one."""
         kind = part.get("type")
-        if kind == "image_url" or "image_url" in part:
+        if kind in ("image_url", "image", "input_image") or "image_url" in part:
             image = part.get("image_url")
-            low = isinstance(image, dict) and image.get("detail") == "low"
-            if low:
+            detail = image.get("detail") if isinstance(image, dict) else part.get("detail")
+            if detail == "low":
                 self.images_low += 1
             else:
                 self.images_high += 1
+            return True
+        if kind in ("document", "input_file"):
+            self.media_tokens += FILE_TOKENS
             return True
         if kind == "input_audio" or "input_audio" in part:
             audio = part.get("input_audio")

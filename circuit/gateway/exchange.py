@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from circuit.accounting.bound import RequestBound, chat_bound
+from circuit.accounting.bound import RequestBound
 from circuit.accounting.budget import Reservation
 from circuit.accounting.meter import LocalCount
 from circuit.accounting.output_guard import OutputGuard
@@ -40,7 +40,6 @@ from circuit.errors import (
     UpstreamError,
 )
 from circuit.gateway.auth import ClientKey
-from circuit.gateway.chat_request import ChatRequest
 from circuit.gateway.dispatch import DispatchTrace
 from circuit.gateway.relay import StreamOutcome
 from circuit.gateway.routing import Target
@@ -98,21 +97,25 @@ class Exchange:
     def caller(self, key: ClientKey | None, name: str | None = None) -> None:
         self.record.key_name = key.name if key is not None else name
 
-    def asks(self, chat: ChatRequest, targets: list[Target]) -> None:
+    def asks(self, api: str, model: str, stream: bool, messages: Any,
+             targets: list[Target]) -> None:
+        """What is asked for, by which door (`api`): the model, a stream or not, and the
+        messages a local count would count."""
         record = self.record
-        record.model, record.stream = chat.model, chat.stream
+        record.api, record.model, record.stream = api, model, stream
         record.provider, record.upstream_model = targets[0].provider.name, targets[0].model
-        self._messages = chat.messages
+        self._messages = messages
 
-    async def admit(self, key: ClientKey, chat: ChatRequest, targets: list[Target]) -> None:
+    async def admit(self, key: ClientKey, body: dict[str, Any], bound: RequestBound,
+                    targets: list[Target]) -> None:
         """Take the request's tokens and reserve its worst case, or raise the refusal.
 
-        The bound is the body's byte size; when that alone would be refused (a small
-        tokens-per-minute limit, the last of a budget), the text is counted exactly, off the
-        loop, and admission is decided on the count."""
+        `bound` is the door's bound of the body (circuit/accounting/bound.py), from its byte
+        size; when that alone would be refused (a small tokens-per-minute limit, the last of
+        a budget) and the door's text can be counted exactly (`bound.countable`), it is, off
+        the loop, and admission is decided on the count."""
         gateway = self.gateway
         meter = gateway.meter
-        bound = chat_bound(chat.body)
         limit = gateway.daily_limit_micros(key)
         if limit is not None:
             for target in targets:
@@ -120,17 +123,18 @@ class Exchange:
                     raise _not_priced(target.model, limit)
         limits = gateway.limits(key)
         first = targets[0].model
-        if limits.tpm is not None and meter.tokens_needed(first, bound) > limits.tpm:
-            bound = await asyncio.to_thread(meter.refine, first, chat.body, bound)
+        if limits.tpm is not None and meter.tokens_needed(first, bound) > limits.tpm \
+                and bound.countable:
+            bound = await asyncio.to_thread(meter.refine, first, body, bound)
         grants = Grants(key.name, limits, meter.tokens_needed(first, bound))
         await gateway.limiter.admit(key.name, limits, grants.borrowed_tokens)
         self.grants = grants  # from here on, whatever happens releases the tokens
         try:
             grants.reservation = await self._reserve(key.name, limit, targets, bound)
         except QuotaExceeded:
-            if bound.exact:
+            if bound.exact or not bound.countable:
                 raise
-            bound = await asyncio.to_thread(meter.refine, first, chat.body, bound)
+            bound = await asyncio.to_thread(meter.refine, first, body, bound)
             grants.reservation = await self._reserve(key.name, limit, targets, bound)
         self.bound = bound
 

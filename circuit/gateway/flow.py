@@ -18,6 +18,7 @@ import logging
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from circuit.accounting.bound import chat_bound
 from circuit.errors import AuthenticationFailed, CircuitError
 from circuit.gateway.chat_request import parse_chat_request, read_body
 from circuit.gateway.exchange import Exchange
@@ -51,8 +52,8 @@ class ChatFlow:
             exchange.caller(key)
             chat = parse_chat_request(await read_body(request, gateway.settings.max_body_bytes))
             targets = gateway.router.targets(chat.model)
-            exchange.asks(chat, targets)
-            await exchange.admit(key, chat, targets)
+            exchange.asks("chat", chat.model, chat.stream, chat.messages, targets)
+            await exchange.admit(key, chat.body, chat_bound(chat.body), targets)
 
             def attempt(target: Target):
                 call = Call(chat.body, chat.raw, target.model, chat.stream,

@@ -23,7 +23,6 @@ import aiohttp
 import orjson
 
 from circuit.errors import (
-    StreamBroken,
     UpstreamError,
     UpstreamFailed,
     UpstreamRejected,
@@ -36,13 +35,12 @@ from circuit.providers.upstream_errors import upstream_error_fields
 from circuit.providers.upstream_http import (
     ERROR_BODY_LIMIT,
     open_session,
-    post,
     post_for_body,
     read_at_most,
     read_bounded,
 )
-from circuit.providers.upstream_stream import UpstreamEventStream
-from circuit.wire import Call, Completion
+from circuit.providers.upstream_stream import UpstreamEventStream, open_event_stream
+from circuit.wire import Call, Completion, EventStream, Passthrough, WireReader
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -102,6 +100,13 @@ def _error_from_event(provider: str, error: dict[str, Any]) -> UpstreamError:
     return UpstreamFailed(body["message"], code=body["code"])
 
 
+def _early_error(provider: str, transform: Any) -> UpstreamError | None:
+    """An `error` event before anything reached the client, from a passthrough transform
+    that keeps it as `error` (as the translator does), to raise so the call can be retried."""
+    error = getattr(transform, "error", None)
+    return _error_from_event(provider, error) if isinstance(error, dict) else None
+
+
 class AnthropicProvider:
     """Provider for Anthropic's Messages API (`base_url` like https://api.anthropic.com)."""
 
@@ -116,6 +121,7 @@ class AnthropicProvider:
         base = base_url.rstrip("/")
         if base.endswith("/v1"):  # accept either form of the base URL
             base = base[:-3]
+        self._base = base
         self._url = base + "/v1/messages"
         self._models_url = base + "/v1/models"
         self._headers = {"Content-Type": "application/json", "Accept": "application/json",
@@ -144,10 +150,6 @@ class AnthropicProvider:
     def _error_for(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
         return error_from_anthropic(status, body, headers, self.name, self._api_key)
 
-    async def _post(self, payload: bytes) -> aiohttp.ClientResponse:
-        return await post(self._session, self._url, payload, self.name, self._error_for,
-                          stream=True)
-
     async def complete(self, call: Call) -> Completion:
         payload = self._payload(call)  # a request Anthropic cannot take fails before the call
         body = await post_for_body(self._session, self._url, payload, self.name,
@@ -169,30 +171,26 @@ class AnthropicProvider:
             self.name, call.model,
             usage_nulls=isinstance(options, dict) and options.get("include_usage") is True,
             secret=self._api_key)
-        response = None
-        try:
-            async with asyncio.timeout(self._timeouts.first_byte):
-                response = await self._post(payload)
-                stream = UpstreamEventStream(self.name, response, self._timeouts.idle,
-                                             translator, self._sizes.event)
-                # Wait for the first event here, so a failure before it can still be retried.
-                await stream.prefetch()
-        except TimeoutError:
-            if response is not None:
-                response.close()
-            raise UpstreamTimeout(f"{self.name} sent no first event within "
-                                  f"{self._timeouts.first_byte:g}s") from None
-        except StreamBroken as exc:
-            raise UpstreamFailed(str(exc), code=exc.code) from None
-        except BaseException:
-            if response is not None:
-                response.close()
-            raise
-        if translator.error is not None:
-            # Nothing has reached the client yet: fail the call instead, so it can be retried.
-            await stream.aclose()
-            raise _error_from_event(self.name, translator.error)
-        return stream
+        return await open_event_stream(
+            self._session, self._url, payload, self.name, self._error_for, self._timeouts,
+            translator, self._sizes.event,
+            early_error=lambda: None if translator.error is None else _error_from_event(
+                self.name, translator.error))
+
+    async def forward(self, request: Passthrough, reader: WireReader) -> Completion | EventStream:
+        """`request.path` is under the API's root (`/v1/messages`, …); the client's
+        `anthropic-version` and `anthropic-beta` go upstream in place of the gateway's."""
+        url = self._base + request.path
+        if request.stream:
+            transform = reader.transform()
+            return await open_event_stream(
+                self._session, url, request.body, self.name, self._error_for, self._timeouts,
+                transform, self._sizes.event, headers=request.headers,
+                early_error=lambda: _early_error(self.name, transform))
+        body = await post_for_body(self._session, url, request.body, self.name,
+                                   self._error_for, self._timeouts.first_byte,
+                                   self._sizes.response, headers=request.headers)
+        return reader.completion(body)
 
     async def list_models(self) -> list[str]:
         assert self._session is not None, "provider not started"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from circuit.wire import Call, Completion, EventStream
+from circuit.wire import Call, Completion, EventStream, Passthrough, WireReader
 
 
 class Provider(Protocol):
@@ -31,6 +31,11 @@ class Provider(Protocol):
     async def complete(self, call: Call) -> Completion: ...
 
     async def open_stream(self, call: Call) -> EventStream: ...
+
+    async def forward(self, request: Passthrough, reader: WireReader) -> Completion | EventStream:
+        """Send a request in the upstream's own format as it is (only the provider's key and
+        headers added), and read its answer with the door's `reader`. A provider that speaks
+        no such format raises UpstreamRejected (404)."""
 
     async def list_models(self) -> list[str]: ...
 

@@ -17,7 +17,7 @@ from circuit.errors import UpstreamRejected
 from circuit.providers.mock_reply import MockReply, compose
 from circuit.providers.mock_wire import MockChunkStream, completion_body
 from circuit.providers.openai_wire import OpenAIEvents, PayloadEvents, wants_usage
-from circuit.wire import Call, Completion
+from circuit.wire import Call, Completion, Passthrough, WireReader
 
 MOCK_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-5-mini", "mock-echo")
 #: Bodies up to this size are answered inline (tens of microseconds at most); larger ones,
@@ -61,6 +61,11 @@ class MockProvider:
         reply = await self._reply(call)
         return Completion(body=completion_body(reply, call.model), usage=reply.usage,
                           finish_reason=reply.choices[0].finish_reason, text=reply.text)
+
+    async def forward(self, request: Passthrough, reader: WireReader) -> Completion:
+        # The mock speaks chat completions only: a door translates to it instead.
+        raise UpstreamRejected(404, f"The mock provider does not serve {request.path}",
+                               type="invalid_request_error", code="not_found")
 
     async def open_stream(self, call: Call) -> PayloadEvents:
         chunks = MockChunkStream(await self._reply(call), call.model, self._delay)

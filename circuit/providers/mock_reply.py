@@ -101,6 +101,10 @@ def compose(body: dict[str, Any], model: str, counter: TokenCounter) -> MockRepl
     return MockReply(choices, Usage(prompt, len(tokens) * count), logprobs=top is not None)
 
 
+#: Characters of one echoed word, and of the message looked at for the words to echo.
+_EXCERPT_WORD_CHARS, _EXCERPT_SCAN_CHARS = 40, 4096
+
+
 def reply_text(messages: list) -> str:
     """The reply to the conversation's last turn: to the user's words, or to a tool's result."""
     said, lead = "", "You said"
@@ -109,7 +113,9 @@ def reply_text(messages: list) -> str:
         if role == "user" or role == "tool" or role == "function":
             content = message.get("content")
             text = content if isinstance(content, str) else message_text(content)
-            said = " ".join(text.split()[:_EXCERPT_WORDS])
+            # A word is cut too: one 5 MB "word" echoed whole made every answer 5 MB long.
+            said = " ".join(word[:_EXCERPT_WORD_CHARS]
+                            for word in text[:_EXCERPT_SCAN_CHARS].split()[:_EXCERPT_WORDS])
             lead = "You said" if role == "user" else "The tool returned"
             break
     return (f"This is a mock reply from Circuit. {lead}: {said or '(nothing)'}. The mock provider "

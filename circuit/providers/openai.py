@@ -13,20 +13,19 @@ from typing import Any
 import aiohttp
 import orjson
 
-from circuit.errors import StreamBroken, UpstreamError, UpstreamFailed, UpstreamTimeout
+from circuit.errors import UpstreamError, UpstreamFailed, UpstreamTimeout
 from circuit.providers.base import SizeLimits, Timeouts
 from circuit.providers.openai_wire import OpenAIEvents, output_text, usage_from_openai, wants_usage
 from circuit.providers.upstream_errors import error_from_upstream
 from circuit.providers.upstream_http import (
     ERROR_BODY_LIMIT,
     open_session,
-    post,
     post_for_body,
     read_at_most,
     read_bounded,
 )
-from circuit.providers.upstream_stream import UpstreamEventStream
-from circuit.wire import Call, Completion
+from circuit.providers.upstream_stream import UpstreamEventStream, open_event_stream
+from circuit.wire import Call, Completion, EventStream, Passthrough, WireReader
 
 
 class OpenAIProvider:
@@ -38,7 +37,8 @@ class OpenAIProvider:
                  timeouts: Timeouts | None = None, max_connections: int = 1000,
                  sizes: SizeLimits | None = None) -> None:
         self.name = name
-        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._base = base_url.rstrip("/")
+        self._url = self._base + "/chat/completions"
         self._models_url = base_url.rstrip("/") + "/models"
         self._api_key = api_key
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -72,10 +72,6 @@ class OpenAIProvider:
     def _error_for(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
         return error_from_upstream(status, body, headers, self.name, self._api_key)
 
-    async def _post(self, call: Call) -> aiohttp.ClientResponse:
-        return await post(self._session, self._url, self._payload(call), self.name,
-                          self._error_for, stream=True)
-
     async def complete(self, call: Call) -> Completion:
         body = await post_for_body(self._session, self._url, self._payload(call), self.name,
                                    self._error_for, self._timeouts.first_byte,
@@ -92,23 +88,22 @@ class OpenAIProvider:
         return Completion(body=body, usage=usage, finish_reason=finish, text=text)
 
     async def open_stream(self, call: Call) -> UpstreamEventStream:
-        response = None
-        try:
-            async with asyncio.timeout(self._timeouts.first_byte):
-                response = await self._post(call)
-                stream = UpstreamEventStream(
-                    self.name, response, self._timeouts.idle,
-                    OpenAIEvents(wants_usage(call.body), self._api_key), self._sizes.event)
-                # Wait for the first event here, so a failure before it can still be retried.
-                await stream.prefetch()
-                return stream
-        except TimeoutError:
-            if response is not None:
-                response.close()
-            raise UpstreamTimeout(f"{self.name} sent no first event within "
-                                  f"{self._timeouts.first_byte:g}s") from None
-        except StreamBroken as exc:
-            raise UpstreamFailed(str(exc), code="upstream_stream_broken") from None
+        return await open_event_stream(
+            self._session, self._url, self._payload(call), self.name, self._error_for,
+            self._timeouts, OpenAIEvents(wants_usage(call.body), self._api_key),
+            self._sizes.event)
+
+    async def forward(self, request: Passthrough, reader: WireReader) -> Completion | EventStream:
+        """`request.path` is under the base URL (`/responses`, `/embeddings`, …)."""
+        url = self._base + request.path
+        if request.stream:
+            return await open_event_stream(self._session, url, request.body, self.name,
+                                           self._error_for, self._timeouts, reader.transform(),
+                                           self._sizes.event, headers=request.headers)
+        body = await post_for_body(self._session, url, request.body, self.name,
+                                   self._error_for, self._timeouts.first_byte,
+                                   self._sizes.response, headers=request.headers)
+        return reader.completion(body)
 
     async def list_models(self) -> list[str]:
         assert self._session is not None, "provider not started"

@@ -11,26 +11,15 @@ event and on an early end.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
-from circuit.errors import StreamBroken, UpstreamError, UpstreamTimeout
+from circuit.errors import StreamBroken, UpstreamError, UpstreamFailed, UpstreamTimeout
+from circuit.providers.base import Timeouts
 from circuit.providers.sse import SSEDecoder
-from circuit.providers.upstream_http import event_too_large
-from circuit.wire import StreamEvent
-
-
-class Transform(Protocol):
-    """An upstream wire format's events, read into StreamEvents one `data:` value at a time."""
-
-    #: The stream's own end marker was seen ([DONE], message_stop): it ended well.
-    done: bool
-    #: An error event was seen: the upstream sends nothing worth reading after it.
-    failed: bool
-
-    def feed(self, data: bytes) -> list[StreamEvent]:
-        """The events of one `data:` value; StreamBroken for one that cannot be read."""
+from circuit.providers.upstream_http import ErrorMapper, event_too_large, post
+from circuit.wire import StreamEvent, Transform
 
 
 class UpstreamEventStream:
@@ -122,3 +111,39 @@ class UpstreamEventStream:
     async def aclose(self) -> None:
         if not self._done:
             self._close()
+
+
+async def open_event_stream(session: aiohttp.ClientSession | None, url: str, payload: bytes,
+                            provider: str, error_for: ErrorMapper, timeouts: Timeouts,
+                            transform: Transform, max_event_bytes: int | None, *,
+                            headers: Mapping[str, str] | None = None,
+                            early_error: Callable[[], UpstreamError | None] | None = None
+                            ) -> UpstreamEventStream:
+    """POST a stream request and wait for its first events, within the first-byte timeout,
+    so a failure before anything reached the client can still be retried. `early_error` is
+    asked, once the first events are in, whether they were an error to raise instead."""
+    response = None
+    try:
+        async with asyncio.timeout(timeouts.first_byte):
+            response = await post(session, url, payload, provider, error_for, stream=True,
+                                  headers=headers)
+            stream = UpstreamEventStream(provider, response, timeouts.idle, transform,
+                                         max_event_bytes)
+            await stream.prefetch()
+    except TimeoutError:
+        if response is not None:
+            response.close()
+        raise UpstreamTimeout(f"{provider} sent no first event within "
+                              f"{timeouts.first_byte:g}s") from None
+    except StreamBroken as exc:
+        raise UpstreamFailed(str(exc), code=exc.code) from None
+    except BaseException:
+        if response is not None:
+            response.close()
+        raise
+    error = early_error() if early_error is not None else None
+    if error is not None:
+        # Nothing has reached the client yet: fail the call instead, so it can be retried.
+        await stream.aclose()
+        raise error
+    return stream

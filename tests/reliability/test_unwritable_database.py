@@ -109,3 +109,37 @@ def test_disk_full_then_sigterm_then_space_then_restart_keeps_every_row(tmp_path
             _one_row_each(again, ids)
         finally:
             again.terminate()
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[Path]:
+    """`folder` remounted read-only in place (root only): not even root can write there."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to remount a folder read-only")
+    for command in (["mount", "--bind", str(folder), str(folder)],
+                    ["mount", "-o", "remount,ro,bind", str(folder)]):
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+            pytest.skip(f"cannot remount read-only here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_serve_on_a_read_only_database_is_one_line_and_exit_2(tmp_path):
+    from tests.reliability.support import BIN, clean_environment
+
+    data = tmp_path / "data"
+    data.mkdir()
+    env = clean_environment(CIRCUIT_DB_PATH=data / "circuit.db")
+    subprocess.run([str(BIN / "circuit"), "keys", "add", "seed"], env=env, cwd=tmp_path,
+                   capture_output=True, check=True, timeout=60)
+    with read_only(data):
+        done = subprocess.run([str(BIN / "circuit"), "serve", "--port", "0"], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: database"), done.stderr
+    assert "Traceback" not in done.stderr and "Circuit on" not in done.stdout
