@@ -23,6 +23,7 @@ from circuit.parsers import (
     parse_key_list,
     parse_number,
     parse_optional,
+    parse_redis_url,
     parse_text,
 )
 
@@ -109,6 +110,22 @@ class Settings:
         "`postgresql://user:pass@host/db` shares keys, budgets, breakers and records between "
         "replicas; `sqlite:///path` or a path: SQLite. Unset: CIRCUIT_DB_PATH.",
         parse_optional(parse_database_url), secret=True)
+    redis_url: str | None = setting(
+        None, "CIRCUIT_REDIS_URL",
+        "`redis://host:6379/0`: rate-limit buckets and breaker state shared by every replica "
+        "through Redis. Unset: each process keeps its own.", parse_optional(parse_redis_url),
+        secret=True)
+    redis_prefix: str = setting("circuit:", "CIRCUIT_REDIS_PREFIX",
+                                "Prefix of every Redis key and channel Circuit uses, so several "
+                                "deployments can share one Redis.")
+    redis_fallback: str = setting(
+        "open", "CIRCUIT_REDIS_FALLBACK",
+        "When Redis is unreachable: `open` (each replica enforces the limits on its own) or "
+        "`closed` (requests of rate-limited keys get 503 until it is back).",
+        parse_choice("open", "closed"))
+    redis_timeout: float = setting(1.0, "CIRCUIT_REDIS_TIMEOUT",
+                                   "Seconds to wait for Redis before falling back.",
+                                   parse_number(0.001))
     journal_dir: str | None = setting(
         None, "CIRCUIT_JOURNAL_DIR",
         "Folder where request records wait when the database cannot be written (replayed "

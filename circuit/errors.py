@@ -15,6 +15,7 @@
     ├── QuotaExceeded                429  daily USD budget spent
     ├── ServiceUnavailable           503  no target can serve (breaker open); fixed body
     ├── StoreUnavailable             503  the database did not answer in time on the request path
+    ├── LimitsUnavailable            503  shared rate limits unreachable, and the policy is fail-closed
     ├── TooManyConnections           503  every connection slot busy with a request (closed)
     └── UpstreamError                     a provider failed; `retryable` drives retry/breaker
         ├── UpstreamRejected         the upstream's own 400/404/409/422/429, passed through
@@ -168,6 +169,15 @@ class StoreUnavailable(CircuitError):
     status = 503
     type = "service_unavailable"
     code = "store_unavailable"
+
+
+class LimitsUnavailable(CircuitError):
+    """Redis, where the fleet's rate limits live, cannot be reached, and the deployment chose
+    to refuse rather than enforce them per replica (CIRCUIT_REDIS_FALLBACK=closed)."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "rate_limits_unavailable"
 
 
 class TooManyConnections(CircuitError):

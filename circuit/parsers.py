@@ -87,6 +87,14 @@ def parse_database_url(value: Any) -> str:
     return text
 
 
+def parse_redis_url(value: Any) -> str:
+    text = parse_text(value)
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return text
+
+
 def parse_flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value

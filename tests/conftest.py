@@ -10,6 +10,7 @@ import pytest
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.support.gateway_server import GatewayServer
+from tests.support.redis import fresh_prefix
 
 PROVIDER_KEY = "sk-upstream-provider-secret-42"
 
@@ -70,3 +71,11 @@ def openai_gateway(tmp_path_factory: pytest.TempPathFactory,
 def request_id() -> str:
     """A fresh id to send as x-request-id, so a test finds its own record."""
     return f"test-{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own on the shared test Redis, its keys deleted afterwards
+    (skips without a Redis; fails under CI)."""
+    with fresh_prefix() as prefix:
+        yield prefix

@@ -59,7 +59,7 @@ class Dispatcher:
             if self._clock() - started > policy.deadline:
                 break
             for number in range(1, policy.max_attempts + 1):
-                permit = breaker.permit()
+                permit = await breaker.claim()
                 if permit is None:
                     trace.failed(target, "breaker_open", 503)
                     break

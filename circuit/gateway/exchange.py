@@ -127,7 +127,7 @@ class Exchange:
                 and bound.countable:
             bound = await asyncio.to_thread(meter.refine, first, body, bound)
         grants = Grants(key.name, limits, meter.tokens_needed(first, bound))
-        gateway.limiter.admit(key.name, limits, grants.borrowed_tokens)
+        await gateway.limiter.admit(key.name, limits, grants.borrowed_tokens)
         self.grants = grants  # from here on, whatever happens releases the tokens
         try:
             grants.reservation = await self._reserve(key.name, limit, targets, bound)

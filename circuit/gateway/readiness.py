@@ -19,7 +19,8 @@ async def readiness(gateway: Gateway) -> dict[str, dict]:
                        "pending": gateway.writer.pending, "written": gateway.writer.written,
                        "journaled": gateway.writer.spilled, "replayed": gateway.writer.replayed,
                        "dropped": gateway.writer.dropped},
-            "providers": _providers(gateway)}
+            "providers": _providers(gateway),
+            **({"redis": gateway.fleet.readiness()} if gateway.fleet is not None else {})}
 
 
 async def _database(gateway: Gateway) -> dict:

@@ -16,6 +16,7 @@ from circuit.config import Settings
 from circuit.gateway.auth import ClientKey, KeyRing
 from circuit.gateway.control import ControlLoop
 from circuit.gateway.dispatch import Dispatcher
+from circuit.gateway.fleet import Fleet
 from circuit.gateway.routing import Router
 from circuit.gateway.validation import validate
 from circuit.logs import RequestLog
@@ -23,7 +24,7 @@ from circuit.metrics import BREAKER_STATES, GatewayMetrics, gauge
 from circuit.money import micros
 from circuit.providers.registry import build_provider
 from circuit.resilience.breaker import BreakerPolicy, CircuitBreaker
-from circuit.resilience.rate_limit import Limits, RateLimiter
+from circuit.resilience.rate_limit import Limiter, Limits, RateLimiter
 from circuit.store.base import Store
 from circuit.store.journal import RecordJournal
 from circuit.store.retention import Pruner
@@ -70,7 +71,11 @@ class Gateway:
         #: Requests being handled, and streams being relayed, right now.
         self.in_flight = 0
         self.open_streams = 0
-        self.limiter = RateLimiter()
+        #: Rate limits and breakers shared with the other replicas through Redis, if set.
+        self.fleet = Fleet(settings) if settings.redis_url else None
+        if self.fleet is not None:
+            self.metrics.add_live(self.fleet.metrics)
+        self.limiter: Limiter = self.fleet.limiter if self.fleet is not None else RateLimiter()
         self.ledger = BudgetLedger(self.store)
         self.breaker_policy = BreakerPolicy(
             window=settings.breaker_window, minimum_calls=settings.breaker_minimum_calls,
@@ -85,7 +90,8 @@ class Gateway:
                      for name, spec in self.specs.items() if name in used}
         self.router = Router(providers, settings.provider, self.routes,
                              frozenset(name for name, spec in self.specs.items() if spec.free))
-        self.breakers = {name: CircuitBreaker(name, self.breaker_policy) for name in providers}
+        make_breaker = self.fleet.breaker if self.fleet is not None else CircuitBreaker
+        self.breakers = {name: make_breaker(name, self.breaker_policy) for name in providers}
         self.dispatcher = Dispatcher(self.breakers,
                                      {name: spec.retry for name, spec in self.specs.items()})
         self.control = ControlLoop(self.store, self.keys, settings.api_keys, self.breakers,
@@ -142,6 +148,8 @@ class Gateway:
         await asyncio.to_thread(self.store.migrate)
         for provider in self.router.providers.values():
             await provider.start()
+        if self.fleet is not None:
+            await self.fleet.start()
         await self.control.start()
         if not len(self.keys):
             log.warning("no API keys: every request will get 401; create one with "
@@ -159,6 +167,8 @@ class Gateway:
         # be returned is only lost for the day, never overspent.
         steps = [("the control loop",
                   lambda: asyncio.wait_for(self.control.stop(), CONTROL_STOP_TIMEOUT))]
+        if self.fleet is not None:
+            steps.append(("the Redis link", self.fleet.stop))
         steps += [(f"provider {name}", provider.aclose)
                   for name, provider in self.router.providers.items()]
         steps += [("the pruner", self.pruner.stop),

@@ -219,6 +219,11 @@ class CircuitBreaker:
         """A permit for one call now, or None when the breaker refuses it."""
         return Permit(self) if self._state.allow(self._clock()) else None
 
+    async def claim(self) -> Permit | None:
+        """`permit()`, for callers that may wait on a breaker the fleet shares (see
+        shared_breaker.py): this one never waits."""
+        return self.permit()
+
     def retry_after(self) -> int:
         """Whole seconds until the breaker will let a trial call through."""
         return max(1, math.ceil(self.probe_at - self._clock()))

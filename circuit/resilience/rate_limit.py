@@ -1,5 +1,8 @@
 """Per-key rate limits: requests and tokens per minute, as token buckets in memory.
 
+This process's buckets; with CIRCUIT_REDIS_URL the fleet shares them instead
+(`shared_limits.py`), and falls back to these when Redis is unreachable.
+
 Tokens are borrowed before the call (the prompt plus `max_tokens`) and the difference to what was
 really used is settled after it, so a key that under-declares pays for it on its next request.
 """
@@ -10,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from circuit.errors import RateLimitExceeded
 
@@ -51,8 +55,40 @@ class Limits:
     tpm: int | None
 
 
+def check_fits(limits: Limits, tokens: int) -> None:
+    """Refuse a request that needs more tokens than a whole minute holds: no wait would do."""
+    if limits.tpm is not None and tokens > limits.tpm:
+        raise RateLimitExceeded(
+            f"This request needs ~{tokens} tokens, more than the key's limit of "
+            f"{limits.tpm} tokens per minute", headers={"retry-after": "60"})
+
+
+def refusal(wait: float, what: str) -> RateLimitExceeded:
+    """The 429 for a bucket that can serve again in `wait` seconds (`what`: its limit)."""
+    seconds = max(1, math.ceil(wait))
+    return RateLimitExceeded(f"Rate limit of {what} reached for this key; retry after {seconds}s",
+                             headers={"retry-after": str(seconds)})
+
+
+def limit_text(kind: str, limits: Limits) -> str:
+    return f"{limits.rpm} requests per minute" if kind == "rpm" \
+        else f"{limits.tpm} tokens per minute"
+
+
+class Limiter(Protocol):
+    """What the gateway asks of a rate limiter: this process's (`RateLimiter`) or the fleet's
+    (`circuit.resilience.shared_limits.SharedRateLimiter`)."""
+
+    async def admit(self, key: str, limits: Limits, tokens: int) -> None:
+        """Take one request and `tokens`, or raise RateLimitExceeded (or LimitsUnavailable)."""
+
+    def settle(self, key: str, limits: Limits, borrowed: int, used: int) -> None:
+        """Charge (or give back) the difference between tokens borrowed and used."""
+
+
 class RateLimiter:
-    """Buckets per key; limits come with each call so a change applies to the next request."""
+    """Buckets per key in this process; limits come with each call so a change applies to the
+    next request."""
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self._clock = clock
@@ -72,27 +108,23 @@ class RateLimiter:
             bucket = self._buckets[(key, kind, capacity)] = TokenBucket(capacity, self._clock)
         return bucket
 
-    def admit(self, key: str, limits: Limits, tokens: int) -> None:
+    async def admit(self, key: str, limits: Limits, tokens: int) -> None:
+        self.take(key, limits, tokens)
+
+    def take(self, key: str, limits: Limits, tokens: int) -> None:
         """Take one request and `tokens` from the key's buckets, or raise RateLimitExceeded."""
         if limits.rpm is None and limits.tpm is None:
             return
+        check_fits(limits, tokens)
         requests = self._bucket(key, "rpm", limits.rpm) if limits.rpm else None
         budget = self._bucket(key, "tpm", limits.tpm) if limits.tpm else None
-        if budget is not None and tokens > budget.capacity:
-            raise RateLimitExceeded(
-                f"This request needs ~{tokens} tokens, more than the key's limit of "
-                f"{budget.capacity} tokens per minute", headers={"retry-after": "60"})
         waits = []
         if requests is not None and (wait := requests.wait_for(1)) > 0:
-            waits.append((wait, f"{limits.rpm} requests per minute"))
+            waits.append((wait, limit_text("rpm", limits)))
         if budget is not None and (wait := budget.wait_for(tokens)) > 0:
-            waits.append((wait, f"{limits.tpm} tokens per minute"))
+            waits.append((wait, limit_text("tpm", limits)))
         if waits:
-            wait, what = max(waits)
-            seconds = max(1, math.ceil(wait))
-            raise RateLimitExceeded(
-                f"Rate limit of {what} reached for this key; retry after {seconds}s",
-                headers={"retry-after": str(seconds)})
+            raise refusal(*max(waits))
         if requests is not None:
             requests.take(1)
         if budget is not None:
