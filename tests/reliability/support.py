@@ -242,8 +242,29 @@ class GatewayProcess:
                 return int(line.split()[1])
         raise RuntimeError("no VmRSS")
 
-    def fd_count(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
+    def fd_count(self, *, live_connections: bool = True) -> int:
+        """Open descriptors; with `live_connections=False`, not counting established TCP
+        connections (keep-alive pools, which grow to the busiest moment's concurrency)."""
+        links = []
+        for fd in os.listdir(f"/proc/{self.pid}/fd"):
+            with contextlib.suppress(FileNotFoundError):
+                links.append(os.readlink(f"/proc/{self.pid}/fd/{fd}"))
+        if live_connections:
+            return len(links)
+        live = _established_socket_inodes()
+        return sum(1 for link in links if link.removeprefix("socket:[").rstrip("]") not in live)
+
+
+def _established_socket_inodes() -> set[str]:
+    """Inodes of this machine's established TCP sockets (/proc/net/tcp*, state 01)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "01":
+                    inodes.add(fields[9])
+    return inodes
 
 
 class BenchUpstream:
