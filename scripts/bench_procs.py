@@ -212,35 +212,39 @@ class Gateway:
 
     def __init__(self, workdir: Path, upstream_url: str, key: str, *, workers: int = 1,
                  core: int | None = None, extra_env: dict[str, str] | None = None) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.workdir = workdir
-        self.name = workdir.name
-        self.startup_s: float | None = None
-        self.db_path = workdir / "circuit.db"
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.workers = workers
-        self.sent = 0  # chat requests sent to it: every one must have its row
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("CIRCUIT_", "OPENAI_", "ANTHROPIC_")) and k != "PROVIDER"}
-        env.update({
+        env = {
             "PROVIDER": "openai", "OPENAI_BASE_URL": upstream_url,
-            "OPENAI_API_KEY": "sk-bench-upstream", "CIRCUIT_DB_PATH": str(self.db_path),
+            "OPENAI_API_KEY": "sk-bench-upstream", "CIRCUIT_DB_PATH": str(workdir / "circuit.db"),
             # Every protection on, none of them limiting: budget, rate limits (and the breaker,
             # on by default) all do their work on each request.
             "CIRCUIT_API_KEYS": key, "CIRCUIT_DAILY_USD_LIMIT": "1000000",
             "CIRCUIT_DEFAULT_RPM": "1000000000", "CIRCUIT_DEFAULT_TPM": "1000000000000",
             "CIRCUIT_HOST": "127.0.0.1", "CIRCUIT_PORT": str(self.port),
             "CIRCUIT_WORKERS": str(workers),
-        })
-        env.update(extra_env or {})
+            **(extra_env or {}),
+        }
         circuit = Path(sys.executable).parent / "circuit"
         cmd = [str(circuit)] if circuit.exists() else \
             [sys.executable, "-c", "from circuit.cli.app import main; main()"]
+        self._start(workdir, [*cmd, "serve"], env, workers, core)
+
+    def _start(self, workdir: Path, cmd: list[str], env: dict[str, str], workers: int,
+               core: int | None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.name = workdir.name
+        self.startup_s: float | None = None
+        self.db_path = workdir / "circuit.db"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.sent = 0  # chat requests sent to it: every one must have its row
+        clean = {k: v for k, v in os.environ.items()
+                 if not k.startswith(("CIRCUIT_", "OPENAI_", "ANTHROPIC_")) and k != "PROVIDER"}
         self.log_path = workdir / "gateway.log"
         self._log = self.log_path.open("wb")
         # cwd is the work dir, so no circuit.toml or .env of the checkout is read.
-        self.proc = subprocess.Popen(pinned([*cmd, "serve"], core), cwd=workdir, env=env,
+        self.proc = subprocess.Popen(pinned(cmd, core), cwd=workdir, env={**clean, **env},
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      preexec_fn=die_with_parent)
         self.shutdown_s: float | None = None
@@ -312,6 +316,17 @@ class Gateway:
         conn.close()
         return {"sent": self.sent, "rows": rows, "by_status": by_status,
                 "match": rows == self.sent, "shutdown_s": self.shutdown_s}
+
+
+class BareRelay(Gateway):
+    """scripts/bench_bare.py, the relay with nothing between its parts, on the mock: the floor.
+    It keeps no records (`sent` is counted, never checked)."""
+
+    def __init__(self, workdir: Path, upstream_root: str, *, core: int | None = None) -> None:
+        self.port = free_port()
+        cmd = [sys.executable, str(HERE / "bench_bare.py"), "--port", str(self.port),
+               "--upstream", upstream_root]
+        self._start(workdir, cmd, {}, 1, core)
 
 
 def run_load(url: str, *, concurrency: int, duration: float, warmup: float, stream: bool,

@@ -65,8 +65,27 @@ def _name(frame: str) -> str:
     return f"{match['func']} ({_short(match['file'])})"
 
 
+#: The parts the bare relay (scripts/bench_bare.py) is made of too: a sample whose innermost
+#: frame is in one of these is the parts' time; any other is Circuit's own work (its code and
+#: the libraries only it calls: starlette, prometheus_client, sqlite3, logging, tiktoken ...).
+PARTS = ("uvicorn/", "aiohttp/", "asyncio/", "yarl/", "multidict/", "httptools/", "uvloop/",
+         "selectors.py", "socket.py", "ssl.py", "threading.py", "queue.py", "concurrent/",
+         "propcache/", "frozenlist/")
+#: Innermost frames that are waits, not work (py-spy's idle test misses some of these).
+WAITS = ("Condition.wait (threading.py)", "Queue.get (queue.py)", "RecordWriter._run (circuit/")
+
+
+def _part(name: str) -> str:
+    """'parts', 'circuit' or 'wait' for an innermost frame's name."""
+    if name.startswith(WAITS):
+        return "wait"
+    where = name.rpartition("(")[2]
+    return "parts" if where.startswith(PARTS) else "circuit"
+
+
 def summarise(path: Path, top: int = 15) -> dict:
-    """Own and total samples per function (line numbers merged), and samples per thread."""
+    """Own and total samples per function (line numbers merged), samples per thread, and the
+    split between the parts' time and Circuit's own work."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     threads: Counter[str] = Counter()
@@ -94,8 +113,17 @@ def summarise(path: Path, top: int = 15) -> dict:
         return [{"function": name, "samples": n, "pct": round(100 * n / samples, 1)}
                 for name, n in counter.most_common(top)] if samples else []
 
+    split: Counter[str] = Counter()
+    for name, n in own.items():
+        split[_part(name)] += n
+    busy = (split["parts"] + split["circuit"]) or 1
     return {"samples": samples, "top_own": rows(own), "top_total": rows(total),
-            "threads": [{"thread": t, "samples": n} for t, n in threads.most_common()]}
+            "threads": [{"thread": t, "samples": n} for t, n in threads.most_common()],
+            "split": {"parts_pct": round(100 * split["parts"] / busy, 1),
+                      "circuit_pct": round(100 * split["circuit"] / busy, 1),
+                      "waits_excluded": split["wait"]},
+            "top_circuit": [{"function": name, "samples": n, "pct": round(100 * n / busy, 1)}
+                            for name, n in own.most_common() if _part(name) == "circuit"][:top]}
 
 
 def format_table(summary: dict, key: str = "top_own") -> str:
@@ -104,6 +132,16 @@ def format_table(summary: dict, key: str = "top_own") -> str:
              f"{summary['samples']} samples)"]
     for i, row in enumerate(summary[key], 1):
         lines.append(f"  {i:>2}  {row['pct']:>5.1f}  {row['samples']:>7}  {row['function']}")
+    return "\n".join(lines)
+
+
+def format_split(summary: dict) -> str:
+    """The parts' time against Circuit's own, and Circuit's costliest functions."""
+    split = summary["split"]
+    lines = [f"  the parts (uvicorn, aiohttp, asyncio ...) {split['parts_pct']}%, Circuit's own "
+             f"work {split['circuit_pct']}% of busy samples ({split['waits_excluded']} samples "
+             "of waiting left out); Circuit's own, costliest first:"]
+    lines += [f"      {row['pct']:>5.1f}  {row['function']}" for row in summary["top_circuit"][:10]]
     return "\n".join(lines)
 
 
@@ -126,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     print(format_table(summary, "top_own"))
     print()
     print(format_table(summary, "top_total"))
+    print()
+    print(format_split(summary))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ from pathlib import Path
 
 # name, description, threshold (for the JSON), how to compute and judge it.
 TARGETS = (
+    ("json_c64_vs_bare", "non-streaming c=64 >= 75% of the bare relay's req/s", 0.75),
+    ("sse_c64_vs_bare", "streaming c=64 >= 75% of the bare relay's streams/s", 0.75),
+    ("added_latency_c1_vs_bare", "added latency c=1 p50 <= 1.5x the bare relay's", 1.5),
+    ("cpu_vs_bare", "(info) gateway CPU per request c=64 JSON, over the bare relay's", None),
     ("json_c64_rps", "non-streaming c=64 >= 3,000 req/s, 0 errors", 3000.0),
     ("added_latency_c1_p50", "added latency c=1 p50 <= 0.5 ms over direct", 0.5),
     ("sse_c64_rate", "streaming c=64 >= 1,500 streams/s", 1500.0),
@@ -37,7 +41,29 @@ def evaluate(results: dict) -> list[dict]:
     out = []
     for name, text, threshold in TARGETS:
         value, shown, passed = None, "not measured", None
-        if name == "json_c64_rps" and (s := _find(results, key("circuit", "json", 64))):
+        if name in ("json_c64_vs_bare", "sse_c64_vs_bare"):
+            mode = "json" if name == "json_c64_vs_bare" else "sse"
+            ours, floor = (_find(results, key(t, mode, 64)) for t in ("circuit", "bare"))
+            if ours and floor and floor["rps"]:
+                value = ours["rps"] / floor["rps"]
+                shown = (f"{100 * value:.0f}% ({ours['rps']:,.0f} vs {floor['rps']:,.0f}/s, "
+                         f"{ours['errors_total']} errors)")
+                passed = value >= threshold and ours["errors_total"] == 0
+        elif name == "added_latency_c1_vs_bare":
+            g, b, d = (_p50(_find(results, key(t, "json", 1)), "latency_ms")
+                       for t in ("circuit", "bare", "direct"))
+            if g is not None and b is not None and d is not None and b > d:
+                value = (g - d) / (b - d)
+                shown = f"{value:.2f}x (+{g - d:.3f} vs +{b - d:.3f} ms over direct)"
+                passed = value <= threshold
+        elif name == "cpu_vs_bare":
+            ours, floor = ((_find(results, key(t, "json", 64)) or {}).get("gateway") or {}
+                           for t in ("circuit", "bare"))
+            a, b = ours.get("cpu_us_per_request"), floor.get("cpu_us_per_request")
+            if a and b:
+                value = a / b
+                shown = f"{value:.2f}x ({a:.0f} vs {b:.0f} us; Circuit's own work {a - b:.0f} us)"
+        elif name == "json_c64_rps" and (s := _find(results, key("circuit", "json", 64))):
             value = s["rps"]
             errors = s["errors_total"]
             shown = f"{value:,.0f} req/s, {errors} errors"
@@ -176,12 +202,15 @@ def render(results: dict) -> str:
     if results.get("targets"):
         parts += ["", targets_table(results["targets"])]
     if (profile := results.get("profile")) and profile.get("top_own"):
-        from bench_profile import format_table
+        from bench_profile import format_split, format_table
         scope = "GIL holder only" if profile.get("gil_only") else "all busy threads"
-        parts += ["", f"Profile of the gateway at c=64 JSON, {scope}, "
-                      f"{profile['rps_while_profiled']:,.0f} req/s under py-spy "
+        what = "streams" if profile.get("mode") == "sse" else "JSON"
+        parts += ["", f"Profile of the gateway at c=64 {what}, {scope}, "
+                      f"{profile['rps_while_profiled']:,.0f}/s under py-spy "
                       f"({profile['file']}):",
                   format_table(profile, "top_own")]
+        if profile.get("split"):
+            parts.append(format_split(profile))
         if profile.get("threads"):
             total = sum(t["samples"] for t in profile["threads"]) or 1
             parts.append("  samples by thread: " + ", ".join(

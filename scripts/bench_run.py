@@ -88,6 +88,15 @@ class Bench:
             f"pinned {pin and self.pin}, {gw.memory_mb()['rss_mb']} MB")
         return gw
 
+    def bare(self, mock: procs.Mock) -> procs.BareRelay:
+        relay = procs.BareRelay(self.workdir / "bare", f"http://127.0.0.1:{mock.port}",
+                                core=self.gw_core)
+        self.started.append(relay)
+        relay.wait_ready()
+        say(f"bare relay: ready in {relay.startup_s} s, pid {relay.pid}, "
+            f"{relay.memory_mb()['rss_mb']} MB")
+        return relay
+
     def finish(self, gw: procs.Gateway) -> dict:
         gw.stop()
         rows = {"gateway": gw.name, **gw.count_rows()}
@@ -177,9 +186,17 @@ class Bench:
                       duration=sweep_duration)
 
         gw = self.gateway("main", mock)
+        bare = None if args.no_bare else self.bare(mock)
+        # Scenario by scenario, the bare relay then Circuit, both on the gateway's core: a
+        # machine that gets busier during the run skews both sides of each ratio alike.
         for c, mode in basic:
+            if bare is not None:
+                self.load("bare", mode, c, bare.url, gw=bare, mock=mock, warmup=warmup,
+                          duration=duration)
             self.load("circuit", mode, c, gw.url, gw=gw, mock=mock, warmup=warmup,
                       duration=duration)
+        if bare is not None:
+            bare.stop()
         for c, mode in sweep:
             self.load("circuit", mode, c, gw.url, gw=gw, mock=mock, warmup=sweep_warmup,
                       duration=sweep_duration)
@@ -208,7 +225,8 @@ class Bench:
 
     def profile(self, gw: procs.Gateway, mock: procs.Mock, warmup: float,
                 duration: float) -> None:
-        out = procs.ROOT / "bench-results" / "profile-c64-json.txt"
+        mode = self.args.profile
+        out = procs.ROOT / "bench-results" / f"profile-c64-{mode}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
         errors: list[Exception] = []
 
@@ -220,7 +238,7 @@ class Bench:
                 errors.append(exc)
 
         thread = threading.Thread(target=sample)
-        r = self.load("circuit", "json", 64, gw.url, gw=gw, mock=mock, warmup=warmup,
+        r = self.load("circuit", mode, 64, gw.url, gw=gw, mock=mock, warmup=warmup,
                       duration=duration + 1, keep=False, during=thread.start)
         thread.join()
         if errors or not out.exists():
@@ -228,7 +246,7 @@ class Bench:
             return
         summary = summarise(out, 15)
         summary.update(file=str(out.relative_to(procs.ROOT)), rps_while_profiled=r["rps"],
-                       gil_only=self.args.gil)
+                       gil_only=self.args.gil, mode=mode)
         self.results["profile"] = summary
 
     def hold(self, streams: int, interval_ms: float, chunks: int) -> None:
@@ -277,11 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, default=20, help="events per stream")
     parser.add_argument("--prompt-words", type=int, default=0,
                         help="a longer prompt: this many words (~tokens) more in each request")
-    parser.add_argument("--profile", action="store_true",
-                        help="also profile the gateway at c=64 with py-spy")
+    parser.add_argument("--profile", nargs="?", const="json", choices=("json", "sse"),
+                        help="also profile the gateway at c=64 with py-spy (JSON requests, "
+                             "or streams with --profile sse)")
     parser.add_argument("--native", action="store_true", help="py-spy: include C frames")
     parser.add_argument("--gil", action="store_true",
                         help="py-spy: only samples of the thread holding the GIL")
+    parser.add_argument("--no-bare", action="store_true",
+                        help="skip the bare relay (scripts/bench_bare.py) Circuit is judged against")
     parser.add_argument("--skip-workers", action="store_true", help="no --workers 2 run")
     parser.add_argument("--skip-hold", action="store_true", help="no 1,000 open streams run")
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")

@@ -117,5 +117,9 @@ def test_end_to_end_every_request_has_its_row(tmp_path: Path) -> None:
     assert records["by_status"] == {"ok": records["sent"]}
     through = [s for s in results["scenarios"] if s["target"] == "circuit"]
     assert {s["mode"] for s in through} == {"json", "sse"}
+    bare = [s for s in results["scenarios"] if s["target"] == "bare"]
+    assert [(s["mode"], s["concurrency"]) for s in bare] == [
+        (s["mode"], s["concurrency"]) for s in through], "the bare relay runs each scenario too"
+    assert all(s["completed_total"] > 0 and s["gateway"]["cpu_us_per_request"] for s in bare)
     assert all(s["errors_total"] == 0 for s in results["scenarios"])
     assert "one request row per request sent" in done.stdout
