@@ -11,7 +11,7 @@ in two ways:
   it open until the workers have drained, so the kernel went on accepting new connections that
   no one would answer, and reset them at exit (a client hung ~9 s, then saw a reset); now a new
   connection is refused while the workers finish what they have.
-- The reloader stops, exit 2, when its child reports a configuration error (SIGHUP, see
+- The reloader stops, exit 2, when its child reports a configuration error (SIGUSR1, see
   `startup_failed`): a code change cannot fix a configuration, so waiting for one is a reloader
   that looks alive and serves nothing.
 """
@@ -35,9 +35,10 @@ EXIT_CONFIG = 2
 #: worker supervisor stops instead of restarting the worker for ever.
 STARTUP_FAILURE = 3
 #: The signal a reloader's child sends its parent when its configuration is invalid. uvicorn's
-#: reloader does not handle it, so its default action ends that reloader (status 129);
-#: `circuit serve --reload` handles it and exits 2.
-CONFIG_ERROR_SIGNAL = signal.SIGHUP
+#: reloader does not handle it, so its default action ends that reloader (status 138);
+#: `circuit serve --reload` handles it and exits 2. Not SIGHUP: under `nohup` (and CI runners
+#: that start jobs that way) SIGHUP is ignored, and the reloader waited on, serving nothing.
+CONFIG_ERROR_SIGNAL = signal.SIGUSR1
 
 
 class PortInUse(OSError):

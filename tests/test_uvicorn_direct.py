@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import sqlite3
 import subprocess
 import time
@@ -28,12 +29,14 @@ CHAT_STREAM = ('{"model": "gpt-4o-mini", "stream": true, '
                '"messages": [{"role": "user", "content": "Hello"}]}')
 
 
-def _uvicorn(folder: Path, *args: str) -> subprocess.Popen:
+def _uvicorn(folder: Path, *args: str, nohup: bool = False) -> subprocess.Popen:
     # PATH leads to this environment's uvicorn, as an activated virtualenv would.
     env = clean_environment(PATH=f"{BIN}:{clean_environment().get('PATH', '')}")
+    # nohup: started as `nohup` starts it (and some CI runners their jobs), SIGHUP ignored.
+    ignore_hangups = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None
     return subprocess.Popen(["uvicorn", "circuit.main:app", *args], cwd=folder, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, preexec_fn=ignore_hangups)
 
 
 def _stop(process: subprocess.Popen) -> tuple[str, str]:
@@ -95,9 +98,11 @@ def test_the_promised_dotenv_serves_json_and_streams_and_records_both(tmp_path):
         assert float(cost_usd) > 0
 
 
-def test_a_configuration_error_under_reload_ends_the_reloader_with_a_non_zero_exit(tmp_path):
+@pytest.mark.parametrize("nohup", [False, True], ids=["plain", "under-nohup"])
+def test_a_configuration_error_under_reload_ends_the_reloader_with_a_non_zero_exit(tmp_path,
+                                                                                  nohup):
     (tmp_path / ".env").write_text("PROVIDER=bogus\n")
-    process = _uvicorn(tmp_path, "--reload", "--port", str(free_port()))
+    process = _uvicorn(tmp_path, "--reload", "--port", str(free_port()), nohup=nohup)
     try:
         # communicate, not wait: the pipes are drained while the reloader and its child start
         # (two Python start-ups, which take tens of seconds on a machine busy enough).
