@@ -151,9 +151,12 @@ def test_tail_of_an_unknown_key_exits_2(cli):
 def test_tail_follows_new_records_until_ctrl_c(cli):
     cli.seed(record("before"))
     env = {**os.environ, "CIRCUIT_DB_PATH": str(cli.db_path)}
+    # SIGINT as a terminal delivers it: a suite started in the background (`cmd &`) would
+    # hand its children SIGINT ignored, and Ctrl-C could not reach them.
     follower = subprocess.Popen([CIRCUIT, "requests", "tail", "--json", "--status", "ok"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env, cwd=cli.folder)
+                                env=env, cwd=cli.folder,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert json.loads(follower.stdout.readline())["request_id"] == "before"
         cli.seed(record("skipped", status="failed"), record("live-1"))

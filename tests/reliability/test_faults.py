@@ -49,6 +49,12 @@ class Fault:
     usage_source: str | None = None
 
 
+#: The gateway's timeouts here, in seconds, and the faults' delays around them: wide enough
+#: that a machine busy enough to delay a healthy first event by a second (seen: a 504 for a
+#: stream that was to drop mid-way) is not taken for a fault.
+FIRST_BYTE = 3.0
+IDLE = 1.5
+
 FAULTS = [
     Fault("upstream_500", Behaviour(status=500), False, 502, "upstream_server_error",
           "failed", openai.InternalServerError),
@@ -58,12 +64,12 @@ FAULTS = [
           "rate_limit_exceeded", "failed", openai.RateLimitError),
     Fault("connection_refused", None, False, 502, "upstream_unreachable", "failed",
           openai.InternalServerError, model=REFUSED_MODEL),
-    Fault("hang_past_the_first_byte_timeout", Behaviour(hang=3.0), False, 504,
+    Fault("hang_past_the_first_byte_timeout", Behaviour(hang=FIRST_BYTE + 3), False, 504,
           "upstream_timeout", "failed", openai.InternalServerError),
-    Fault("stream_silent_past_the_first_byte_timeout", Behaviour(first_chunk_delay=3.0),
+    Fault("stream_silent_past_the_first_byte_timeout", Behaviour(first_chunk_delay=FIRST_BYTE + 3),
           True, 504, "upstream_timeout", "failed", openai.InternalServerError),
     Fault("first_event_after_the_idle_but_within_the_first_byte_timeout",
-          Behaviour(first_chunk_delay=0.75, reply=WORDS), True, 200, None, "ok", None),
+          Behaviour(first_chunk_delay=(IDLE + FIRST_BYTE) / 2, reply=WORDS), True, 200, None, "ok", None),
     Fault("drop_mid_stream", Behaviour(drop_after_chunks=3, reply=WORDS), True, 200,
           "upstream_stream_broken", "failed", openai.APIError, partial=True,
           usage_source="local"),
@@ -71,7 +77,7 @@ FAULTS = [
           "ok", None, usage_source="local"),
     Fault("malformed_sse", Behaviour(malformed_sse=True, reply=WORDS), True, 200,
           "bad_upstream_response", "failed", openai.APIError, partial=True),
-    Fault("trickle_slower_than_the_idle_timeout", Behaviour(chunk_delay=0.8, reply=WORDS),
+    Fault("trickle_slower_than_the_idle_timeout", Behaviour(chunk_delay=IDLE + 1, reply=WORDS),
           True, 200, "upstream_idle_timeout", "failed", openai.APIError),
     Fault("client_disconnects_mid_stream",
           Behaviour(chunk_delay=0.1, reply=" ".join(["word"] * 40)), True, 200, None,
@@ -96,7 +102,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory,
     server = GatewayServer(
         folder, PROVIDER="openai", OPENAI_BASE_URL=fake_openai.base_url,
         OPENAI_API_KEY="sk-upstream-provider-secret-42",
-        CIRCUIT_FIRST_BYTE_TIMEOUT=1, CIRCUIT_IDLE_TIMEOUT=0.5, CIRCUIT_RETRY_MAX_ATTEMPTS=1,
+        CIRCUIT_FIRST_BYTE_TIMEOUT=FIRST_BYTE, CIRCUIT_IDLE_TIMEOUT=IDLE, CIRCUIT_RETRY_MAX_ATTEMPTS=1,
         CIRCUIT_BREAKER_CONSECUTIVE_FAILURES=10_000, CIRCUIT_BREAKER_MINIMUM_CALLS=10_000,
     ).start()
     yield server

@@ -29,8 +29,10 @@ from tests.reliability.support import (
 SOAK_SECONDS = float(os.environ.get("CIRCUIT_SOAK_SECONDS", "20"))
 RATE = 200.0  # requests per second, every other one a stream
 WARM_UP_SECONDS = 3.0
-#: Measured on 2 cores: +0.01 to +0.05 MB/min over 20 s and 60 s runs (RSS ~69 MB, flat).
-MAX_RSS_SLOPE_MB_PER_MIN = 1.0
+#: Measured on 2 quiet cores: +0.01 to +0.05 MB/min over 20 s and 60 s runs (RSS ~69 MB, flat);
+#: +2.0 once under a load average of 5, where stalls let more requests overlap. A leak of 1 KiB
+#: a request is +12 MB/min at this rate: still well past the bound.
+MAX_RSS_SLOPE_MB_PER_MIN = 5.0
 #: Measured: the count after the run is at or below the count after the warm-up. Live (established)
 #: connections are not counted: the load's keep-alive connections and the upstream pool's grow to
 #: the busiest moment's concurrency and stay open a while, so a stall on a busy machine showed +16
