@@ -64,7 +64,7 @@ class ChatFlow:
 
             target, answer, permit = await gateway.dispatcher.call(
                 targets, attempt, exchange.trace, exchange.started)
-            exchange.served_by(target, permit)
+            exchange.served_by(target, permit, target.provider.wire)
             headers = {"x-circuit-provider": target.provider.name}
             if chat.stream:
                 return StreamRelay(answer, exchange.tally(), exchange.stream_ended, headers)

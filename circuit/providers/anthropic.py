@@ -110,6 +110,8 @@ def _early_error(provider: str, transform: Any) -> UpstreamError | None:
 class AnthropicProvider:
     """Provider for Anthropic's Messages API (`base_url` like https://api.anthropic.com)."""
 
+    wire = "messages"
+
     reports_stream_usage = True
     #: Models asked for per page of `GET /v1/models` (Anthropic allows up to 1000).
     models_page_size = 1000

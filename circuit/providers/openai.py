@@ -31,6 +31,8 @@ from circuit.wire import Call, Completion, EventStream, Passthrough, WireReader
 class OpenAIProvider:
     """Provider for an OpenAI-compatible chat-completions upstream."""
 
+    wire = "chat"
+
     reports_stream_usage = True
 
     def __init__(self, name: str, base_url: str, api_key: str | None,
