@@ -17,6 +17,7 @@ from circuit.config import Settings, load_settings
 from circuit.errors import AuthenticationFailed, CircuitError
 from circuit.gateway.connections import lifespan_state
 from circuit.gateway.flow import ChatFlow
+from circuit.gateway.messages_flow import MessagesFlow
 from circuit.gateway.readiness import readiness
 from circuit.gateway.request_id import (
     RequestIdMiddleware,
@@ -72,6 +73,25 @@ _CHAT_ERRORS = {status: {"description": description,
 }.items()}
 
 
+#: The Messages door's body, for OpenAPI clients (read raw, as the chat body is).
+MESSAGES_BODY_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["model", "messages", "max_tokens"],
+            "properties": {
+                "model": {"type": "string", "minLength": 1},
+                "messages": {"type": "array", "minItems": 1},
+                "max_tokens": {"type": "integer", "minimum": 1},
+                "system": {},
+                "stream": {"type": "boolean"},
+            },
+        }}},
+    }
+}
+
+
 class CircuitApp(FastAPI):
     """FastAPI, with the proxy route served on a fast path in front of its middleware stack.
 
@@ -117,12 +137,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.redirect_slashes = False
     app.state.gateway = gateway
     chat = ChatFlow(gateway)
-    app.fast_routes = {("POST", "/v1/chat/completions"): chat}
+    messages = MessagesFlow(gateway)
+    app.fast_routes = {("POST", "/v1/chat/completions"): chat,
+                       ("POST", "/v1/messages"): messages}
 
     @app.post("/v1/chat/completions", openapi_extra=_CHAT_BODY_SCHEMA, responses=_CHAT_ERRORS,
               summary="Create a chat completion (OpenAI-compatible, JSON or SSE)")
     async def chat_completions(request: Request) -> Response:
         return await chat(request)
+
+    @app.post("/v1/messages", openapi_extra=MESSAGES_BODY_SCHEMA,
+              summary="Create a message (Anthropic Messages API, JSON or SSE)")
+    async def create_message(request: Request) -> Response:
+        return await messages(request)
 
     @app.get("/v1/models", summary="List the models the gateway serves")
     async def list_models(request: Request) -> Response:
