@@ -188,3 +188,57 @@ def test_sdk_raises_bad_request_error_for_a_hostile_body(gateway, upstream):
     with pytest.raises(anthropic.BadRequestError):
         client(gateway).messages.create(model=MODEL, max_tokens=16,
                                         messages=[{"role": "user", "content": 5}])
+
+
+def claude_code_body() -> bytes:
+    """A request shaped like Claude Code's: a long system prompt in blocks with cache_control,
+    tools, thinking, metadata, max_tokens 32000, a stream; serialised loosely (indentation,
+    non-ASCII kept) so any re-serialisation on the way would show."""
+    import json
+
+    system = [{"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
+              {"type": "text", "text": "Guidelines — répondez brièvement. " * 2000,
+               "cache_control": {"type": "ephemeral"}}]
+    tools = [{"name": name, "description": f"The {name} tool.", "input_schema": {
+        "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
+        for name in ("Read", "Edit", "Bash", "Grep", "Glob")]
+    tools[-1]["cache_control"] = {"type": "ephemeral"}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "<system-reminder>context</system-reminder>"},
+        {"type": "text", "text": "Fix the failing test", "cache_control": {"type": "ephemeral"}},
+    ]}], "temperature": 1, "system": system, "tools": tools,
+        "metadata": {"user_id": "user_abc_account_123_session_456"},
+        "max_tokens": 32000, "thinking": {"type": "enabled", "budget_tokens": 31999},
+        "stream": True}
+    return json.dumps(body, indent=1, ensure_ascii=False).encode()
+
+
+def test_claude_code_request_passes_through_byte_exact(gateway, upstream):
+    raw = claude_code_body()
+    beta = "claude-code-20250219,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14"
+    with httpx.stream("POST", gateway.url + "/v1/messages", content=raw, headers={
+            "authorization": f"Bearer {CLIENT_KEY}", "anthropic-version": "2023-06-01",
+            "anthropic-beta": beta, "content-type": "application/json",
+            "x-app": "cli", "user-agent": "claude-cli/2.0.0 (external, cli)"}) as response:
+        received = b"".join(response.iter_raw())
+    assert response.status_code == 200
+    assert upstream.last.raw == raw
+    assert upstream.last.headers["anthropic-beta"] == beta
+    assert upstream.last.api_key == PROVIDER_KEY
+    assert CLIENT_KEY not in str(upstream.last.headers)
+    assert received.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    row = gateway.record(response.headers["x-request-id"])
+    assert (row["api"], row["upstream_api"], row["status"]) == ("messages", "messages", "ok")
+
+
+def test_a_routed_model_name_is_the_only_change_to_the_body(tmp_path, fake):
+    fake.reset()
+    (tmp_path / "circuit.toml").write_text(
+        'provider = "anthropic"\n[routes]\n"claude-latest" = ["anthropic:claude-sonnet-4-5"]\n')
+    server = GatewayServer(tmp_path, ANTHROPIC_BASE_URL=fake.base_url,
+                           ANTHROPIC_API_KEY=PROVIDER_KEY).start()
+    try:
+        client(server).messages.create(model="claude-latest", max_tokens=16, messages=HELLO)
+        assert fake.last.body == {"model": MODEL, "max_tokens": 16, "messages": HELLO}
+    finally:
+        server.stop()
