@@ -136,9 +136,15 @@ def test_upstream_429_raises_rate_limit_error_with_retry_after(gateway, upstream
     assert caught.value.body["error"]["type"] == "rate_limit_error"
 
 
+#: Recent SDKs raise a class per status (OverloadedError for 529, a kind of
+#: InternalServerError); older ones InternalServerError itself.
+OVERLOADED = getattr(anthropic, "OverloadedError", anthropic.InternalServerError)
+UNAVAILABLE = getattr(anthropic, "ServiceUnavailableError", anthropic.InternalServerError)
+
+
 def test_upstream_529_raises_overloaded_error(gateway, upstream):
     upstream.script(Behaviour(status=529))
-    with pytest.raises(anthropic.InternalServerError) as caught:
+    with pytest.raises(OVERLOADED) as caught:
         client(gateway).messages.create(model=MODEL, max_tokens=16, messages=HELLO)
     assert caught.value.status_code == 529
     assert caught.value.body["error"]["type"] == "overloaded_error"
@@ -240,5 +246,36 @@ def test_a_routed_model_name_is_the_only_change_to_the_body(tmp_path, fake):
     try:
         client(server).messages.create(model="claude-latest", max_tokens=16, messages=HELLO)
         assert fake.last.body == {"model": MODEL, "max_tokens": 16, "messages": HELLO}
+    finally:
+        server.stop()
+
+
+def test_body_over_the_size_limit_is_an_anthropic_413(gateway, upstream):
+    limit = gateway.settings.max_body_bytes
+    answer = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": CLIENT_KEY},
+                        content=b'{"model": "' + b"x" * (limit + 1) + b'"}')
+    assert answer.status_code == 413
+    assert answer.json()["error"]["type"] == "request_too_large"
+    assert upstream.calls == 0
+
+
+def test_deeply_nested_body_is_an_anthropic_400_not_a_500(gateway, upstream):
+    nested = b'{"model": "m", "max_tokens": 5, "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    answer = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": CLIENT_KEY},
+                        content=nested)
+    assert answer.status_code == 400
+    assert answer.json()["type"] == "error"
+
+
+def test_mock_provider_serves_the_messages_door_translated(tmp_path):
+    server = GatewayServer(tmp_path, PROVIDER="mock").start()
+    try:
+        raw = client(server).messages.with_raw_response.create(
+            model="gpt-4o-mini", max_tokens=32, messages=HELLO)
+        assert raw.parse().content[0].type == "text"
+        assert server.record(raw.headers["x-request-id"])["upstream_api"] == "chat"
+        with client(server).messages.stream(model="gpt-4o-mini", max_tokens=32,
+                                            messages=HELLO) as stream:
+            assert "".join(stream.text_stream)
     finally:
         server.stop()

@@ -16,6 +16,7 @@ import pytest
 
 from tests.fakes.anthropic_upstream import Behaviour, FakeAnthropic
 from tests.support.gateway_server import CLIENT_KEY, GatewayServer
+from tests.test_messages_passthrough import UNAVAILABLE
 
 PROVIDER_KEY = "sk-ant-provider-key-0123456789abcdef"
 MODEL = "claude-sonnet-4-5"
@@ -178,7 +179,7 @@ def test_open_breaker_answers_503_in_anthropic_shape_with_retry_after(tmp_path, 
                                   timeout=15)
         with pytest.raises(anthropic.InternalServerError):
             sdk.messages.create(model=MODEL, max_tokens=16, messages=HELLO)
-        with pytest.raises(anthropic.InternalServerError) as caught:
+        with pytest.raises(UNAVAILABLE) as caught:
             sdk.messages.create(model=MODEL, max_tokens=16, messages=HELLO)
         assert caught.value.status_code == 503
         assert caught.value.body == {"type": "error", "error": {
