@@ -129,6 +129,8 @@ class Behaviour:
     error_event_type: str = "overloaded_error"
     omit_message_stop: bool = False
     """Stream: end the response cleanly right after message_delta, without message_stop."""
+    ignore_max_tokens: bool = False
+    """Say the whole reply whatever ``max_tokens`` allows (an upstream that overruns)."""
     omit_usage: bool = False
     """No usage: the JSON answer has none, and the stream's message_delta carries none."""
     oversized: int | None = None
@@ -411,7 +413,8 @@ def plan_answer(body: dict[str, Any], behaviour: Behaviour) -> _Answer:
         at, stop_sequence = min(found)
         text, stop_reason, tools = text[:at], "stop_sequence", []
     pieces = _WORD.findall(" ".join(text.split()))
-    if len(pieces) + TOOL_USE_TOKENS * len(tools) > body["max_tokens"]:
+    if len(pieces) + TOOL_USE_TOKENS * len(tools) > body["max_tokens"] \
+            and not behaviour.ignore_max_tokens:
         pieces, stop_reason, stop_sequence, tools = \
             pieces[:body["max_tokens"]], "max_tokens", None, []
     return _Answer(pieces, tools, stop_reason, stop_sequence)
