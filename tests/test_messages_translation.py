@@ -83,6 +83,18 @@ def test_stream_is_recorded_with_the_chat_usage(gateway, upstream):
     assert row["tokens_output"] == len(REPLY.split())
 
 
+def test_chat_stream_without_usage_is_counted_locally(gateway, upstream):
+    upstream.script(Behaviour(send_usage=False))
+    with httpx.stream("POST", gateway.url + "/v1/messages", headers={"x-api-key": CLIENT_KEY},
+                      json={"model": MODEL, "max_tokens": 64, "messages": HELLO,
+                            "stream": True}) as response:
+        raw = b"".join(response.iter_raw())
+    assert raw.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    row = gateway.record(response.headers["x-request-id"])
+    assert (row["status"], row["usage_source"]) == ("ok", "local")
+    assert row["tokens_output"] > 0
+
+
 def test_max_tokens_cut_is_stop_reason_max_tokens(gateway, upstream):
     message = sdk(gateway).messages.create(model=MODEL, max_tokens=3, messages=HELLO)
     assert message.stop_reason == "max_tokens"
