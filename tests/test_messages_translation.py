@@ -236,6 +236,7 @@ def test_streamed_tool_calls_become_tool_use_blocks_with_input_json_deltas():
         "message_start", "content_block_start", "content_block_delta", "content_block_stop",
         "content_block_start", "content_block_delta", "content_block_delta",
         "content_block_stop", "message_delta", "message_stop"]
+    assert events[0][1]["message"]["id"] == "msg_c1"
     assert events[4][1]["content_block"] == {"type": "tool_use", "id": "call_1",
                                              "name": "read", "input": {}}
     assert events[5][1]["delta"] == {"type": "input_json_delta", "partial_json": '{"path":'}
