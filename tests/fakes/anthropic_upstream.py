@@ -147,6 +147,7 @@ class ReceivedRequest:
     raw: bytes
     headers: dict[str, str]  # lower-cased names
     path: str = "/v1/messages"
+    query: str = ""  # the query string, as sent (e.g. "beta=true")
     behaviour: Behaviour | None = None  # None: refused by validation (or not a messages call)
     rejection: str | None = None  # the validation message, when refused
 
@@ -558,7 +559,8 @@ class FakeAnthropic:
         except orjson.JSONDecodeError:
             body = None
         rec = ReceivedRequest(body=body if isinstance(body, dict) else None, raw=raw,
-                              headers=headers, path=request.path)
+                              headers=headers, path=request.path,
+                              query=request.query_string)
         with self._lock:
             self.received.append(rec)
             self.calls += 1
@@ -613,7 +615,8 @@ class FakeAnthropic:
         except orjson.JSONDecodeError:
             body = None
         rec = ReceivedRequest(body=body if isinstance(body, dict) else None, raw=raw,
-                              headers=headers, path=request.path)
+                              headers=headers, path=request.path,
+                              query=request.query_string)
         with self._lock:
             self.received.append(rec)
             self.calls += 1
