@@ -226,3 +226,29 @@ def test_a_client_that_leaves_mid_stream_drops_the_upstream_call(gateway, upstre
         next(response.iter_raw())  # the first event, then the client goes
     assert upstream.wait_for(lambda: upstream.connections_closed_by_client == 1, timeout=10)
     assert gateway.record(request_id)["status"] == "client_disconnected"
+
+
+def test_the_gateways_own_rate_limit_raises_rate_limit_error_with_retry_after(tmp_path,
+                                                                              upstream):
+    server = _gateway(tmp_path, upstream, CIRCUIT_DEFAULT_RPM=1)
+    try:
+        sdk = anthropic.Anthropic(base_url=server.url, api_key=CLIENT_KEY, max_retries=0,
+                                  timeout=15)
+        sdk.messages.create(model=MODEL, max_tokens=16, messages=HELLO)
+        with pytest.raises(anthropic.RateLimitError) as caught:
+            sdk.messages.create(model=MODEL, max_tokens=16, messages=HELLO)
+        assert caught.value.body["error"]["type"] == "rate_limit_error"
+        assert int(caught.value.response.headers["retry-after"]) >= 1
+        assert upstream.calls == 1
+    finally:
+        server.stop()
+
+
+def test_an_unpriced_model_on_a_budgeted_key_raises_permission_denied(gateway, upstream):
+    sdk = anthropic.Anthropic(base_url=gateway.url, api_key=CLIENT_KEY, max_retries=0,
+                              timeout=15)
+    with pytest.raises(anthropic.PermissionDeniedError) as caught:
+        sdk.messages.create(model="claude-not-in-the-price-table", max_tokens=16,
+                            messages=HELLO)
+    assert caught.value.body["error"]["type"] == "permission_error"
+    assert upstream.calls == 0
