@@ -252,3 +252,13 @@ def test_an_unpriced_model_on_a_budgeted_key_raises_permission_denied(gateway, u
                             messages=HELLO)
     assert caught.value.body["error"]["type"] == "permission_error"
     assert upstream.calls == 0
+
+
+def test_json_where_a_stream_was_asked_is_an_anthropic_api_error(gateway, upstream):
+    upstream.script(Behaviour(json_for_stream=True))
+    answer = httpx.post(gateway.url + "/v1/messages", headers=HEADERS, json={
+        "model": MODEL, "max_tokens": 16, "messages": HELLO, "stream": True})
+    assert answer.status_code == 502
+    assert answer.json()["error"]["type"] == "api_error"
+    row = gateway.record(answer.headers["x-request-id"])
+    assert (row["status"], row["error_code"]) == ("failed", "upstream_not_streaming")

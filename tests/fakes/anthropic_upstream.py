@@ -129,6 +129,8 @@ class Behaviour:
     error_event_type: str = "overloaded_error"
     omit_message_stop: bool = False
     """Stream: end the response cleanly right after message_delta, without message_stop."""
+    json_for_stream: bool = False
+    """Answer a stream request with the whole JSON message (a misconfigured proxy upstream)."""
     ignore_max_tokens: bool = False
     """Say the whole reply whatever ``max_tokens`` allows (an upstream that overruns)."""
     omit_usage: bool = False
@@ -589,7 +591,7 @@ class FakeAnthropic:
             if behaviour.oversized is not None:
                 return await self._oversized(request, body, behaviour, message_id)
             answer = plan_answer(body, behaviour)
-            if body.get("stream") is True:
+            if body.get("stream") is True and not behaviour.json_for_stream:
                 return await self._stream(request, body, behaviour, answer, message_id,
                                           request_id)
             return self._message(body, behaviour, answer, message_id, request_id)
