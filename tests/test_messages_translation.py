@@ -264,3 +264,25 @@ def test_a_server_tool_is_refused_rather_than_dropped():
     with pytest.raises(Exception, match="custom tools"):
         to_chat({"messages": HELLO, "max_tokens": 5,
                  "tools": [{"type": "web_search_20250305", "name": "web_search"}]}, MODEL)
+
+
+@pytest.mark.parametrize(("messages", "status"), [
+    ([{"role": "user", "content": [{"type": "text", "text": 5}]}], 200),
+    ([{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
+                                    "content": [{"type": "text", "text": {"a": 1}}]}]}], 200),
+    ([{"role": "user", "content": [{"type": "image", "source": "not an object"}]}], 400),
+    ([{"role": "user", "content": [7]}], 400),
+    ([{"role": "user", "content": [{"type": "image", "source": {"type": "file"}}]}], 400),
+])
+def test_odd_blocks_for_a_chat_target_are_sent_or_refused_never_a_500(gateway, upstream,
+                                                                    messages, status):
+    # Odd but readable values are sent on (the upstream judges them); what cannot be
+    # translated is an Anthropic-shaped 400.
+    answer = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": CLIENT_KEY},
+                        json={"model": MODEL, "max_tokens": 16, "messages": messages,
+                              "system": [{"type": "text", "text": ["odd"]}],
+                              "tools": [{"name": "t", "input_schema": {"type": "object"}}],
+                              "tool_choice": {"type": "tool"}, "metadata": "x"})
+    assert answer.status_code == status, answer.text
+    if status == 400:
+        assert answer.json()["error"]["type"] == "invalid_request_error"
