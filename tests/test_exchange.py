@@ -51,6 +51,7 @@ class Scripted:
     """A provider whose stream is a list of reads (each a list of StreamEvents or an error)."""
 
     name = "mock"
+    wire = "chat"
     reports_stream_usage = True
 
     def __init__(self, reads: list, hang: bool = False) -> None:

@@ -71,6 +71,7 @@ def test_json_falls_back_to_anthropic_when_openai_fails(routed_gateway, upstream
     row = routed_gateway.record(request_id)
     assert (row["provider"], row["upstream_model"], row["attempts"]) == (
         "anthropic", "claude-sonnet-4-5", 3)
+    assert (row["api"], row["upstream_api"]) == ("chat", "messages"), "translated upstream"
     assert [(f["provider"], f["error"]) for f in _failures(row)] == [
         ("openai", "upstream_server_error")] * 2
     claude = routed_gateway.gateway.prices.cost_micros("claude-sonnet-4-5", _usage(row))

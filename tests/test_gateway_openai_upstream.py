@@ -36,6 +36,7 @@ def test_json_completion_is_relayed_and_recorded_with_provider_usage(openai_gate
     assert (row["tokens_input"], row["tokens_output"]) == (
         completion.usage.prompt_tokens, completion.usage.completion_tokens)
     assert row["usage_source"] == "provider" and row["provider"] == "openai"
+    assert (row["api"], row["upstream_api"]) == ("chat", "chat")
     assert row["status"] == "ok" and row["cost_usd"] > 0
 
 

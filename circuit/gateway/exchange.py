@@ -7,7 +7,7 @@ a record is filled in, a grant settled and a counter moved:
     Exchange(gateway, request_id)      in flight
     .caller(key) / .asks(chat, targets)  who asks for what
     await .admit(key, chat, targets)   rate limit, then budget (or the refusal is raised)
-    .served_by(target, permit)         the target that answered, and its permit
+    .served_by(target, permit, api)    the target that answered, its permit, the wire it spoke
     .finish(status, usage, text)       usage and cost recorded, grants settled, permit told
     .refuse(error)                     an error answer: grants released, permit abandoned
     .stream_ended(tally, outcome)      the relay's end-of-stream hook: .finish for a stream
@@ -147,11 +147,14 @@ class Exchange:
 
     # -- answering ------------------------------------------------------------------------------
 
-    def served_by(self, target: Target, permit: Permit) -> None:
-        """The target that answered, and the permit its breaker gave the call."""
+    def served_by(self, target: Target, permit: Permit, upstream_api: str) -> None:
+        """The target that answered, the permit its breaker gave the call, and the wire
+        format the call went upstream in."""
         self._trace_attempts()
         self.permit = permit
-        self.record.provider, self.record.upstream_model = target.provider.name, target.model
+        record = self.record
+        record.provider, record.upstream_model = target.provider.name, target.model
+        record.upstream_api = upstream_api
         assert self.bound is not None, "admitted before served"
         self._input_limit = self.bound.input_tokens(target.model)
         self._output_limit = self.gateway.meter.output_limit(target.model, self.bound)

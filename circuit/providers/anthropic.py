@@ -110,6 +110,8 @@ def _early_error(provider: str, transform: Any) -> UpstreamError | None:
 class AnthropicProvider:
     """Provider for Anthropic's Messages API (`base_url` like https://api.anthropic.com)."""
 
+    wire = "messages"
+
     reports_stream_usage = True
     #: Models asked for per page of `GET /v1/models` (Anthropic allows up to 1000).
     models_page_size = 1000
@@ -182,7 +184,7 @@ class AnthropicProvider:
         `anthropic-version` and `anthropic-beta` go upstream in place of the gateway's."""
         url = self._base + request.path
         if request.stream:
-            transform = reader.transform()
+            transform = reader.transform(self._api_key)
             return await open_event_stream(
                 self._session, url, request.body, self.name, self._error_for, self._timeouts,
                 transform, self._sizes.event, headers=request.headers,

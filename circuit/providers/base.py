@@ -19,6 +19,8 @@ from circuit.wire import Call, Completion, EventStream, Passthrough, WireReader
 
 class Provider(Protocol):
     name: str
+    #: The wire format `complete` and `open_stream` speak upstream ('chat', 'messages').
+    wire: str
     #: Whether the provider reports usage (`stream_options.include_usage`) when asked.
     reports_stream_usage: bool
 

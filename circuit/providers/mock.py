@@ -28,6 +28,8 @@ _INLINE_BYTES = 16 * 1024
 class MockProvider:
     """Answers locally; `delay` seconds between stream chunks makes it feel like a model."""
 
+    wire = "chat"
+
     reports_stream_usage = True
 
     def __init__(self, counter: Callable[[], TokenCounter], name: str = "mock",

@@ -31,6 +31,8 @@ from circuit.wire import Call, Completion, EventStream, Passthrough, WireReader
 class OpenAIProvider:
     """Provider for an OpenAI-compatible chat-completions upstream."""
 
+    wire = "chat"
+
     reports_stream_usage = True
 
     def __init__(self, name: str, base_url: str, api_key: str | None,
@@ -98,7 +100,8 @@ class OpenAIProvider:
         url = self._base + request.path
         if request.stream:
             return await open_event_stream(self._session, url, request.body, self.name,
-                                           self._error_for, self._timeouts, reader.transform(),
+                                           self._error_for, self._timeouts,
+                                           reader.transform(self._api_key),
                                            self._sizes.event, headers=request.headers)
         body = await post_for_body(self._session, url, request.body, self.name,
                                    self._error_for, self._timeouts.first_byte,

@@ -256,3 +256,10 @@ def m022_content_index(schema: Schema) -> None:
     # still have text, so each pruning batch finds its rows without walking cleared ones.
     schema.execute("CREATE INDEX requests_with_content ON requests (timestamp) "
                    "WHERE partial_text IS NOT NULL OR error_message IS NOT NULL")
+
+
+@migration
+def m023_upstream_api(schema: Schema) -> None:
+    # The wire format that went upstream, next to the door it came in by: a Messages request
+    # passed through to Anthropic and one translated to chat completions cost differently.
+    schema.execute("ALTER TABLE requests ADD COLUMN upstream_api TEXT")

@@ -52,6 +52,9 @@ class RequestRecord:
     usage_anomaly: str | None = None
     #: The door the request came in by: the API the client spoke ('chat': chat completions).
     api: str = "chat"
+    #: The wire format sent upstream ('chat', 'messages', 'responses', 'embeddings', …):
+    #: the door's own when passed through, another when translated.
+    upstream_api: str | None = None
     #: Unique per record (the request id is the client's choice and may repeat): a batch
     #: whose commit failed ambiguously, or a journal replayed twice, is inserted once.
     record_key: str = field(default_factory=new_record_key)
@@ -82,8 +85,8 @@ def request_row(record: RequestRecord) -> tuple:
         record.error_code, record.error_message, record.tokens_input, record.tokens_output,
         record.tokens_cached, record.cost_micros, record.usage_source, record.finish_reason,
         record.latency_ms, record.ttfb_ms, record.attempts, record.partial_text,
-        record.attempt_errors, record.usage_anomaly, record.api, record.record_key,
-        record.cost_usd,
+        record.attempt_errors, record.usage_anomaly, record.api, record.upstream_api,
+        record.record_key, record.cost_usd,
     )
 
 

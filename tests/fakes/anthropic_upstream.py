@@ -7,8 +7,8 @@
         assert upstream.received[0].api_key == "sk-ant-provider"
 
 ``base_url`` is ``http://127.0.0.1:<port>`` (no ``/v1``, like ``https://api.anthropic.com``).
-Endpoints: ``POST /v1/messages`` (JSON, or SSE with ``event:`` lines) and ``GET /v1/models``
-(paginated with ``limit``/``after_id``). Requests are validated the way the real API does,
+Endpoints: ``POST /v1/messages`` (JSON, or SSE with ``event:`` lines),
+``POST /v1/messages/count_tokens`` and ``GET /v1/models`` (paginated with ``limit``/``after_id``). Requests are validated the way the real API does,
 with a 400 ``invalid_request_error`` (or 401 ``authentication_error``) in Anthropic's error
 shape, ``{"type": "error", "error": {"type", "message"}, "request_id"}``: ``x-api-key`` and
 ``anthropic-version`` headers required; ``model``, ``max_tokens`` and ``messages`` required and
@@ -129,6 +129,12 @@ class Behaviour:
     error_event_type: str = "overloaded_error"
     omit_message_stop: bool = False
     """Stream: end the response cleanly right after message_delta, without message_stop."""
+    json_for_stream: bool = False
+    """Answer a stream request with the whole JSON message (a misconfigured proxy upstream)."""
+    ignore_max_tokens: bool = False
+    """Say the whole reply whatever ``max_tokens`` allows (an upstream that overruns)."""
+    omit_usage: bool = False
+    """No usage: the JSON answer has none, and the stream's message_delta carries none."""
     oversized: int | None = None
     """JSON: the text is this many bytes of "x"; stream: after ``oversized_after_deltas`` text
     deltas, one delta of this many bytes. Written a MiB at a time: the fake never holds it."""
@@ -143,6 +149,7 @@ class ReceivedRequest:
     raw: bytes
     headers: dict[str, str]  # lower-cased names
     path: str = "/v1/messages"
+    query: str = ""  # the query string, as sent (e.g. "beta=true")
     behaviour: Behaviour | None = None  # None: refused by validation (or not a messages call)
     rejection: str | None = None  # the validation message, when refused
 
@@ -409,7 +416,8 @@ def plan_answer(body: dict[str, Any], behaviour: Behaviour) -> _Answer:
         at, stop_sequence = min(found)
         text, stop_reason, tools = text[:at], "stop_sequence", []
     pieces = _WORD.findall(" ".join(text.split()))
-    if len(pieces) + TOOL_USE_TOKENS * len(tools) > body["max_tokens"]:
+    if len(pieces) + TOOL_USE_TOKENS * len(tools) > body["max_tokens"] \
+            and not behaviour.ignore_max_tokens:
         pieces, stop_reason, stop_sequence, tools = \
             pieces[:body["max_tokens"]], "max_tokens", None, []
     return _Answer(pieces, tools, stop_reason, stop_sequence)
@@ -499,6 +507,7 @@ class FakeAnthropic:
     def _make_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/messages", self._handle_messages)
+        app.router.add_post("/v1/messages/count_tokens", self._handle_count_tokens)
         app.router.add_get("/v1/models", self._handle_models)
         return app
 
@@ -544,7 +553,10 @@ class FakeAnthropic:
             "first_id": page[0] if page else None, "last_id": page[-1] if page else None}),
             content_type="application/json")
 
-    async def _handle_messages(self, request: web.Request) -> web.StreamResponse:
+    async def _receive(self, request: web.Request
+                       ) -> tuple[ReceivedRequest, Any, web.Response | None]:
+        """Read and keep one request: (its record, its JSON or None, a 401/400 for missing
+        headers or None)."""
         raw = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
@@ -552,11 +564,15 @@ class FakeAnthropic:
         except orjson.JSONDecodeError:
             body = None
         rec = ReceivedRequest(body=body if isinstance(body, dict) else None, raw=raw,
-                              headers=headers, path=request.path)
+                              headers=headers, path=request.path,
+                              query=request.query_string)
         with self._lock:
             self.received.append(rec)
             self.calls += 1
-        refused = self._check_headers(headers)
+        return rec, body, self._check_headers(headers)
+
+    async def _handle_messages(self, request: web.Request) -> web.StreamResponse:
+        rec, body, refused = await self._receive(request)
         if refused is not None:
             return refused
         try:
@@ -581,7 +597,7 @@ class FakeAnthropic:
             if behaviour.oversized is not None:
                 return await self._oversized(request, body, behaviour, message_id)
             answer = plan_answer(body, behaviour)
-            if body.get("stream") is True:
+            if body.get("stream") is True and not behaviour.json_for_stream:
                 return await self._stream(request, body, behaviour, answer, message_id,
                                           request_id)
             return self._message(body, behaviour, answer, message_id, request_id)
@@ -596,6 +612,22 @@ class FakeAnthropic:
             if self._server.running:
                 self._count_client_gone()
             raise asyncio.CancelledError() from None
+
+    async def _handle_count_tokens(self, request: web.Request) -> web.Response:
+        """``{"input_tokens": n}`` by ``count_input_tokens``; ``max_tokens`` not required.
+        Consumes a scripted behaviour only for its ``status``."""
+        rec, body, refused = await self._receive(request)
+        if refused is not None:
+            return refused
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) \
+                or not body.get("model"):
+            return self._error(400, error_body(400, message="model and messages are required"))
+        behaviour = rec.behaviour = self._next_behaviour()
+        if behaviour.status != 200:
+            return self._error(behaviour.status, error_body(
+                behaviour.status, behaviour.error_type, behaviour.error_message))
+        return web.Response(body=orjson.dumps({"input_tokens": count_input_tokens(body)}),
+                            content_type="application/json")
 
     def _next_behaviour(self) -> Behaviour:
         with self._lock:
@@ -667,6 +699,8 @@ class FakeAnthropic:
                    "model": body["model"], "content": content,
                    "stop_reason": answer.stop_reason, "stop_sequence": answer.stop_sequence,
                    "usage": self._usage(body, behaviour, output)}
+        if behaviour.omit_usage:
+            del message["usage"]
         return web.Response(body=orjson.dumps(message), content_type="application/json",
                             headers={"request-id": request_id, **behaviour.headers})
 
@@ -688,7 +722,8 @@ class FakeAnthropic:
 
         async def fail() -> web.StreamResponse:
             kind = behaviour.error_event_type
-            message = "Overloaded" if kind == "overloaded_error" else "Internal server error"
+            message = behaviour.error_message or (
+                "Overloaded" if kind == "overloaded_error" else "Internal server error")
             await send("error", {"error": {"type": kind, "message": message}})
             await resp.write_eof()
             return resp
@@ -731,9 +766,12 @@ class FakeAnthropic:
             index += 1
         if behaviour.drop_after_deltas is not None:
             await self._abort(request)
-        await send("message_delta", {
-            "delta": {"stop_reason": answer.stop_reason, "stop_sequence": answer.stop_sequence},
-            "usage": {"output_tokens": len(answer.pieces) + TOOL_USE_TOKENS * len(answer.tools)}})
+        final: dict[str, Any] = {
+            "delta": {"stop_reason": answer.stop_reason, "stop_sequence": answer.stop_sequence}}
+        if not behaviour.omit_usage:
+            final["usage"] = {
+                "output_tokens": len(answer.pieces) + TOOL_USE_TOKENS * len(answer.tools)}
+        await send("message_delta", final)
         if not behaviour.omit_message_stop:
             await send("message_stop", {})
         await resp.write_eof()
