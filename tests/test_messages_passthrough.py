@@ -148,6 +148,14 @@ def test_upstream_500_raises_internal_server_error_in_anthropic_shape(gateway, u
     assert caught.value.body["error"]["type"] == "api_error"
 
 
+def test_a_request_refused_at_auth_is_recorded_under_the_messages_door(gateway, upstream):
+    answer = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": "sk-wrong"},
+                        json={"model": MODEL, "max_tokens": 16, "messages": HELLO})
+    assert answer.status_code == 401
+    row = gateway.record(answer.headers["x-request-id"])
+    assert (row["api"], row["status"], row["status_code"]) == ("messages", "rejected", 401)
+
+
 def test_missing_max_tokens_is_an_anthropic_shaped_400(gateway, upstream):
     answer = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": CLIENT_KEY},
                         json={"model": MODEL, "messages": HELLO})

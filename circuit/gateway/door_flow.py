@@ -38,6 +38,9 @@ class DoorFlow:
 
     async def __call__(self, request: Request) -> Response:
         exchange = Exchange(self.gateway, request.scope.get(SCOPE_KEY) or new_request_id())
+        # The door is known before anything can fail: a request refused at auth or at its
+        # body is recorded under the door it came in by (`asks` may name it more closely).
+        exchange.record.api = self.door.name
         current_request_id.set(exchange.record.request_id)
         try:
             return await self.serve(request, exchange)
