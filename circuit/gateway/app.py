@@ -17,6 +17,9 @@ from circuit.config import Settings, load_settings
 from circuit.errors import AuthenticationFailed, CircuitError
 from circuit.gateway.connections import lifespan_state
 from circuit.gateway.flow import ChatFlow
+from circuit.gateway.openai_routes import add_openai_routes
+from circuit.gateway.openai_surface import completions_plan, embeddings_plan
+from circuit.gateway.passthrough import PassthroughDoor
 from circuit.gateway.readiness import readiness
 from circuit.gateway.request_id import (
     RequestIdMiddleware,
@@ -117,12 +120,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.redirect_slashes = False
     app.state.gateway = gateway
     chat = ChatFlow(gateway)
-    app.fast_routes = {("POST", "/v1/chat/completions"): chat}
+    embeddings = PassthroughDoor(gateway, "embeddings", embeddings_plan)
+    completions = PassthroughDoor(gateway, "completions", completions_plan)
+    app.fast_routes = {("POST", "/v1/chat/completions"): chat,
+                       ("POST", "/v1/embeddings"): embeddings,
+                       ("POST", "/v1/completions"): completions}
 
     @app.post("/v1/chat/completions", openapi_extra=_CHAT_BODY_SCHEMA, responses=_CHAT_ERRORS,
               summary="Create a chat completion (OpenAI-compatible, JSON or SSE)")
     async def chat_completions(request: Request) -> Response:
         return await chat(request)
+
+    @app.post("/v1/embeddings", responses=_CHAT_ERRORS,
+              summary="Create embeddings (OpenAI-compatible passthrough)")
+    async def create_embeddings(request: Request) -> Response:
+        return await embeddings(request)
+
+    @app.post("/v1/completions", responses=_CHAT_ERRORS,
+              summary="Create a legacy completion (OpenAI-compatible passthrough, JSON or SSE)")
+    async def create_completion(request: Request) -> Response:
+        return await completions(request)
 
     @app.get("/v1/models", summary="List the models the gateway serves")
     async def list_models(request: Request) -> Response:
@@ -160,5 +177,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "GET /metrics needs 'Authorization: Bearer <CIRCUIT_METRICS_TOKEN>'"))
         return Response(gateway.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
+    add_openai_routes(app, gateway)
     app.add_middleware(RequestIdMiddleware)
     return app

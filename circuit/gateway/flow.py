@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import logging
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from circuit.accounting.bound import chat_bound
-from circuit.errors import AuthenticationFailed, CircuitError
+from circuit.errors import AuthenticationFailed
 from circuit.gateway.chat_request import parse_chat_request, read_body
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.relay import StreamRelay
 from circuit.gateway.request_id import SCOPE_KEY, new_request_id
-from circuit.gateway.responses import error_response
+from circuit.gateway.responses import failure_response
 from circuit.gateway.routing import Target
 from circuit.gateway.runtime import Gateway
 from circuit.logs import current_request_id
@@ -71,15 +71,5 @@ class ChatFlow:
             exchange.answered(answer.finish_reason)
             exchange.finish("ok", answer.usage, answer.text)
             return Response(answer.body, media_type="application/json", headers=headers)
-        except CircuitError as error:
-            exchange.refuse(error)
-            return error_response(error)
-        except ClientDisconnect:
-            # The client left before its request was whole: nothing to answer, nothing failed.
-            exchange.client_left()
-            return Response(status_code=499)
-        except Exception as exc:
-            log.error("request %s failed unexpectedly", exchange.record.request_id, exc_info=exc)
-            error = CircuitError("The gateway failed unexpectedly; see its log.")
-            exchange.refuse(error)
-            return error_response(error)
+        except Exception as failure:  # typed errors, a client gone mid-body, bugs
+            return failure_response(exchange, failure)

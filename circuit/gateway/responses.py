@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import http
 import logging
+from typing import Any
 
 import orjson
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from circuit.errors import (
@@ -30,6 +31,21 @@ def json_response(content: object, status: int = 200,
 def error_response(error: CircuitError) -> Response:
     """The HTTP answer for a client-visible error: OpenAI's shape, its status, its headers."""
     return json_response(error.body(), error.status, error.headers)
+
+
+def failure_response(exchange: Any, failure: Exception) -> Response:
+    """The answer, and the record, of a door's request that ended in `failure`: a typed
+    error in OpenAI's shape; a client that left mid-body (nothing to answer); or a bug, which
+    the client sees as a 500 without its traceback. `exchange`: the request's Exchange."""
+    if isinstance(failure, ClientDisconnect):
+        exchange.client_left()
+        return Response(status_code=499)
+    if not isinstance(failure, CircuitError):
+        log.error("request %s failed unexpectedly", exchange.record.request_id,
+                  exc_info=failure)
+        failure = CircuitError("The gateway failed unexpectedly; see its log.")
+    exchange.refuse(failure)
+    return error_response(failure)
 
 
 def closing_error_bytes(error: CircuitError, request_id: str) -> bytes:

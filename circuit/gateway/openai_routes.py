@@ -1,0 +1,68 @@
+"""The routes of the OpenAI surface that name a resource in their path (stored chat
+completions, a model, the endpoints Circuit cannot bound), declared on the FastAPI app.
+
+Unlike the hot doors (chat, embeddings, completions: fast routes, see app.py) these go through
+FastAPI's routing for their path parameters; each is a PassthroughDoor (passthrough.py) with
+the plan openai_surface.py gives it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from circuit.gateway.openai_surface import UNBOUNDED, forwarded, unbounded_plan
+from circuit.gateway.passthrough import PassthroughDoor, Planner
+from circuit.gateway.runtime import Gateway
+
+#: Stored chat completions (`store: true`): (methods, path, what the route does).
+_CHAT_STORE = (
+    (["GET"], "/chat/completions", "List stored chat completions"),
+    (["GET", "POST", "DELETE"], "/chat/completions/{completion_id}",
+     "Get, update (metadata) or delete a stored chat completion"),
+    (["GET"], "/chat/completions/{completion_id}/messages",
+     "List the messages of a stored chat completion"),
+)
+_ALL_METHODS = ["GET", "POST", "DELETE"]
+
+
+def add_openai_routes(app: FastAPI, gateway: Gateway) -> None:
+    """Declare the routes; each one's door is built once, here."""
+    for methods, path, summary in _CHAT_STORE:
+        _route(app, gateway, "/v1" + path, methods, summary + " (passed through)",
+               "chat_store", forwarded("chat_store"))
+    # Free at OpenAI: passed through for every key.
+    _route(app, gateway, "/v1/moderations", ["POST"], "Classify text or images (passed "
+           "through; billed nothing)", "moderations", forwarded("moderations"))
+    _route(app, gateway, "/v1/models/{model_id:path}", ["GET"],
+           "Describe a model (passed through)", "models", forwarded("models"))
+    for resource in UNBOUNDED:
+        summary = (f"/v1/{resource}: passed through for keys without a daily limit, refused "
+                   "(403 endpoint_not_budgeted) for keys with one")
+        for path in (f"/v1/{resource}", f"/v1/{resource}/{{rest:path}}"):
+            _route(app, gateway, path, _ALL_METHODS, summary, "openai_other",
+                   _resource(resource, unbounded_plan))
+
+
+def _resource(resource: str, planner: Planner) -> Planner:
+    async def plan(gateway: Gateway, request: Request, key):
+        request.path_params["resource"] = resource
+        return await planner(gateway, request, key)
+
+    return plan
+
+
+def _route(app: FastAPI, gateway: Gateway, path: str, methods: list[str], summary: str,
+           api: str, planner: Planner) -> None:
+    door = PassthroughDoor(gateway, api, planner)
+
+    async def endpoint(request: Request) -> Response:
+        return await door(request)
+
+    for method in methods:  # one operation each, so every OpenAPI operation id is unique
+        operation = f"{method.lower()}{re.sub(r'[^a-z0-9]+', '_', path.lower())}".rstrip("_")
+        app.add_api_route(path, endpoint, methods=[method], summary=summary,
+                          operation_id=operation)
