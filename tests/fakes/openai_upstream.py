@@ -6,8 +6,10 @@
         ...
         assert upstream.received[0].api_key == "sk-provider"
 
-Endpoints: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``. Both require
-``Authorization: Bearer <non-empty>``, else 401 in OpenAI's error shape.
+Endpoints: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``, and the rest of
+the surface in tests/fakes/openai_surface.py (embeddings, legacy completions, stored chat
+completions, ``GET /v1/models/{id}``, files). All require ``Authorization: Bearer
+<non-empty>``, else 401 in OpenAI's error shape.
 
 Replies are deterministic. One word = one token:
 
@@ -39,6 +41,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes.openai_surface import SurfaceRoutes
 from tests.fakes.oversized import write_padded
 from tests.fakes.server_thread import ServerThread
 
@@ -136,6 +139,8 @@ class ReceivedRequest:
     api_key: str | None  # the Bearer token, None if absent/empty
     path: str = "/v1/chat/completions"
     behaviour: Behaviour | None = None  # what the fake did (None: rejected before scripting)
+    method: str = "POST"
+    query: str = ""  # the query string as received
 
     @property
     def authorization(self) -> str | None:
@@ -274,6 +279,7 @@ class FakeOpenAI:
         self._queue: collections.deque[Behaviour] = collections.deque()
         self._lock = threading.Lock()
         self._seq = 0
+        self.surface = SurfaceRoutes(self)
         self._server = ServerThread(self._make_app())
 
     # ------------------------------------------------------------------ control API
@@ -324,6 +330,8 @@ class FakeOpenAI:
             self.connections_closed_by_client = 0
             self.models_calls = 0
             self.default = Behaviour()
+            self.surface.stored.clear()
+            self.surface.stored_messages.clear()
 
     @property
     def last(self) -> ReceivedRequest:
@@ -363,7 +371,38 @@ class FakeOpenAI:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._handle_chat)
         app.router.add_get("/v1/models", self._handle_models)
+        self.surface.add_to(app)
         return app
+
+    # ------------------------------------------------------------------ for SurfaceRoutes
+
+    async def record(self, request: web.Request) -> ReceivedRequest:
+        """Keep a request as received (body parsed when it is a JSON object)."""
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+        rec = ReceivedRequest(body=body if isinstance(body, dict) else None, raw=raw,
+                              headers={k.lower(): v for k, v in request.headers.items()},
+                              api_key=self._api_key(request), path=request.path,
+                              method=request.method, query=request.query_string)
+        with self._lock:
+            self.received.append(rec)
+            self.calls += 1
+        return rec
+
+    def next_behaviour(self) -> Behaviour:
+        return self._next_behaviour()
+
+    def unauthorized(self) -> web.Response:
+        return self._unauthorized()
+
+    def json_error(self, status: int, body: dict[str, Any]) -> web.Response:
+        return self._json_error(status, body)
+
+    def error_answer(self, behaviour: Behaviour) -> web.Response:
+        return self._error_response(behaviour, self._next_id()[1])
 
     @staticmethod
     def _api_key(request: web.Request) -> str | None:
@@ -533,6 +572,7 @@ class FakeOpenAI:
         }
         if not behaviour.send_usage:
             del obj["usage"]
+        self.surface.keep(body, obj)
         return web.Response(
             body=orjson.dumps(obj),
             content_type="application/json",
