@@ -43,7 +43,7 @@ def add_openai_routes(app: FastAPI, gateway: Gateway) -> None:
         summary = (f"/v1/{resource}: passed through for keys without a daily limit, refused "
                    "(403 endpoint_not_budgeted) for keys with one")
         for path in (f"/v1/{resource}", f"/v1/{resource}/{{rest:path}}"):
-            _route(app, gateway, path, _ALL_METHODS, summary, "openai_other",
+            _route(app, gateway, path, _ALL_METHODS, summary, resource,
                    _resource(resource, unbounded_plan))
 
 

@@ -7,9 +7,10 @@
     chat_store           GET /v1/chat/completions, GET|POST|DELETE    nothing billed: no
                          …/{id}, GET …/{id}/messages                  reservation
     models               GET /v1/models/{id}                          nothing billed
-    openai_other         images, audio, files, batches, fine-tuning,  not boundable: passed
-                         uploads, vector stores, … (UNBOUNDED)        through only for keys
+    images, audio, …     images, audio, files, batches, fine_tuning,  not boundable: passed
+    (the resource)       uploads, vector_stores, … (UNBOUNDED)        through only for keys
                                                                       without a daily limit
+    moderations          POST /v1/moderations                         free at OpenAI: nothing
 
 Embeddings and completions are routed by their model like chat (routes, fallback); the others
 name no model and go to the OpenAI-compatible provider (`openai_target`). Query strings are
@@ -164,7 +165,7 @@ async def unbounded_plan(gateway: Gateway, request: Request, key: ClientKey) -> 
             f"image, second of audio, stored byte, training token…), so a key with a daily "
             f"limit ({usd_text(limit)}) may not use it. Use a key without a daily limit "
             "(`circuit keys add NAME --daily-limit unlimited`).")
-    plan = await forwarded("openai_other")(gateway, request, key)
+    plan = await forwarded(resource)(gateway, request, key)
     if request.url.path.endswith(_BINARY_SUFFIXES):
         plan.media_type = "application/octet-stream"
     return plan
