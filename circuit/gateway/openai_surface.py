@@ -160,11 +160,7 @@ async def unbounded_plan(gateway: Gateway, request: Request, key: ClientKey) -> 
     limit = gateway.daily_limit_micros(key)
     resource = request.path_params["resource"]
     if limit is not None:
-        raise EndpointNotBudgeted(
-            f"/v1/{resource} is billed in ways Circuit cannot bound before the call (per "
-            f"image, second of audio, stored byte, training token…), so a key with a daily "
-            f"limit ({usd_text(limit)}) may not use it. Use a key without a daily limit "
-            "(`circuit keys add NAME --daily-limit unlimited`).")
+        raise not_budgeted(resource, limit)
     plan = await forwarded(resource)(gateway, request, key)
     if request.url.path.endswith(_BINARY_SUFFIXES):
         plan.media_type = "application/octet-stream"
@@ -180,6 +176,14 @@ def _upstream_path(request: Request) -> str:
         raise InvalidRequest("A path with '.' or '..' segments is not forwarded",
                              code="invalid_path")
     return path
+
+
+def not_budgeted(resource: str, limit_micros: int) -> EndpointNotBudgeted:
+    return EndpointNotBudgeted(
+        f"/v1/{resource} is billed in ways Circuit cannot bound before the call (per image, "
+        f"second of audio, stored byte, training token…), so a key with a daily limit "
+        f"({usd_text(limit_micros)}) may not use it. Use a key without a daily limit "
+        "(`circuit keys add NAME --daily-limit unlimited`).")
 
 
 def _client_headers(request: Request) -> dict[str, str]:
