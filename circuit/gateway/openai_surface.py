@@ -178,12 +178,16 @@ def _upstream_path(request: Request) -> str:
     return path
 
 
+#: Why a budgeted key is refused an unboundable endpoint (README quotes it).
+_NOT_BUDGETED = ("/v1/{resource} is billed in ways Circuit cannot bound before the call (per "
+                 "image, second of audio, stored byte, training token…), so a key with a daily "
+                 "limit ({limit}) may not use it. Use a key without a daily limit (`circuit keys "
+                 "add NAME --daily-limit unlimited`).")
+
+
 def not_budgeted(resource: str, limit_micros: int) -> EndpointNotBudgeted:
-    return EndpointNotBudgeted(
-        f"/v1/{resource} is billed in ways Circuit cannot bound before the call (per image, "
-        f"second of audio, stored byte, training token…), so a key with a daily limit "
-        f"({usd_text(limit_micros)}) may not use it. Use a key without a daily limit "
-        "(`circuit keys add NAME --daily-limit unlimited`).")
+    return EndpointNotBudgeted(_NOT_BUDGETED.format(resource=resource,
+                                                    limit=usd_text(limit_micros)))
 
 
 def _client_headers(request: Request) -> dict[str, str]:
