@@ -289,3 +289,9 @@ def test_tokens_per_minute_count_the_input(routed, upstream, request_id):
     body = {"model": SMALL, "input": "x" * 400}
     _openai_error(_post(routed, body, request_id, key=secret), 429, "rate_limit_exceeded")
     assert upstream.calls == 0
+
+
+def test_a_routed_model_is_described_by_the_gateway(routed, upstream):
+    model = routed.client().models.retrieve("embed")
+    assert (model.id, model.owned_by) == ("embed", "circuit")
+    assert upstream.calls == 0

@@ -14,8 +14,10 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
+from circuit.errors import CircuitError
 from circuit.gateway.openai_surface import UNBOUNDED, forwarded, unbounded_plan
 from circuit.gateway.passthrough import PassthroughDoor, Planner
+from circuit.gateway.responses import error_response, json_response
 from circuit.gateway.runtime import Gateway
 
 #: Stored chat completions (`store: true`): (methods, path, what the route does).
@@ -37,14 +39,33 @@ def add_openai_routes(app: FastAPI, gateway: Gateway) -> None:
     # Free at OpenAI: passed through for every key.
     _route(app, gateway, "/v1/moderations", ["POST"], "Classify text or images (passed "
            "through; billed nothing)", "moderations", forwarded("moderations"))
-    _route(app, gateway, "/v1/models/{model_id:path}", ["GET"],
-           "Describe a model (passed through)", "models", forwarded("models"))
+    _describe_models(app, gateway)
     for resource in UNBOUNDED:
         summary = (f"/v1/{resource}: passed through for keys without a daily limit, refused "
                    "(403 endpoint_not_budgeted) for keys with one")
         for path in (f"/v1/{resource}", f"/v1/{resource}/{{rest:path}}"):
             _route(app, gateway, path, _ALL_METHODS, summary, resource,
                    _resource(resource, unbounded_plan))
+
+
+def _describe_models(app: FastAPI, gateway: Gateway) -> None:
+    """GET /v1/models/{id}: a routed model is the gateway's own, described as GET /v1/models
+    lists it; any other is the provider's to describe."""
+    door = PassthroughDoor(gateway, "models", forwarded("models"))
+
+    async def describe(request: Request) -> Response:
+        model = request.path_params["model_id"]
+        if model not in gateway.router.routed_models:
+            return await door(request)
+        try:
+            gateway.keys.authenticate(request.headers.get("authorization"))
+        except CircuitError as error:
+            return error_response(error)
+        return json_response({"id": model, "object": "model", "created": 0,
+                              "owned_by": "circuit"})
+
+    app.add_api_route("/v1/models/{model_id:path}", describe, methods=["GET"],
+                      summary="Describe a model (a routed one here, any other upstream)")
 
 
 def _resource(resource: str, planner: Planner) -> Planner:
