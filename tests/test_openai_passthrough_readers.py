@@ -8,7 +8,7 @@ import pytest
 from circuit.accounting.bound import completions_bound, embeddings_bound
 from circuit.errors import UpstreamFailed
 from circuit.providers.openai_passthrough import CompletionsReader, EmbeddingsReader, tail_usage
-from circuit.providers.upstream_errors import WINDOW, redacting
+from circuit.providers.upstream_errors import WINDOW
 from circuit.wire import Usage
 
 SECRET = "sk-provider-secret-abcdefghijklmnop"
@@ -75,7 +75,7 @@ def test_a_completions_stream_error_event_marks_it_failed():
 
 
 def test_a_passthrough_stream_event_quoting_the_provider_key_is_redacted():
-    events = redacting(CompletionsReader(False).transform(), SECRET)
+    events = CompletionsReader(False).transform(SECRET)
     [event] = events.feed(orjson.dumps({"error": {"message": f"bad key {SECRET[:20]}…"}}))
     assert SECRET[:WINDOW] not in event.data.decode()
     assert SECRET[:WINDOW] not in event.error["message"] and events.failed

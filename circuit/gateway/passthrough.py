@@ -1,6 +1,7 @@
 """PassthroughDoor: an OpenAI endpoint beside chat, passed through to the provider as it is.
 
-Every such door runs the chat door's flow (flow.py) with the exchange and the dispatcher —
+Every such door is a DoorFlow (door_flow.py) that runs the chat door's steps (flow.py) with
+the exchange and the dispatcher —
 auth, rate limits, budget reservation, breaker, retries, fallback, one record — and differs
 only in its `DoorPlan`: which targets may serve, the request's bound, the path and body that
 go upstream, and the reader of the answer (circuit/providers/openai_passthrough.py). The plans
@@ -19,13 +20,12 @@ from starlette.responses import Response
 from circuit.accounting.bound import RequestBound
 from circuit.errors import AuthenticationFailed
 from circuit.gateway.auth import ClientKey
+from circuit.gateway.door_flow import DoorFlow
+from circuit.gateway.doors import CHAT
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.relay import StreamRelay
-from circuit.gateway.request_id import SCOPE_KEY, new_request_id
-from circuit.gateway.responses import failure_response
 from circuit.gateway.routing import Target
 from circuit.gateway.runtime import Gateway
-from circuit.logs import current_request_id
 from circuit.wire import Passthrough, Usage, WireReader
 
 
@@ -54,45 +54,43 @@ class DoorPlan:
 Planner = Callable[[Gateway, Request, ClientKey], Awaitable[DoorPlan]]
 
 
-class PassthroughDoor:
+class PassthroughDoor(DoorFlow):
     """One endpoint, recorded as door `api`: `planner` says what is asked; the rest is the
-    same for every door."""
+    same for every door. Errors are in OpenAI's shape (the CHAT door's)."""
+
+    door = CHAT
 
     def __init__(self, gateway: Gateway, api: str, planner: Planner) -> None:
-        self.gateway = gateway
+        super().__init__(gateway)
         self.api = api
         self.planner = planner
 
-    async def __call__(self, request: Request) -> Response:
+    async def serve(self, request: Request, exchange: Exchange) -> Response:
         gateway = self.gateway
-        exchange = Exchange(gateway, request.scope.get(SCOPE_KEY) or new_request_id())
-        current_request_id.set(exchange.record.request_id)
         exchange.record.api = self.api  # a request refused before its plan is still this door's
         try:
-            try:
-                key = gateway.keys.authenticate(request.headers.get("authorization"))
-            except AuthenticationFailed as refused:
-                exchange.caller(None, refused.key_name)
-                raise
-            exchange.caller(key)
-            plan = await self.planner(gateway, request, key)
-            exchange.asks(plan.api, plan.model, plan.stream, plan.messages, plan.targets)
-            await exchange.admit(key, plan.body, plan.bound, plan.targets)
+            key = gateway.keys.authenticate(request.headers.get("authorization"))
+        except AuthenticationFailed as refused:
+            exchange.caller(None, refused.key_name)
+            raise
+        exchange.caller(key)
+        plan = await self.planner(gateway, request, key)
+        exchange.asks(plan.api, plan.model, plan.stream, plan.messages, plan.targets)
+        await exchange.admit(key, plan.body, plan.bound, plan.targets)
 
-            def attempt(target: Target):
-                return target.provider.forward(plan.passthrough(target), plan.reader)
+        def attempt(target: Target):
+            return target.provider.forward(plan.passthrough(target), plan.reader)
 
-            target, answer, permit = await gateway.dispatcher.call(
-                plan.targets, attempt, exchange.trace, exchange.started)
-            exchange.served_by(target, permit, plan.upstream_api)
-            headers = {"x-circuit-provider": target.provider.name}
-            if plan.stream:
-                return StreamRelay(answer, exchange.tally(), exchange.stream_ended, headers)
-            usage = answer.usage
-            if usage is None and plan.unreported is not None:
-                usage = plan.unreported(target)
-            exchange.answered(answer.finish_reason)
-            exchange.finish("ok", usage, answer.text)
-            return Response(answer.body, media_type=plan.media_type, headers=headers)
-        except Exception as failure:  # typed errors, a client gone mid-body, bugs
-            return failure_response(exchange, failure)
+        target, answer, permit = await gateway.dispatcher.call(
+            plan.targets, attempt, exchange.trace, exchange.started)
+        exchange.served_by(target, permit, plan.upstream_api)
+        headers = {"x-circuit-provider": target.provider.name}
+        if plan.stream:
+            return StreamRelay(answer, exchange.tally(), exchange.stream_ended, headers,
+                               door=CHAT)
+        usage = answer.usage
+        if usage is None and plan.unreported is not None:
+            usage = plan.unreported(target)
+        exchange.answered(answer.finish_reason)
+        exchange.finish("ok", usage, answer.text)
+        return Response(answer.body, media_type=plan.media_type, headers=headers)

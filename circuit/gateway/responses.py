@@ -1,15 +1,17 @@
-"""Errors to HTTP, in one place, and the JSON responses the gateway sends."""
+"""Errors to HTTP, in one place, and the JSON responses the gateway sends.
+
+Each door's error shape and status are declared in circuit.gateway.doors; `error_response`
+answers with the one of the door asked (OpenAI's, the default, for every non-proxy route)."""
 
 from __future__ import annotations
 
 import http
 import logging
-from typing import Any
 
 import orjson
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from circuit.errors import (
@@ -18,6 +20,7 @@ from circuit.errors import (
     MethodNotAllowed,
     NotFound,
 )
+from circuit.gateway.doors import CHAT, Door
 
 log = logging.getLogger("circuit.gateway")
 
@@ -28,24 +31,10 @@ def json_response(content: object, status: int = 200,
                     media_type="application/json")
 
 
-def error_response(error: CircuitError) -> Response:
-    """The HTTP answer for a client-visible error: OpenAI's shape, its status, its headers."""
-    return json_response(error.body(), error.status, error.headers)
-
-
-def failure_response(exchange: Any, failure: Exception) -> Response:
-    """The answer, and the record, of a door's request that ended in `failure`: a typed
-    error in OpenAI's shape; a client that left mid-body (nothing to answer); or a bug, which
-    the client sees as a 500 without its traceback. `exchange`: the request's Exchange."""
-    if isinstance(failure, ClientDisconnect):
-        exchange.client_left()
-        return Response(status_code=499)
-    if not isinstance(failure, CircuitError):
-        log.error("request %s failed unexpectedly", exchange.record.request_id,
-                  exc_info=failure)
-        failure = CircuitError("The gateway failed unexpectedly; see its log.")
-    exchange.refuse(failure)
-    return error_response(failure)
+def error_response(error: CircuitError, door: Door = CHAT) -> Response:
+    """The HTTP answer for a client-visible error: the door's shape and status (OpenAI's by
+    default), the error's headers (Retry-After …)."""
+    return json_response(door.error_body(error), door.error_status(error), error.headers)
 
 
 def closing_error_bytes(error: CircuitError, request_id: str) -> bytes:

@@ -16,7 +16,7 @@ import orjson
 from circuit.errors import UpstreamError, UpstreamFailed, UpstreamTimeout
 from circuit.providers.base import SizeLimits, Timeouts
 from circuit.providers.openai_wire import OpenAIEvents, output_text, usage_from_openai, wants_usage
-from circuit.providers.upstream_errors import error_from_upstream, redacting
+from circuit.providers.upstream_errors import error_from_upstream
 from circuit.providers.upstream_http import (
     ERROR_BODY_LIMIT,
     open_session,
@@ -102,7 +102,7 @@ class OpenAIProvider:
         if request.stream:
             return await open_event_stream(self._session, url, request.body, self.name,
                                            self._error_for, self._timeouts,
-                                           redacting(reader.transform(), self._api_key),
+                                           reader.transform(self._api_key),
                                            self._sizes.event, headers=request.headers)
         body = await post_for_body(self._session, url, request.body, self.name,
                                    self._error_for, self._timeouts.first_byte,

@@ -66,7 +66,7 @@ class EmbeddingsReader:
             usage = usage_from_openai(parsed.get("usage"))
         return Completion(body=body, usage=usage)
 
-    def transform(self) -> Transform:
+    def transform(self, secret: str | None = None) -> Transform:
         raise UpstreamFailed("embeddings are not streamed")
 
 
@@ -77,7 +77,7 @@ class FreeReader:
     def completion(self, body: bytes) -> Completion:
         return Completion(body=body, usage=Usage())
 
-    def transform(self) -> Transform:
+    def transform(self, secret: str | None = None) -> Transform:
         raise UpstreamFailed("this endpoint is not streamed")
 
 
@@ -98,8 +98,9 @@ class CompletionsReader:
         return Completion(body=body, usage=usage_from_openai(parsed.get("usage")),
                           finish_reason=finish, text=text)
 
-    def transform(self) -> Transform:
-        return CompletionsEvents(self._forward_usage)
+    def transform(self, secret: str | None = None) -> Transform:
+        """`secret`: redacted from any event that quotes it (OpenAIEvents does)."""
+        return CompletionsEvents(self._forward_usage, secret)
 
 
 class CompletionsEvents(OpenAIEvents):

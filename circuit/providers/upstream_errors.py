@@ -9,7 +9,6 @@ from typing import Any
 import orjson
 
 from circuit.errors import UpstreamError, UpstreamFailed, UpstreamRejected
-from circuit.wire import StreamEvent, Transform
 
 #: Upstream statuses whose meaning the client can act on, passed through as they are.
 _PASSED_THROUGH = {400, 404, 409, 413, 422, 429}
@@ -42,39 +41,6 @@ def quotes_secret(data: bytes, head: bytes, tail: bytes) -> bool:
     """Whether a stream event may quote the key: its first or last WINDOW characters are in
     it (two byte searches, ~0.1 µs each, so every event can be checked)."""
     return head in data or tail in data
-
-
-class RedactingTransform:
-    """A door's Transform, fed events with the provider's key cut out of any that quotes it,
-    for passthrough streams, whose readers do not know the key (chat's OpenAIEvents does this
-    itself). Two byte searches an event."""
-
-    __slots__ = ("_inner", "_secret", "_ends")
-
-    def __init__(self, inner: Transform, secret: str) -> None:
-        self._inner = inner
-        self._secret = secret
-        self._ends = (secret[:WINDOW].encode(), secret[-WINDOW:].encode())
-
-    @property
-    def done(self) -> bool:
-        return self._inner.done
-
-    @property
-    def failed(self) -> bool:
-        return self._inner.failed
-
-    def feed(self, data: bytes) -> list[StreamEvent]:
-        if quotes_secret(data, *self._ends):
-            data = redact(data.decode("utf-8", "replace"), self._secret).encode()
-        return self._inner.feed(data)
-
-
-def redacting(transform: Transform, secret: str | None) -> Transform:
-    """`transform`, redacting `secret` from every event first (as it is, without a secret
-    long enough to be quoted in part)."""
-    return RedactingTransform(transform, secret) if secret and len(secret) >= 2 * WINDOW \
-        else transform
 
 
 def upstream_error_fields(error: Any, secret: str | None) -> dict[str, str | None]:
