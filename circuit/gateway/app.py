@@ -24,6 +24,7 @@ from circuit.gateway.request_id import (
     send_with_request_id,
 )
 from circuit.gateway.responses import EXCEPTION_HANDLERS, error_response, json_response
+from circuit.gateway.responses_flow import ResponsesFlow
 from circuit.gateway.runtime import Gateway
 from circuit.logs import configure_logging
 from circuit.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -44,6 +45,27 @@ _CHAT_BODY_SCHEMA = {
                 "max_tokens": {"type": "integer", "minimum": 1},
                 "max_completion_tokens": {"type": "integer", "minimum": 1},
                 "stream_options": {"type": "object"},
+            },
+        }}},
+    }
+}
+
+#: The Responses door's body, as far as the gateway reads it (responses_request.py).
+_RESPONSES_BODY_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["model"],
+            "properties": {
+                "model": {"type": "string", "minLength": 1},
+                "input": {"oneOf": [{"type": "string"},
+                                    {"type": "array", "items": {"type": "object"}}]},
+                "instructions": {"type": "string"},
+                "stream": {"type": "boolean"},
+                "max_output_tokens": {"type": "integer", "minimum": 1},
+                "tools": {"type": "array", "items": {"type": "object"}},
+                "previous_response_id": {"type": "string"},
             },
         }}},
     }
@@ -117,12 +139,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.redirect_slashes = False
     app.state.gateway = gateway
     chat = ChatFlow(gateway)
-    app.fast_routes = {("POST", "/v1/chat/completions"): chat}
+    responses = ResponsesFlow(gateway)
+    app.fast_routes = {("POST", "/v1/chat/completions"): chat,
+                       ("POST", "/v1/responses"): responses}
 
     @app.post("/v1/chat/completions", openapi_extra=_CHAT_BODY_SCHEMA, responses=_CHAT_ERRORS,
               summary="Create a chat completion (OpenAI-compatible, JSON or SSE)")
     async def chat_completions(request: Request) -> Response:
         return await chat(request)
+
+    @app.post("/v1/responses", openapi_extra=_RESPONSES_BODY_SCHEMA, responses=_CHAT_ERRORS,
+              summary="Create a model response (OpenAI Responses API, JSON or SSE)")
+    async def create_response(request: Request) -> Response:
+        return await responses(request)
 
     @app.get("/v1/models", summary="List the models the gateway serves")
     async def list_models(request: Request) -> Response:

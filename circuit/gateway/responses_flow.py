@@ -1,0 +1,117 @@
+"""POST /v1/responses: the OpenAI Responses door, on the same exchange as the chat door.
+
+    request id ─► auth ─► body (responses_request.py) ─► admit: rate limit, budget on
+    `responses_bound` ─► dispatch: breaker, retry, fallback ─► per target:
+        speaks Responses (OpenAI)     passthrough: the client's bytes to `/responses`, the
+                                      upstream's bytes back (ResponsesReader reads usage)
+        chat only (Anthropic, vLLM,   translated: Responses → chat completions → the provider
+        Ollama, the mock)             (which may translate on to Anthropic), and back
+    ─► relay JSON / SSE ─► finish: usage, cost, grants, breaker, record (exchange.py)
+
+A request that needs OpenAI's stored state (`previous_response_id`, …) is only sent to targets
+that speak Responses; with none, it is refused with a 400 that says why.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from circuit.accounting.bound import responses_bound
+from circuit.errors import AuthenticationFailed, CircuitError, InvalidRequest
+from circuit.gateway.chat_request import read_body
+from circuit.gateway.exchange import Exchange
+from circuit.gateway.relay import StreamRelay
+from circuit.gateway.request_id import SCOPE_KEY, new_request_id
+from circuit.gateway.responses import error_response
+from circuit.gateway.responses_request import ResponsesRequest, parse_responses_request
+from circuit.gateway.routing import Target
+from circuit.gateway.runtime import Gateway
+from circuit.logs import current_request_id
+from circuit.providers.responses_wire import ResponsesReader
+from circuit.wire import Passthrough
+
+log = logging.getLogger("circuit.gateway")
+
+
+def passes_through(target: Target) -> bool:
+    """Whether the target's upstream serves the Responses API itself."""
+    return getattr(target.provider, "speaks_responses", False)
+
+
+class ResponsesFlow:
+    """The Responses endpoint."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, request: Request) -> Response:
+        gateway = self.gateway
+        exchange = Exchange(gateway, request.scope.get(SCOPE_KEY) or new_request_id())
+        current_request_id.set(exchange.record.request_id)
+        try:
+            try:
+                key = gateway.keys.authenticate(request.headers.get("authorization"))
+            except AuthenticationFailed as refused:
+                exchange.caller(None, refused.key_name)
+                raise
+            exchange.caller(key)
+            ask = parse_responses_request(await read_body(request, gateway.settings.max_body_bytes))
+            targets = gateway.router.targets(ask.model)
+            exchange.asks("responses", ask.model, ask.stream, ask.messages(), targets)
+            targets = _able(ask, targets)
+            await exchange.admit(key, ask.body, responses_bound(ask.body), targets)
+            request_id = exchange.record.request_id
+
+            def attempt(target: Target):
+                return target.provider.forward(
+                    Passthrough("/responses", _payload(ask, target.model), ask.stream,
+                                request_id), ResponsesReader(target.provider.name))
+
+            target, answer, permit = await gateway.dispatcher.call(
+                targets, attempt, exchange.trace, exchange.started)
+            exchange.served_by(target, permit, "responses")
+            headers = {"x-circuit-provider": target.provider.name}
+            if ask.stream:
+                return StreamRelay(answer, exchange.tally(), exchange.stream_ended, headers)
+            exchange.answered(answer.finish_reason)
+            exchange.finish("ok", answer.usage, answer.text)
+            return Response(answer.body, media_type="application/json", headers=headers)
+        except CircuitError as error:
+            exchange.refuse(error)
+            return error_response(error)
+        except ClientDisconnect:
+            exchange.client_left()
+            return Response(status_code=499)
+        except Exception as exc:
+            log.error("request %s failed unexpectedly", exchange.record.request_id, exc_info=exc)
+            error = CircuitError("The gateway failed unexpectedly; see its log.")
+            exchange.refuse(error)
+            return error_response(error)
+
+
+def _able(ask: ResponsesRequest, targets: list[Target]) -> list[Target]:
+    """The targets that can serve the request: all of them, unless it needs OpenAI's stored
+    state, which only a target speaking Responses has."""
+    if ask.stateful is None:
+        return targets
+    able = [target for target in targets if passes_through(target)]
+    if not able:
+        served = ", ".join(str(target) for target in targets)
+        error = InvalidRequest(
+            f"{ask.stateful}, but model {ask.model!r} is served by {served}, which does not "
+            "speak the Responses API; Circuit keeps no responses of its own. Send the whole "
+            "conversation in 'input' (with 'store': false), or use a model routed to OpenAI.",
+            code="unsupported_parameter")
+        raise error
+    return able
+
+
+def _payload(ask: ResponsesRequest, model: str) -> bytes:
+    # The client's bytes untouched, unless the route names another upstream model.
+    if ask.model == model:
+        return ask.raw
+    return orjson.dumps({**ask.body, "model": model})
