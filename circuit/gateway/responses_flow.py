@@ -15,13 +15,14 @@ that speak Responses; with none, it is refused with a 400 that says why.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from circuit.accounting.bound import responses_bound
-from circuit.errors import AuthenticationFailed, CircuitError, InvalidRequest
+from circuit.errors import AuthenticationFailed, CircuitError, InvalidRequest, UpstreamFailed
 from circuit.gateway.chat_request import read_body
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.relay import StreamRelay
@@ -31,8 +32,10 @@ from circuit.gateway.responses_request import ResponsesRequest, parse_responses_
 from circuit.gateway.routing import Target
 from circuit.gateway.runtime import Gateway
 from circuit.logs import current_request_id
+from circuit.providers.responses_chat import chat_request, translated_body
+from circuit.providers.responses_chat_stream import ResponsesWriter, TranslatedStream
 from circuit.providers.responses_wire import ResponsesReader
-from circuit.wire import Passthrough
+from circuit.wire import Call, Completion, EventStream, Passthrough
 
 log = logging.getLogger("circuit.gateway")
 
@@ -66,14 +69,19 @@ class ResponsesFlow:
             await exchange.admit(key, ask.body, responses_bound(ask.body), targets)
             request_id = exchange.record.request_id
 
+            translation = _Translation(ask, request_id)
+
             def attempt(target: Target):
-                return target.provider.forward(
-                    Passthrough("/responses", _payload(ask, target.model), ask.stream,
-                                request_id), ResponsesReader(target.provider.name))
+                if passes_through(target):
+                    return target.provider.forward(
+                        Passthrough("/responses", _payload(ask, target.model), ask.stream,
+                                    request_id), ResponsesReader(target.provider.name))
+                return translation.call(target)
 
             target, answer, permit = await gateway.dispatcher.call(
                 targets, attempt, exchange.trace, exchange.started)
-            exchange.served_by(target, permit, "responses")
+            exchange.served_by(target, permit,
+                               "responses" if passes_through(target) else target.provider.wire)
             headers = {"x-circuit-provider": target.provider.name}
             if ask.stream:
                 return StreamRelay(answer, exchange.tally(), exchange.stream_ended, headers)
@@ -108,6 +116,36 @@ def _able(ask: ResponsesRequest, targets: list[Target]) -> list[Target]:
             code="unsupported_parameter")
         raise error
     return able
+
+
+class _Translation:
+    """The request in chat completions, for targets that speak no Responses: translated
+    once, on the first such target (a request that only OpenAI can serve, with hosted tools
+    say, is not refused while an OpenAI target may still take it)."""
+
+    def __init__(self, ask: ResponsesRequest, request_id: str) -> None:
+        self._ask = ask
+        self._request_id = request_id
+        self._chat: dict[str, Any] | None = None
+        self._raw = b""
+
+    async def call(self, target: Target) -> Completion | EventStream:
+        ask = self._ask
+        if self._chat is None:
+            self._chat = chat_request(ask.body)
+            self._raw = orjson.dumps(self._chat)
+        call = Call(self._chat, self._raw, target.model, ask.stream, self._request_id)
+        provider = target.provider
+        if ask.stream:
+            return TranslatedStream(await provider.open_stream(call),
+                                    ResponsesWriter(ask.body, target.model))
+        answer = await provider.complete(call)
+        try:
+            body = translated_body(answer.body, ask.body, answer.usage)
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+            raise UpstreamFailed(f"{provider.name} sent an unreadable answer",
+                                 code="bad_upstream_response") from None
+        return Completion(body, answer.usage, answer.finish_reason, answer.text)
 
 
 def _payload(ask: ResponsesRequest, model: str) -> bytes:
