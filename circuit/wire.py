@@ -54,6 +54,8 @@ class StreamEvent:
     """One event of a stream: the `data` to relay, and what the provider read in it."""
 
     data: bytes  # one SSE `data:` value, as the client is to receive it
+    #: Its SSE `event:` name, for a door whose frames are named (Anthropic's, Responses').
+    event: bytes | None = None
     relay: bool = True  # False: not for this client (the usage chunk it did not ask for)
     text: str = ""  # output text the event carried (content, tool names and arguments)
     outputs: int = 0  # choices with new output in it (each at least one token)
@@ -73,15 +75,16 @@ class EventStream(Protocol):
 
 
 class Transform(Protocol):
-    """An upstream wire format's events, read into StreamEvents one `data:` value at a time."""
+    """An upstream wire format's events, read into StreamEvents one `data:` value (and its
+    `event:` name, None when the frame had none) at a time."""
 
     #: The stream's own end marker was seen ([DONE], message_stop, response.completed).
     done: bool
     #: An error event was seen: the upstream sends nothing worth reading after it.
     failed: bool
 
-    def feed(self, data: bytes) -> list[StreamEvent]:
-        """The events of one `data:` value; StreamBroken for one that cannot be read."""
+    def feed(self, data: bytes, name: bytes | None = None) -> list[StreamEvent]:
+        """The events of one SSE event; StreamBroken for one that cannot be read."""
 
 
 @dataclass(slots=True)
@@ -103,5 +106,6 @@ class WireReader(Protocol):
     def completion(self, body: bytes) -> Completion:
         """Usage and text of a whole answer (UpstreamFailed when it cannot be read)."""
 
-    def transform(self) -> Transform:
-        """A fresh reader of one stream's events."""
+    def transform(self, secret: str | None = None) -> Transform:
+        """A fresh reader of one stream's events; `secret` (the provider's key) is redacted
+        from any event that quotes it."""

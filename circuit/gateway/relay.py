@@ -1,7 +1,8 @@
 """StreamRelay: passes an upstream stream to the client as it arrives, and settles it at the end.
 
 Each network read from upstream becomes one write to the client; accounting only looks at the
-events on their way through. A watcher notices a client that leaves, even while the upstream is
+events on their way through. The door (circuit.gateway.doors) says how an event is framed, what
+ends a stream and what error event ends a broken one. A watcher notices a client that leaves, even while the upstream is
 silent, and cancels the relay so the upstream call is dropped at once.
 """
 
@@ -13,16 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
 
-import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from circuit.accounting.stream_tally import StreamTally
 from circuit.errors import CircuitError, StreamBroken, UpstreamError, UpstreamOverrun
+from circuit.gateway.doors import CHAT, Door
 from circuit.providers.upstream_errors import upstream_error_fields
 from circuit.wire import EventStream
-
-_DONE = b"data: [DONE]\n\n"
 
 
 @dataclass(slots=True)
@@ -35,12 +34,14 @@ class StreamOutcome:
 
 
 class StreamRelay(Response):
-    """An ASGI response relaying `stream`; calls `settle(tally, outcome)` exactly once."""
+    """An ASGI response relaying `stream` in `door`'s framing; calls `settle(tally, outcome)`
+    exactly once."""
 
     def __init__(self, stream: EventStream, tally: StreamTally,
                  settle: Callable[[StreamTally, StreamOutcome], None],
-                 headers: dict[str, str]) -> None:
+                 headers: dict[str, str], door: Door = CHAT) -> None:
         self._stream = stream
+        self._door = door
         self._tally = tally
         self._settle = settle
         self.status_code = 200
@@ -85,9 +86,10 @@ class StreamRelay(Response):
     async def _pump(self, send: Send, outcome: StreamOutcome) -> None:
         tally = self._tally
         guard = tally.guard
+        frame = self._door.frame
         try:
             async for events in self._stream:
-                out = [b"data: " + e.data + b"\n\n" for e in events if tally.observe(e)]
+                out = [frame(e) for e in events if tally.observe(e)]
                 # Checked before relaying: a read that passes the reservation is not sent.
                 if guard is not None and guard.due() and await guard.exceeded(tally.pieces):
                     await self._fail(send, outcome, UpstreamOverrun(
@@ -109,14 +111,14 @@ class StreamRelay(Response):
         except UpstreamError as error:
             await self._fail(send, outcome, error)
             return
-        await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+        await send({"type": "http.response.body", "body": self._door.end, "more_body": False})
 
     async def _fail(self, send: Send, outcome: StreamOutcome, error: CircuitError) -> None:
-        # The client gets the error as an event in OpenAI's shape, then a clean end.
+        # The client gets the error as the door's error event, then a clean end.
         outcome.status = "failed"
         outcome.error = error
-        event = b"data: " + orjson.dumps(error.body()) + b"\n\n"
-        await send({"type": "http.response.body", "body": event + _DONE, "more_body": False})
+        await send({"type": "http.response.body", "body": self._door.stream_error(error),
+                    "more_body": False})
         if outcome.first_byte_at is None:
             outcome.first_byte_at = perf_counter()
 

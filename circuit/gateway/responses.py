@@ -1,4 +1,7 @@
-"""Errors to HTTP, in one place, and the JSON responses the gateway sends."""
+"""Errors to HTTP, in one place, and the JSON responses the gateway sends.
+
+Each door's error shape and status are declared in circuit.gateway.doors; `error_response`
+answers with the one of the door asked (OpenAI's, the default, for every non-proxy route)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from circuit.errors import (
     MethodNotAllowed,
     NotFound,
 )
+from circuit.gateway.doors import CHAT, Door
 
 log = logging.getLogger("circuit.gateway")
 
@@ -27,9 +31,10 @@ def json_response(content: object, status: int = 200,
                     media_type="application/json")
 
 
-def error_response(error: CircuitError) -> Response:
-    """The HTTP answer for a client-visible error: OpenAI's shape, its status, its headers."""
-    return json_response(error.body(), error.status, error.headers)
+def error_response(error: CircuitError, door: Door = CHAT) -> Response:
+    """The HTTP answer for a client-visible error: the door's shape and status (OpenAI's by
+    default), the error's headers (Retry-After …)."""
+    return json_response(door.error_body(error), door.error_status(error), error.headers)
 
 
 def closing_error_bytes(error: CircuitError, request_id: str) -> bytes:

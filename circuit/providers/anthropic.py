@@ -185,7 +185,7 @@ class AnthropicProvider:
         `anthropic-version` and `anthropic-beta` go upstream in place of the gateway's."""
         url = self._base + request.path
         if request.stream:
-            transform = reader.transform()
+            transform = reader.transform(self._api_key)
             return await open_event_stream(
                 self._session, url, request.body, self.name, self._error_for, self._timeouts,
                 transform, self._sizes.event, headers=request.headers,

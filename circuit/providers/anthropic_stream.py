@@ -74,14 +74,9 @@ class StreamTranslator:
             {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
         return StreamEvent(data, text=text, outputs=1 if text else 0, finish_reason=finish)
 
-    def feed(self, data: bytes) -> list[StreamEvent]:
+    def feed(self, data: bytes, name: bytes | None = None) -> list[StreamEvent]:
         """The OpenAI chunks for one Anthropic event's `data`."""
-        try:
-            event = orjson.loads(data)
-            kind = event["type"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            raise StreamBroken(f"{self._provider} sent an unreadable stream event",
-                               code="bad_upstream_response") from None
+        event, kind = parse_event(self._provider, data)
         try:
             return self._translate(kind, event)
         except (KeyError, TypeError, AttributeError):
@@ -158,9 +153,24 @@ class StreamTranslator:
         return []  # ping, and event types added after this was written
 
     def _take_usage(self, usage: Any) -> None:
-        # message_delta's counts are cumulative: a later value replaces an earlier one.
-        if isinstance(usage, dict):
-            self._usage.update({k: v for k, v in usage.items() if v is not None})
+        merge_usage(self._usage, usage)
+
+
+def parse_event(provider: str, data: bytes) -> tuple[dict[str, Any], str]:
+    """An Anthropic stream event's JSON and its `type`; StreamBroken when unreadable."""
+    try:
+        event = orjson.loads(data)
+        return event, event["type"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise StreamBroken(f"{provider} sent an unreadable stream event",
+                           code="bad_upstream_response") from None
+
+
+def merge_usage(into: dict[str, Any], usage: Any) -> None:
+    """Take a `usage` object of message_start or message_delta into `into`: message_delta's
+    counts are cumulative, so a later value replaces an earlier one."""
+    if isinstance(usage, dict):
+        into.update({k: v for k, v in usage.items() if v is not None})
 
 
 def stream_error_body(provider: str, error: dict[str, Any]) -> dict[str, Any]:

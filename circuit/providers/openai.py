@@ -102,7 +102,8 @@ class OpenAIProvider:
         url = self._base + request.path
         if request.stream:
             return await open_event_stream(self._session, url, request.body, self.name,
-                                           self._error_for, self._timeouts, reader.transform(),
+                                           self._error_for, self._timeouts,
+                                           reader.transform(self._api_key),
                                            self._sizes.event, headers=request.headers)
         body = await post_for_body(self._session, url, request.body, self.name,
                                    self._error_for, self._timeouts.first_byte,

@@ -116,7 +116,7 @@ class OpenAIEvents:
         self.done = False  # [DONE] seen: the stream ended well
         self.failed = False  # an error event: nothing worth reading follows
 
-    def feed(self, data: bytes) -> list[StreamEvent]:
+    def feed(self, data: bytes, name: bytes | None = None) -> list[StreamEvent]:
         if data == _DONE:
             self.done = True
             return []

@@ -80,7 +80,7 @@ class UpstreamEventStream:
         transform = self._transform
         try:
             for event in self._decoder.feed(chunk):
-                events.extend(transform.feed(event.data))
+                events.extend(transform.feed(event.data, event.event))
                 if transform.done:
                     self._done = True
                     self._response.release()

@@ -1,0 +1,125 @@
+"""Doors: how each API the gateway answers speaks to its clients — its error shape and its
+stream framing — declared once per door, so every typed CircuitError is mapped to a door's
+shape here and nowhere else.
+
+    Door            error body, error status, frames of a stream, its end, its error event
+    CHAT            OpenAI: {"error": {...}}; `data: …` frames, `data: [DONE]`
+    MESSAGES        Anthropic: {"type": "error", "error": {type, message}};
+                    `event: <name>` + `data: …` frames, no end marker, `event: error` at a break
+
+A door's flow answers an error with `error_response(error, door)` (circuit.gateway.responses)
+and relays a stream with `StreamRelay(..., door=door)` (circuit.gateway.relay).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+from circuit.errors import CircuitError, ServiceUnavailable
+from circuit.wire import StreamEvent
+
+
+def data_frame(event: StreamEvent) -> bytes:
+    """An event as a bare `data:` frame (OpenAI chat completions)."""
+    return b"data: " + event.data + b"\n\n"
+
+
+def named_frame(event: StreamEvent) -> bytes:
+    """An event as `event: <name>` + `data:` frame, as Anthropic (and OpenAI Responses) send
+    them: for an upstream's canonical frame (one data line, LF endings) the very bytes it sent."""
+    data = event.data
+    if b"\n" in data:  # a multi-line value: one `data:` line each, as SSE requires
+        data = data.replace(b"\n", b"\ndata: ")
+    if event.event is None:
+        return b"data: " + data + b"\n\n"
+    return b"event: " + event.event + b"\ndata: " + data + b"\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Door:
+    """How one API answers: the shape and status of its errors, the frames of its streams."""
+
+    name: str  # the record's `api` column: 'chat', 'messages', 'responses', …
+    error_body: Callable[[CircuitError], dict]
+    error_status: Callable[[CircuitError], int]
+    #: One StreamEvent as the bytes of its SSE frame.
+    frame: Callable[[StreamEvent], bytes]
+    #: What follows the last event of a stream that ended well (b"" for none).
+    end: bytes
+    #: The bytes that end a stream broken after its first byte: the door's error event
+    #: (and its end marker, when the door has one).
+    stream_error: Callable[[CircuitError], bytes]
+
+
+# -- OpenAI -----------------------------------------------------------------------------------
+
+def openai_error_body(error: CircuitError) -> dict:
+    """OpenAI's `{"error": {message, type, code[, param]}}` (the breaker's 503 is fixed)."""
+    return error.body()
+
+
+def http_status(error: CircuitError) -> int:
+    return error.status
+
+
+_DONE = b"data: [DONE]\n\n"
+
+
+def _openai_stream_error(error: CircuitError) -> bytes:
+    return b"data: " + orjson.dumps(error.body()) + b"\n\n" + _DONE
+
+
+CHAT = Door("chat", openai_error_body, http_status, data_frame, _DONE, _openai_stream_error)
+
+
+# -- Anthropic --------------------------------------------------------------------------------
+
+#: Anthropic's error type for each status the gateway answers with.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+#: Upstream codes that mean the upstream was overloaded (Anthropic's 529).
+_OVERLOADED = frozenset({"upstream_overloaded"})
+
+
+def anthropic_status(error: CircuitError) -> int:
+    """The status on the Messages door: as everywhere, but an upstream's overload stays the
+    529 Anthropic itself answers, so the SDK raises its OverloadedError."""
+    return 529 if error.code in _OVERLOADED else error.status
+
+
+def anthropic_error_type(error: CircuitError) -> str:
+    status = anthropic_status(error)
+    if status in _ANTHROPIC_TYPES:
+        return _ANTHROPIC_TYPES[status]
+    return "invalid_request_error" if status < 500 else "api_error"
+
+
+def anthropic_error_body(error: CircuitError) -> dict:
+    """Anthropic's `{"type": "error", "error": {"type", "message"}}`; the breaker's 503 keeps
+    its fixed message, "Upstream provider temporarily unavailable"."""
+    message = error.message if not isinstance(error, ServiceUnavailable) \
+        else "Upstream provider temporarily unavailable"
+    return {"type": "error", "error": {"type": anthropic_error_type(error), "message": message}}
+
+
+def _anthropic_stream_error(error: CircuitError) -> bytes:
+    # Mid-stream, Anthropic itself only sends these two: an overload, or anything else.
+    kind = "overloaded_error" if anthropic_status(error) in (503, 529) else "api_error"
+    body = {"type": "error", "error": {"type": kind, "message": error.message}}
+    return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
+
+
+MESSAGES = Door("messages", anthropic_error_body, anthropic_status, named_frame, b"",
+                _anthropic_stream_error)
