@@ -11,49 +11,14 @@ import pytest
 from tests.fakes.anthropic_upstream import Behaviour as AnthropicBehaviour
 from tests.fakes.anthropic_upstream import ToolUse
 from tests.fakes.openai_upstream import Behaviour
-from tests.support.gateway_server import CLIENT_KEY, GatewayServer
-
-CONFIG = """
-provider = "openai"
-
-[providers.openai]
-kind = "openai"
-base_url = "{openai}"
-api_key_env = "TEST_OPENAI_KEY"
-
-[providers.local]
-kind = "openai"
-base_url = "{openai}"
-api_key_env = "TEST_OPENAI_KEY"
-responses = false
-free = true
-
-[providers.anthropic]
-kind = "anthropic"
-base_url = "{anthropic}"
-api_key_env = "TEST_ANTHROPIC_KEY"
-
-[routes]
-"local-llama" = ["local:llama-3.1-8b"]
-"claude" = ["anthropic:claude-sonnet-4-5"]
-"gpt-or-claude" = ["openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5"]
-"""
-
-WEATHER = {"type": "function", "name": "weather", "description": "Weather in a city",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                          "required": ["city"]}}
+from tests.support.gateway_server import CLIENT_KEY
+from tests.support.responses_routes import WEATHER, translated_gateway
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, fake_openai, fake_anthropic):
-    tmp = tmp_path_factory.mktemp("responses-translated")
-    (tmp / "circuit.toml").write_text(CONFIG.format(openai=fake_openai.base_url,
-                                                    anthropic=fake_anthropic.base_url))
-    server = GatewayServer(tmp, TEST_OPENAI_KEY="sk-openai-test-key",
-                           TEST_ANTHROPIC_KEY="sk-ant-test-key",
-                           CIRCUIT_RETRY_MAX_ATTEMPTS=1,
-                           CIRCUIT_BREAKER_CONSECUTIVE_FAILURES=10_000,
-                           CIRCUIT_BREAKER_MINIMUM_CALLS=10_000).start()
+    server = translated_gateway(tmp_path_factory.mktemp("responses-translated"),
+                                fake_openai.base_url, fake_anthropic.base_url)
     yield server
     server.stop()
 

@@ -15,6 +15,7 @@ that speak Responses; with none, it is refused with a 400 that says why.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ from starlette.responses import Response
 from circuit.accounting.bound import responses_bound
 from circuit.errors import AuthenticationFailed, CircuitError, InvalidRequest, UpstreamFailed
 from circuit.gateway.chat_request import read_body
+from circuit.gateway.doors import RESPONSES, responses_door
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.relay import StreamRelay
 from circuit.gateway.request_id import SCOPE_KEY, new_request_id
@@ -70,12 +72,13 @@ class ResponsesFlow:
             request_id = exchange.record.request_id
 
             translation = _Translation(ask, request_id)
+            reader = _Readers()
 
             def attempt(target: Target):
                 if passes_through(target):
                     return target.provider.forward(
                         Passthrough("/responses", _payload(ask, target.model), ask.stream,
-                                    request_id), ResponsesReader(target.provider.name))
+                                    request_id), reader.new(target))
                 return translation.call(target)
 
             target, answer, permit = await gateway.dispatcher.call(
@@ -84,13 +87,15 @@ class ResponsesFlow:
                                "responses" if passes_through(target) else target.provider.wire)
             headers = {"x-circuit-provider": target.provider.name}
             if ask.stream:
-                return StreamRelay(answer, exchange.tally(), exchange.stream_ended, headers)
+                door = responses_door(reader.next_sequence(answer))
+                return StreamRelay(answer, exchange.tally(), exchange.stream_ended, headers,
+                                   door=door)
             exchange.answered(answer.finish_reason)
             exchange.finish("ok", answer.usage, answer.text)
             return Response(answer.body, media_type="application/json", headers=headers)
         except CircuitError as error:
             exchange.refuse(error)
-            return error_response(error)
+            return error_response(error, RESPONSES)
         except ClientDisconnect:
             exchange.client_left()
             return Response(status_code=499)
@@ -98,7 +103,7 @@ class ResponsesFlow:
             log.error("request %s failed unexpectedly", exchange.record.request_id, exc_info=exc)
             error = CircuitError("The gateway failed unexpectedly; see its log.")
             exchange.refuse(error)
-            return error_response(error)
+            return error_response(error, RESPONSES)
 
 
 def _able(ask: ResponsesRequest, targets: list[Target]) -> list[Target]:
@@ -116,6 +121,26 @@ def _able(ask: ResponsesRequest, targets: list[Target]) -> list[Target]:
             code="unsupported_parameter")
         raise error
     return able
+
+
+class _Readers:
+    """The passthrough reader of each attempt: the one whose stream is relayed numbers the
+    error event that may close it."""
+
+    def __init__(self) -> None:
+        self._last: ResponsesReader | None = None
+
+    def new(self, target: Target) -> ResponsesReader:
+        self._last = ResponsesReader(target.provider.name)
+        return self._last
+
+    def next_sequence(self, answer: object) -> Callable[[], int]:
+        """The sequence number of the event after the last one of `answer`'s stream."""
+        if isinstance(answer, TranslatedStream):
+            writer = answer.writer
+            return lambda: writer.sequence
+        reader = self._last
+        return lambda: reader.events.events if reader is not None and reader.events else 0
 
 
 class _Translation:

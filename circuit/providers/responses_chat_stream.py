@@ -65,7 +65,8 @@ class ResponsesWriter:
         """One event; `counted` is the output text it brings (for the tally)."""
         data = orjson.dumps({"type": type_, "sequence_number": self.sequence, **fields})
         self.sequence += 1
-        return StreamEvent(data, text=counted, outputs=1 if counted else 0)
+        return StreamEvent(data, event=type_.encode(), text=counted,
+                           outputs=1 if counted else 0)
 
     def _response(self, status: str, usage: Usage | None = None) -> dict[str, Any]:
         return response_object(self._request, self._id, self._created, status=status,
@@ -90,7 +91,7 @@ class ResponsesWriter:
                 out.append(StreamEvent(orjson.dumps({
                     "type": "error", "sequence_number": self.sequence,
                     "code": error.get("code"), "message": error.get("message") or "error",
-                    "param": error.get("param")}), error=error))
+                    "param": error.get("param")}), event=b"error", error=error))
                 self.sequence += 1
                 return out
             chunk = orjson.loads(event.data)

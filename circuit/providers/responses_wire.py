@@ -1,9 +1,9 @@
 """OpenAI's Responses wire format, read as it passes through: usage, the text the output
 tokens paid for, and each stream event as a StreamEvent.
 
-A passthrough stream is read as cheaply as a chat stream: an event's type is found by a byte
-search in its head (OpenAI writes `"type"` first), and only the events that carry what the
-gateway needs are parsed — the text deltas (for a partial record and the output guard) and
+A passthrough stream is read as cheaply as a chat stream: an event's type is its SSE `event:`
+name (or, for a frame without one, found by a byte search in its head: OpenAI writes `"type"`
+first), and only the events that carry what the gateway needs are parsed — the text deltas (for a partial record and the output guard) and
 the terminal events (`response.completed` / `incomplete` / `failed`, `error`), which carry the
 usage. `response.created`, `in_progress`, the `*.done` events and the `output_item` events echo
 what was already seen (instructions, tools, whole texts): they are relayed unread.
@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from circuit.errors import StreamBroken, UpstreamFailed
-from circuit.providers.upstream_errors import upstream_error_fields
+from circuit.providers.upstream_errors import WINDOW, quotes_secret, redact, upstream_error_fields
 from circuit.wire import Completion, StreamEvent, Usage
 
 #: No single request uses more tokens than this; a larger count is an upstream's mistake.
@@ -25,12 +25,25 @@ _MAX_TOKENS = 100_000_000
 _HEAD = 96
 
 #: Delta events whose `delta` is output the tokens paid for.
-_DELTAS = (b'"response.output_text.delta"', b'"response.function_call_arguments.delta"',
-           b'"response.refusal.delta"', b'"response.reasoning_summary_text.delta"',
-           b'"response.reasoning_text.delta"', b'"response.custom_tool_call_input.delta"')
+_DELTAS = frozenset({b"response.output_text.delta", b"response.function_call_arguments.delta",
+                     b"response.refusal.delta", b"response.reasoning_summary_text.delta",
+                     b"response.reasoning_text.delta",
+                     b"response.custom_tool_call_input.delta"})
 #: Events that end a stream (and carry the whole response, its usage included).
-_ENDS = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
-_ERROR = b'"error"'
+_ENDS = frozenset({b"response.completed", b"response.incomplete", b"response.failed"})
+_ERROR = b"error"
+_KINDS = (*_DELTAS, *_ENDS, _ERROR)
+
+
+def _kind(data: bytes, name: bytes | None) -> bytes | None:
+    """The event's type, when it is one the gateway reads (None: relayed unread)."""
+    if name is not None:
+        return name if name in _DELTAS or name in _ENDS or name == _ERROR else None
+    head = data[:_HEAD]
+    for kind in _KINDS:
+        if b'"' + kind + b'"' in head:
+            return kind
+    return None
 
 
 def usage_from_responses(usage: Any) -> Usage | None:
@@ -95,6 +108,8 @@ class ResponsesReader:
 
     def __init__(self, provider: str) -> None:
         self._provider = provider
+        #: The reader of the last stream opened (its event count numbers a closing error).
+        self.events: ResponsesEvents | None = None
 
     def completion(self, body: bytes) -> Completion:
         try:
@@ -109,42 +124,52 @@ class ResponsesReader:
         return Completion(body=body, usage=usage_from_responses(response.get("usage")),
                           finish_reason=finish_of(response), text=output_text(output))
 
-    def transform(self) -> ResponsesEvents:
-        return ResponsesEvents(self._provider)
+    def transform(self, secret: str | None = None) -> ResponsesEvents:
+        self.events = ResponsesEvents(self._provider, secret)
+        return self.events
 
 
 class ResponsesEvents:
-    """Reads a Responses stream's `data:` values into StreamEvents (a Transform).
+    """Reads a Responses stream's events into StreamEvents (a Transform), each keeping its
+    SSE name so the door frames it as it came.
 
     `events` counts what was read: OpenAI numbers events from 0, so it is the
     `sequence_number` an event the gateway adds at the end (an error) takes."""
 
-    __slots__ = ("_provider", "events", "done", "failed")
+    __slots__ = ("_provider", "_secret", "_ends", "events", "done", "failed")
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, secret: str | None = None) -> None:
         self._provider = provider
+        # An upstream's error event may quote the key: events carrying its head or tail are
+        # redacted whole (two byte searches an event).
+        self._secret = secret if secret and len(secret) >= 2 * WINDOW else None
+        self._ends = (secret[:WINDOW].encode(), secret[-WINDOW:].encode()) \
+            if self._secret else None
         self.events = 0
         self.done = False  # a terminal event was seen: the stream ended well
         self.failed = False  # an error (or response.failed): nothing worth reading follows
 
-    def feed(self, data: bytes) -> list[StreamEvent]:
+    def feed(self, data: bytes, name: bytes | None = None) -> list[StreamEvent]:
         self.events += 1
-        head = data[:_HEAD]
-        if any(kind in head for kind in _DELTAS):
+        if self._ends is not None and quotes_secret(data, *self._ends):
+            data = redact(data.decode("utf-8", "replace"), self._secret).encode()
+        kind = _kind(data, name)
+        if kind is None:
+            return [StreamEvent(data, event=name)]
+        if kind in _DELTAS:
             delta = self._load(data).get("delta")
             text = delta if isinstance(delta, str) else ""
-            return [StreamEvent(data, text=text, outputs=1 if text else 0)]
-        if any(kind in head for kind in _ENDS):
-            return [self._end(data)]
-        if _ERROR in head:
-            event = self._load(data)
-            if event.get("type") == "error":
-                self.failed = True
-                error = event.get("error") if isinstance(event.get("error"), dict) else event
-                return [StreamEvent(data, error=upstream_error_fields(error, None))]
-        return [StreamEvent(data)]
+            return [StreamEvent(data, event=name, text=text, outputs=1 if text else 0)]
+        if kind in _ENDS:
+            return [self._end(data, name)]
+        event = self._load(data)
+        if event.get("type") != "error":
+            return [StreamEvent(data, event=name)]
+        self.failed = True
+        error = event.get("error") if isinstance(event.get("error"), dict) else event
+        return [StreamEvent(data, event=name, error=upstream_error_fields(error, None))]
 
-    def _end(self, data: bytes) -> StreamEvent:
+    def _end(self, data: bytes, name: bytes | None) -> StreamEvent:
         event = self._load(data)
         response = event.get("response")
         if not isinstance(response, dict):
@@ -154,10 +179,10 @@ class ResponsesEvents:
         if event.get("type") == "response.failed":
             self.failed = True
             error = upstream_error_fields(response.get("error"), None)
-            return StreamEvent(data, usage=usage, finish_reason="error",
+            return StreamEvent(data, event=name, usage=usage, finish_reason="error",
                                error={**error, "code": error["code"] or "response_failed"})
         self.done = True
-        return StreamEvent(data, usage=usage, finish_reason=finish_of(response))
+        return StreamEvent(data, event=name, usage=usage, finish_reason=finish_of(response))
 
     def _load(self, data: bytes) -> dict[str, Any]:
         try:
