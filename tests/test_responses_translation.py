@@ -111,11 +111,13 @@ def test_text_answer_becomes_a_message_item_with_usage():
     assert item["type"] == "message" and item["role"] == "assistant"
     assert item["content"][0] == {"type": "output_text", "text": "Hello", "annotations": [],
                                   "logprobs": []}
-    assert response["usage"] == {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 2},
+    assert response["usage"] == {"input_tokens": 10,
+                                 "input_tokens_details": {"cached_tokens": 2,
+                                                          "cache_write_tokens": 0},
                                  "output_tokens": 4,
                                  "output_tokens_details": {"reasoning_tokens": 0},
                                  "total_tokens": 14}
-    assert response["store"] is False
+    assert "store" not in response  # Circuit keeps no responses
 
 
 def test_tool_calls_become_function_call_items():

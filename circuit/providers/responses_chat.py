@@ -190,7 +190,8 @@ def _add_tools(body: dict[str, Any], out: dict[str, Any]) -> None:
 def responses_usage(usage: Usage) -> dict[str, Any]:
     """`Usage` in the Responses shape."""
     return {"input_tokens": usage.input_tokens,
-            "input_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+            "input_tokens_details": {"cached_tokens": usage.cached_input_tokens,
+                                     "cache_write_tokens": usage.cache_write_tokens},
             "output_tokens": usage.output_tokens,
             "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
             "total_tokens": usage.input_tokens + usage.output_tokens}
@@ -211,27 +212,41 @@ def call_item(item_id: str, call_id: str, name: str, arguments: str,
 def response_object(request: dict[str, Any], response_id: str, created: int, *,
                     status: str, output: list[dict[str, Any]], usage: Usage | None,
                     model: str | None = None, finish: str | None = None) -> dict[str, Any]:
-    """A Response object for `request`, echoing its settings as OpenAI does. Not stored:
-    `store` is false whatever the request asked."""
+    """A Response object for `request`, echoing its settings as OpenAI does (it is not
+    stored, whatever `store` asked: Circuit keeps no responses)."""
     if finish in _STATUS and status == "completed":
         status = _STATUS[finish][0]
     incomplete = {"reason": _STATUS[finish][1]} if status == "incomplete" and \
         finish in _STATUS else None
     instructions = request.get("instructions")
-    return {
+    response = {
         "id": response_id, "object": "response", "created_at": created, "status": status,
         "background": False, "error": None, "incomplete_details": incomplete,
         "instructions": instructions, "max_output_tokens": request.get("max_output_tokens"),
         "model": model or request.get("model"), "output": output,
         "parallel_tool_calls": request.get("parallel_tool_calls", True),
         "previous_response_id": None, "reasoning": request.get("reasoning"),
-        "store": False, "temperature": request.get("temperature"),
+        "temperature": request.get("temperature"),
         "text": request.get("text") or {"format": {"type": "text"}},
-        "tool_choice": request.get("tool_choice", "auto"), "tools": request.get("tools") or [],
+        "tool_choice": request.get("tool_choice", "auto"),
+        "tools": [_tool_echo(tool) for tool in request.get("tools") or ()],
         "top_p": request.get("top_p"), "truncation": "disabled",
-        "usage": responses_usage(usage) if usage is not None else None,
-        "user": request.get("user"), "metadata": request.get("metadata") or {},
+        "metadata": request.get("metadata") or {},
     }
+    # Absent rather than null, as the spec has them: usage until the end, an unnamed user.
+    if usage is not None:
+        response["usage"] = responses_usage(usage)
+    if isinstance(request.get("user"), str):
+        response["user"] = request["user"]
+    return response
+
+
+def _tool_echo(tool: Any) -> Any:
+    """A function tool as a Response echoes it: `strict` and `parameters` always there."""
+    if isinstance(tool, dict) and tool.get("type") == "function":
+        return {"description": None, **tool, "parameters": tool.get("parameters"),
+                "strict": tool.get("strict")}
+    return tool
 
 
 def response_from_chat(completion: dict[str, Any], request: dict[str, Any],

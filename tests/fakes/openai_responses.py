@@ -78,7 +78,8 @@ def reply_words(body: dict[str, Any], reply: str | None,
 
 def usage(body: dict[str, Any], output_tokens: int) -> dict[str, Any]:
     tokens = input_tokens(body)
-    return {"input_tokens": tokens, "input_tokens_details": {"cached_tokens": 0},
+    return {"input_tokens": tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": tokens + output_tokens}
 
@@ -102,7 +103,7 @@ def response_object(body: dict[str, Any], response_id: str, *, status: str,
                     created: int | None = None) -> dict[str, Any]:
     """A Response object as OpenAI returns it (the fields of the spec's `Response`)."""
     incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
-    return {
+    response = {
         "id": response_id, "object": "response", "created_at": created or int(time.time()),
         "status": status, "background": False, "error": None,
         "incomplete_details": incomplete, "instructions": body.get("instructions"),
@@ -110,12 +111,15 @@ def response_object(body: dict[str, Any], response_id: str, *, status: str,
         "output": output, "parallel_tool_calls": True,
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": None, "summary": None}, "service_tier": "default",
-        "store": body.get("store", True), "temperature": 1.0,
+        "temperature": 1.0,
         "text": {"format": {"type": "text"}, "verbosity": "medium"},
-        "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [],
-        "top_p": 1.0, "truncation": "disabled", "usage": usage_, "user": None,
-        "metadata": body.get("metadata") or {},
+        "tool_choice": body.get("tool_choice", "auto"), "tools": [
+            {"description": None, "strict": True, **tool} for tool in body.get("tools") or ()],
+        "top_p": 1.0, "truncation": "disabled", "metadata": body.get("metadata") or {},
     }
+    if usage_ is not None:  # absent until the response is complete
+        response["usage"] = usage_
+    return response
 
 
 def sse(event: dict[str, Any]) -> bytes:

@@ -542,8 +542,6 @@ class FakeOpenAI:
             obj = responses_wire.response_object(
                 body, response_id, status="incomplete" if cut else "completed", output=output,
                 usage_=usage if behaviour.send_usage else None)
-            if not behaviour.send_usage:
-                del obj["usage"]
             return web.Response(body=orjson.dumps(obj), content_type="application/json",
                                 headers={"x-request-id": request_id, **behaviour.headers})
         except _DroppedByServer:
