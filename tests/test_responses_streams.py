@@ -175,3 +175,18 @@ def test_anthropic_overload_mid_stream_is_an_error_event_not_a_completed_respons
     assert frames[-1][0] == "error"
     assert "response.completed" not in [name for name, _ in frames]
     assert translated_gateway.record(request_id)["status"] == "failed"
+
+
+def test_stream_reaches_the_client_byte_for_byte_as_the_upstream_sent_it(
+        openai_gateway, upstream, request_id):
+    answer = _stream(openai_gateway, {"model": "gpt-4o-mini", "input": "Hi"}, request_id)
+    assert answer.content == bytes(upstream.last.sent)
+
+
+def test_stream_request_bytes_reach_the_upstream_unchanged(openai_gateway, upstream,
+                                                           request_id):
+    raw = orjson.dumps({"model": "gpt-4o-mini", "input": "Hi", "stream": True,
+                        "stream_options": {"include_obfuscation": False}},
+                       option=orjson.OPT_INDENT_2)
+    httpx.post(openai_gateway.url + "/v1/responses", content=raw, headers=HEADERS, timeout=10)
+    assert upstream.last.raw == raw

@@ -143,6 +143,7 @@ class ReceivedRequest:
     api_key: str | None  # the Bearer token, None if absent/empty
     path: str = "/v1/chat/completions"
     behaviour: Behaviour | None = None  # what the fake did (None: rejected before scripting)
+    sent: bytearray = field(default_factory=bytearray)  # a Responses stream's body, as sent
 
     @property
     def authorization(self) -> str | None:
@@ -529,7 +530,8 @@ class FakeOpenAI:
             if behaviour.raw_body is not None:
                 return web.Response(body=behaviour.raw_body, content_type="application/json")
             if body.get("stream") is True and not behaviour.json_for_stream:
-                return await self._responses_stream(request, body, behaviour, response_id)
+                return await self._responses_stream(request, body, behaviour, response_id,
+                                                    rec.sent)
             words, cut = responses_wire.reply_words(body, behaviour.reply,
                                                     behaviour.ignore_max_tokens)
             if behaviour.tool_call is not None:
@@ -552,7 +554,8 @@ class FakeOpenAI:
             raise asyncio.CancelledError() from None
 
     async def _responses_stream(self, request: web.Request, body: dict[str, Any],
-                                behaviour: Behaviour, response_id: str) -> web.StreamResponse:
+                                behaviour: Behaviour, response_id: str,
+                                sent_bytes: bytearray) -> web.StreamResponse:
         wire = responses_wire
         words, cut = wire.reply_words(body, behaviour.reply, behaviour.ignore_max_tokens)
         event = wire.EventNumbers()
@@ -573,7 +576,9 @@ class FakeOpenAI:
             delay = behaviour.first_chunk_delay if sent == 0 else behaviour.chunk_delay
             if delay > 0:
                 await asyncio.sleep(delay)
-            await resp.write(payload if isinstance(payload, bytes) else wire.sse(payload))
+            frame = payload if isinstance(payload, bytes) else wire.sse(payload)
+            sent_bytes.extend(frame)
+            await resp.write(frame)
             sent += 1
 
         await send(event("response.created", response=response("in_progress", [], None)))
