@@ -13,21 +13,12 @@ from tests.fakes.openai_upstream import Behaviour
 from tests.support.gateway_server import CLIENT_KEY
 from tests.support.openai_spec import validator
 from tests.support.responses_routes import WEATHER
-from tests.support.responses_routes import translated_gateway as start_translated
 
 MODELS = ["gpt-4o-mini", "local-llama", "claude"]
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory, fake_openai, fake_anthropic):
-    server = start_translated(tmp_path_factory.mktemp("responses-spec"),
-                              fake_openai.base_url, fake_anthropic.base_url)
-    yield server
-    server.stop()
-
-
-def _post(gateway, body: dict) -> httpx.Response:
-    return httpx.post(gateway.url + "/v1/responses", content=orjson.dumps(body),
+def _post(door, body: dict) -> httpx.Response:
+    return httpx.post(door.url + "/v1/responses", content=orjson.dumps(body),
                       headers={"Authorization": f"Bearer {CLIENT_KEY}"}, timeout=10)
 
 
@@ -41,40 +32,40 @@ def _errors(schema: str, instance: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_json_answer_is_a_response_object(gateway, upstream, anthropic_upstream, model):
-    answer = _post(gateway, {"model": model, "input": "Hi", "instructions": "Be brief.",
+def test_json_answer_is_a_response_object(door, upstream, anthropic_upstream, model):
+    answer = _post(door, {"model": model, "input": "Hi", "instructions": "Be brief.",
                              "max_output_tokens": 64})
     assert answer.status_code == 200
     assert _errors("Response", answer.json()) == []
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_function_call_answer_is_a_response_object(gateway, upstream, anthropic_upstream,
+def test_function_call_answer_is_a_response_object(door, upstream, anthropic_upstream,
                                                    model):
     upstream.script(Behaviour(tool_call={"name": "weather", "arguments": '{"city": "Paris"}'}))
     anthropic_upstream.script(AnthropicBehaviour(tool_uses=[ToolUse("weather",
                                                                     {"city": "Paris"})]))
     if model == "local-llama":
         pytest.skip("the fake's chat endpoint answers no tool calls")
-    answer = _post(gateway, {"model": model, "input": "Weather in Paris?", "tools": [WEATHER]})
+    answer = _post(door, {"model": model, "input": "Weather in Paris?", "tools": [WEATHER]})
     assert [item["type"] for item in answer.json()["output"]][-1] == "function_call"
     assert _errors("Response", answer.json()) == []
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_every_stream_event_is_a_response_stream_event(gateway, upstream, anthropic_upstream,
+def test_every_stream_event_is_a_response_stream_event(door, upstream, anthropic_upstream,
                                                        model):
-    answer = _post(gateway, {"model": model, "input": "Hi", "stream": True})
+    answer = _post(door, {"model": model, "input": "Hi", "stream": True})
     events = _events(answer.text)
     assert events[-1]["type"] == "response.completed"
     assert {f"{event['type']}: {error}" for event in events
             for error in _errors("ResponseStreamEvent", event)} == set()
 
 
-def test_tool_call_stream_events_are_response_stream_events(gateway, anthropic_upstream):
+def test_tool_call_stream_events_are_response_stream_events(door, anthropic_upstream):
     anthropic_upstream.script(AnthropicBehaviour(tool_uses=[ToolUse("weather",
                                                                     {"city": "Paris"})]))
-    events = _events(_post(gateway, {"model": "claude", "input": "Weather?", "stream": True,
+    events = _events(_post(door, {"model": "claude", "input": "Weather?", "stream": True,
                                      "tools": [WEATHER]}).text)
     assert "response.function_call_arguments.done" in [event["type"] for event in events]
     assert {f"{event['type']}: {error}" for event in events
@@ -83,9 +74,9 @@ def test_tool_call_stream_events_are_response_stream_events(gateway, anthropic_u
 
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "claude"])
 def test_the_error_event_ending_a_broken_stream_is_a_response_error_event(
-        gateway, upstream, anthropic_upstream, model):
+        door, upstream, anthropic_upstream, model):
     upstream.script(Behaviour(drop_after_chunks=2))
     anthropic_upstream.script(AnthropicBehaviour(drop_after_deltas=2))
-    error = _events(_post(gateway, {"model": model, "input": "Hi", "stream": True}).text)[-1]
+    error = _events(_post(door, {"model": model, "input": "Hi", "stream": True}).text)[-1]
     assert error["type"] == "error"
     assert _errors("ResponseErrorEvent", error) == []

@@ -16,7 +16,6 @@ from tests.fakes.anthropic_upstream import ToolUse
 from tests.fakes.openai_upstream import Behaviour
 from tests.support.gateway_server import CLIENT_KEY
 from tests.support.responses_routes import WEATHER
-from tests.support.responses_routes import translated_gateway as start_translated
 
 HEADERS = {"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"}
 
@@ -38,14 +37,6 @@ def _frames(text: str) -> list[tuple[str | None, dict]]:
 def _stream(gateway, body: dict, request_id: str) -> httpx.Response:
     return httpx.post(gateway.url + "/v1/responses", content=orjson.dumps(
         {**body, "stream": True}), headers={**HEADERS, "x-request-id": request_id}, timeout=10)
-
-
-@pytest.fixture(scope="module")
-def translated_gateway(tmp_path_factory, fake_openai, fake_anthropic):
-    server = start_translated(tmp_path_factory.mktemp("responses-streams"),
-                              fake_openai.base_url, fake_anthropic.base_url)
-    yield server
-    server.stop()
 
 
 # -- passthrough -------------------------------------------------------------------------------
@@ -123,9 +114,9 @@ def test_aiohttp_client_reads_the_same_stream(openai_gateway, upstream, request_
 
 # -- translated --------------------------------------------------------------------------------
 
-def test_chat_only_upstream_stream_becomes_the_sdk_event_sequence(translated_gateway, upstream,
+def test_chat_only_upstream_stream_becomes_the_sdk_event_sequence(door, upstream,
                                                                   request_id):
-    with translated_gateway.client().responses.stream(
+    with door.client().responses.stream(
             model="local-llama", input="Hello stream",
             extra_headers={"x-request-id": request_id}) as stream:
         kinds = [event.type for event in stream]
@@ -136,16 +127,16 @@ def test_chat_only_upstream_stream_becomes_the_sdk_event_sequence(translated_gat
     assert kinds[-4:] == ["response.output_text.done", "response.content_part.done",
                           "response.output_item.done", "response.completed"]
     assert final.usage.output_tokens > 0
-    row = translated_gateway.record(request_id)
+    row = door.record(request_id)
     assert (row["upstream_api"], row["usage_source"]) == ("chat", "provider")
     assert row["tokens_output"] == final.usage.output_tokens
 
 
-def test_anthropic_tool_use_streams_as_function_call_events(translated_gateway,
+def test_anthropic_tool_use_streams_as_function_call_events(door,
                                                             anthropic_upstream, request_id):
     anthropic_upstream.script(AnthropicBehaviour(
         tool_uses=[ToolUse("weather", {"city": "Paris"}, id="toolu_7")]))
-    with translated_gateway.client().responses.stream(
+    with door.client().responses.stream(
             model="claude", input="Weather in Paris?", tools=[WEATHER]) as stream:
         done = [e for e in stream if e.type == "response.function_call_arguments.done"]
         final = stream.get_final_response()
@@ -154,27 +145,27 @@ def test_anthropic_tool_use_streams_as_function_call_events(translated_gateway,
     assert (call.call_id, call.name) == ("toolu_7", "weather")
 
 
-def test_anthropic_stream_dropped_mid_way_ends_with_an_error_event(translated_gateway,
+def test_anthropic_stream_dropped_mid_way_ends_with_an_error_event(door,
                                                                    anthropic_upstream,
                                                                    request_id):
     anthropic_upstream.script(AnthropicBehaviour(drop_after_deltas=2))
-    frames = _frames(_stream(translated_gateway, {"model": "claude", "input": "Hi"},
+    frames = _frames(_stream(door, {"model": "claude", "input": "Hi"},
                              request_id).text)
     assert frames[-1][0] == "error"
     assert frames[-1][1]["sequence_number"] == frames[-2][1]["sequence_number"] + 1
-    row = translated_gateway.record(request_id)
+    row = door.record(request_id)
     assert row["status"] == "failed" and row["partial_text"]
 
 
 def test_anthropic_overload_mid_stream_is_an_error_event_not_a_completed_response(
-        translated_gateway, anthropic_upstream, request_id):
+        door, anthropic_upstream, request_id):
     # Spaced out, so the error comes after the first events reached the client.
     anthropic_upstream.script(AnthropicBehaviour(error_event_after_deltas=2, event_delay=0.05))
-    frames = _frames(_stream(translated_gateway, {"model": "claude", "input": "Hi"},
+    frames = _frames(_stream(door, {"model": "claude", "input": "Hi"},
                              request_id).text)
     assert frames[-1][0] == "error"
     assert "response.completed" not in [name for name, _ in frames]
-    assert translated_gateway.record(request_id)["status"] == "failed"
+    assert door.record(request_id)["status"] == "failed"
 
 
 def test_stream_reaches_the_client_byte_for_byte_as_the_upstream_sent_it(

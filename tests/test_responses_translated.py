@@ -12,15 +12,7 @@ from tests.fakes.anthropic_upstream import Behaviour as AnthropicBehaviour
 from tests.fakes.anthropic_upstream import ToolUse
 from tests.fakes.openai_upstream import Behaviour
 from tests.support.gateway_server import CLIENT_KEY
-from tests.support.responses_routes import WEATHER, translated_gateway
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory, fake_openai, fake_anthropic):
-    server = translated_gateway(tmp_path_factory.mktemp("responses-translated"),
-                                fake_openai.base_url, fake_anthropic.base_url)
-    yield server
-    server.stop()
+from tests.support.responses_routes import WEATHER
 
 
 def _post(gateway, body: dict, request_id: str) -> httpx.Response:
@@ -32,8 +24,8 @@ def _post(gateway, body: dict, request_id: str) -> httpx.Response:
 # -- chat-only OpenAI-compatible upstream ------------------------------------------------------
 
 def test_chat_only_upstream_is_sent_chat_completions_and_answered_as_a_response(
-        gateway, upstream, request_id):
-    response = gateway.client().responses.create(
+        door, upstream, request_id):
+    response = door.client().responses.create(
         model="local-llama", input="Hello from the test", instructions="Be brief.",
         max_output_tokens=50, extra_headers={"x-request-id": request_id})
     assert response.output_text.startswith("Echo: Hello from the test")
@@ -43,60 +35,60 @@ def test_chat_only_upstream_is_sent_chat_completions_and_answered_as_a_response(
     assert sent.body["messages"] == [{"role": "system", "content": "Be brief."},
                                      {"role": "user", "content": "Hello from the test"}]
     assert sent.body["model"] == "llama-3.1-8b" and sent.body["max_tokens"] == 50
-    row = gateway.record(request_id)
+    row = door.record(request_id)
     assert (row["api"], row["upstream_api"], row["provider"]) == ("responses", "chat", "local")
     assert row["tokens_output"] == response.usage.output_tokens
     assert row["usage_source"] == "provider"
 
 
-def test_chat_only_upstream_answer_cut_by_length_is_incomplete(gateway, upstream, request_id):
-    response = gateway.client().responses.create(model="local-llama", input="Hi",
+def test_chat_only_upstream_answer_cut_by_length_is_incomplete(door, upstream, request_id):
+    response = door.client().responses.create(model="local-llama", input="Hi",
                                                  max_output_tokens=2)
     assert response.status == "incomplete"
     assert response.incomplete_details.reason == "max_output_tokens"
 
 
-def test_chat_only_upstream_failure_is_an_openai_shaped_error(gateway, upstream, request_id):
+def test_chat_only_upstream_failure_is_an_openai_shaped_error(door, upstream, request_id):
     upstream.script(Behaviour(status=500))
     with pytest.raises(openai.InternalServerError):
-        gateway.client().responses.create(model="local-llama", input="Hi",
+        door.client().responses.create(model="local-llama", input="Hi",
                                           extra_headers={"x-request-id": request_id})
-    assert gateway.record(request_id)["status"] == "failed"
+    assert door.record(request_id)["status"] == "failed"
 
 
-def test_previous_response_id_for_a_translated_target_is_a_clear_400(gateway, upstream,
+def test_previous_response_id_for_a_translated_target_is_a_clear_400(door, upstream,
                                                                      request_id):
     with pytest.raises(openai.BadRequestError) as raised:
-        gateway.client().responses.create(model="local-llama", input="And then?",
+        door.client().responses.create(model="local-llama", input="And then?",
                                           previous_response_id="resp_123",
                                           extra_headers={"x-request-id": request_id})
     assert "previous_response_id" in raised.value.message
     assert "does not speak the Responses API" in raised.value.message
     assert upstream.calls == 0
-    assert gateway.record(request_id)["status"] == "rejected"
+    assert door.record(request_id)["status"] == "rejected"
 
 
 @pytest.mark.parametrize("extra", [{"background": True},
                                    {"conversation": "conv_1"},
                                    {"prompt": {"id": "pmpt_1"}}])
-def test_other_stored_state_for_a_translated_target_is_a_400(gateway, upstream, request_id,
+def test_other_stored_state_for_a_translated_target_is_a_400(door, upstream, request_id,
                                                              extra):
-    answer = _post(gateway, {"model": "claude", "input": "Hi", **extra}, request_id)
+    answer = _post(door, {"model": "claude", "input": "Hi", **extra}, request_id)
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "unsupported_parameter"
 
 
-def test_stored_state_goes_to_the_target_that_speaks_responses_in_a_route(gateway, upstream,
+def test_stored_state_goes_to_the_target_that_speaks_responses_in_a_route(door, upstream,
                                                                           request_id):
-    answer = _post(gateway, {"model": "gpt-or-claude", "input": "Hi",
+    answer = _post(door, {"model": "gpt-or-claude", "input": "Hi",
                              "previous_response_id": "resp_123"}, request_id)
     assert answer.status_code == 200
     assert upstream.last.path == "/v1/responses"
     assert upstream.last.body["previous_response_id"] == "resp_123"
 
 
-def test_hosted_tool_for_a_translated_target_is_a_400_naming_it(gateway, upstream, request_id):
-    answer = _post(gateway, {"model": "local-llama", "input": "Hi",
+def test_hosted_tool_for_a_translated_target_is_a_400_naming_it(door, upstream, request_id):
+    answer = _post(door, {"model": "local-llama", "input": "Hi",
                              "tools": [{"type": "web_search"}]}, request_id)
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == "tools[0]"
@@ -106,23 +98,23 @@ def test_hosted_tool_for_a_translated_target_is_a_400_naming_it(gateway, upstrea
 # -- Anthropic ---------------------------------------------------------------------------------
 
 def test_anthropic_target_is_sent_messages_and_answered_as_a_response(
-        gateway, anthropic_upstream, request_id):
-    response = gateway.client().responses.create(
+        door, anthropic_upstream, request_id):
+    response = door.client().responses.create(
         model="claude", input="Hello Claude", instructions="Be brief.",
         extra_headers={"x-request-id": request_id})
     assert response.output_text.startswith("Echo: Hello Claude")
     sent = anthropic_upstream.last.body
     assert sent["system"] == "Be brief." and sent["model"] == "claude-sonnet-4-5"
-    row = gateway.record(request_id)
+    row = door.record(request_id)
     assert (row["api"], row["upstream_api"]) == ("responses", "messages")
     assert row["tokens_input"] == response.usage.input_tokens > 0
 
 
 def test_anthropic_tool_use_is_a_function_call_item_and_its_output_goes_back(
-        gateway, anthropic_upstream, request_id):
+        door, anthropic_upstream, request_id):
     anthropic_upstream.script(AnthropicBehaviour(
         tool_uses=[ToolUse("weather", {"city": "Paris"}, id="toolu_1")]))
-    client = gateway.client()
+    client = door.client()
     first = client.responses.create(model="claude", input="Weather in Paris?",
                                     tools=[WEATHER])
     [call] = [item for item in first.output if item.type == "function_call"]

@@ -3,9 +3,9 @@ tokens paid for, and each stream event as a StreamEvent.
 
 A passthrough stream is read as cheaply as a chat stream: an event's type is its SSE `event:`
 name (or, for a frame without one, found by a byte search in its head: OpenAI writes `"type"`
-first), and only the events that carry what the gateway needs are parsed — the text deltas (for a partial record and the output guard) and
-the terminal events (`response.completed` / `incomplete` / `failed`, `error`), which carry the
-usage. `response.created`, `in_progress`, the `*.done` events and the `output_item` events echo
+first), and only the events that carry what the gateway needs are parsed — the text deltas
+(for a partial record and the output guard) and the terminal events (`response.completed` /
+`incomplete` / `failed`, `error`), which carry the usage. `response.created`, `in_progress`, the `*.done` events and the `output_item` events echo
 what was already seen (instructions, tools, whole texts): they are relayed unread.
 """
 
