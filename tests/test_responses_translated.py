@@ -130,3 +130,19 @@ def test_anthropic_tool_use_is_a_function_call_item_and_its_output_goes_back(
     assert turns[1]["content"][0]["type"] == "tool_use"
     assert turns[2]["content"][0] == {"type": "tool_result", "tool_use_id": "toolu_1",
                                       "content": "sunny"}
+
+
+# -- the mock ----------------------------------------------------------------------------------
+
+def test_mock_provider_answers_the_responses_door_translated(mock_gateway, request_id):
+    response = mock_gateway.client().responses.create(
+        model="gpt-4o-mini", input="Hello mock", extra_headers={"x-request-id": request_id})
+    assert response.output_text and response.usage.output_tokens > 0
+    row = mock_gateway.record(request_id)
+    assert (row["api"], row["upstream_api"], row["provider"]) == ("responses", "chat", "mock")
+
+
+def test_mock_provider_streams_the_sdk_event_sequence(mock_gateway):
+    with mock_gateway.client().responses.stream(model="gpt-4o-mini", input="Hello") as stream:
+        final = stream.get_final_response()
+    assert final.status == "completed" and final.output_text

@@ -268,3 +268,18 @@ def test_an_upstream_error_chunk_becomes_an_error_event():
     assert error == {"type": "error", "sequence_number": 2, "code": "upstream_overloaded",
                      "message": "overloaded", "param": None}
     assert events[-1].error is not None and writer.sequence == 3
+
+
+def test_parallel_tool_calls_goes_to_chat_only_with_tools():
+    # Chat completions refuses parallel_tool_calls on a request without tools.
+    assert "parallel_tool_calls" not in chat_request(
+        {"model": "m", "input": "Hi", "parallel_tool_calls": False})
+    assert chat_request({"model": "m", "input": "Hi", "tools": [WEATHER],
+                         "parallel_tool_calls": False})["parallel_tool_calls"] is False
+
+
+def test_openai_only_fields_are_not_sent_to_chat_servers():
+    chat = chat_request({"model": "m", "input": "Hi", "metadata": {"a": "b"},
+                         "prompt_cache_key": "k", "include": ["reasoning.encrypted_content"],
+                         "store": False, "truncation": "auto"})
+    assert set(chat) == {"model", "messages"}

@@ -21,9 +21,9 @@ import orjson
 from circuit.errors import UpstreamRejected
 from circuit.wire import Usage
 
-#: Fields of a Responses request passed to chat as they are.
-_SAME = ("temperature", "top_p", "parallel_tool_calls", "top_logprobs", "service_tier",
-         "prompt_cache_key", "safety_identifier", "metadata")
+#: Fields of a Responses request passed to chat as they are (others, like `metadata` or
+#: `prompt_cache_key`, are OpenAI's own and some chat servers refuse what they do not know).
+_SAME = ("temperature", "top_p")
 #: chat `finish_reason` → (Responses status, incomplete reason).
 _STATUS = {"length": ("incomplete", "max_output_tokens"),
            "content_filter": ("incomplete", "content_filter")}
@@ -170,6 +170,8 @@ def _add_tools(body: dict[str, Any], out: dict[str, Any]) -> None:
                                                       "strict") if tool.get(name) is not None}
             translated.append({"type": "function", "function": function})
         out["tools"] = translated
+        if isinstance(body.get("parallel_tool_calls"), bool):  # chat refuses it without tools
+            out["parallel_tool_calls"] = body["parallel_tool_calls"]
     choice = body.get("tool_choice")
     if choice is None:
         return
