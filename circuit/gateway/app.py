@@ -15,8 +15,13 @@ from starlette.types import Receive, Scope, Send
 from circuit import __version__
 from circuit.config import Settings, load_settings
 from circuit.errors import AuthenticationFailed, CircuitError
+from circuit.gateway.anthropic_models import anthropic_model_list
 from circuit.gateway.connections import lifespan_state
+from circuit.gateway.doors import CHAT, MESSAGES
 from circuit.gateway.flow import ChatFlow
+from circuit.gateway.messages_count import CountTokensFlow
+from circuit.gateway.messages_flow import MessagesFlow
+from circuit.gateway.messages_request import authenticate as authenticate_messages
 from circuit.gateway.readiness import readiness
 from circuit.gateway.request_id import (
     RequestIdMiddleware,
@@ -94,6 +99,25 @@ _CHAT_ERRORS = {status: {"description": description,
 }.items()}
 
 
+#: The Messages door's body, for OpenAPI clients (read raw, as the chat body is).
+MESSAGES_BODY_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["model", "messages", "max_tokens"],
+            "properties": {
+                "model": {"type": "string", "minLength": 1},
+                "messages": {"type": "array", "minItems": 1},
+                "max_tokens": {"type": "integer", "minimum": 1},
+                "system": {},
+                "stream": {"type": "boolean"},
+            },
+        }}},
+    }
+}
+
+
 class CircuitApp(FastAPI):
     """FastAPI, with the proxy route served on a fast path in front of its middleware stack.
 
@@ -139,8 +163,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.redirect_slashes = False
     app.state.gateway = gateway
     chat = ChatFlow(gateway)
+    messages = MessagesFlow(gateway)
+    count_tokens = CountTokensFlow(gateway)
     responses = ResponsesFlow(gateway)
     app.fast_routes = {("POST", "/v1/chat/completions"): chat,
+                       ("POST", "/v1/messages"): messages,
+                       ("POST", "/v1/messages/count_tokens"): count_tokens,
                        ("POST", "/v1/responses"): responses}
 
     @app.post("/v1/chat/completions", openapi_extra=_CHAT_BODY_SCHEMA, responses=_CHAT_ERRORS,
@@ -153,14 +181,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def create_response(request: Request) -> Response:
         return await responses(request)
 
+    @app.post("/v1/messages", openapi_extra=MESSAGES_BODY_SCHEMA,
+              summary="Create a message (Anthropic Messages API, JSON or SSE)")
+    async def create_message(request: Request) -> Response:
+        return await messages(request)
+
+    @app.post("/v1/messages/count_tokens", openapi_extra=MESSAGES_BODY_SCHEMA,
+              summary="Count a Messages request's input tokens (Anthropic; local elsewhere)")
+    async def count_message_tokens(request: Request) -> Response:
+        return await count_tokens(request)
+
     @app.get("/v1/models", summary="List the models the gateway serves")
     async def list_models(request: Request) -> Response:
+        # A client that sends anthropic-version is answered as Anthropic would answer it.
+        anthropic_client = "anthropic-version" in request.headers
         try:
-            gateway.keys.authenticate(request.headers.get("authorization"))
+            if anthropic_client:
+                authenticate_messages(gateway.keys, request.headers)
+            else:
+                gateway.keys.authenticate(request.headers.get("authorization"))
             routed = gateway.router.routed_models
             served = await gateway.router.default.list_models()
         except CircuitError as error:
-            return error_response(error)
+            return error_response(error, MESSAGES if anthropic_client else CHAT)
+        if anthropic_client:
+            return json_response(anthropic_model_list(
+                [*routed, *(m for m in served if m not in routed)]))
         owner = gateway.router.default.name
         return json_response({"object": "list", "data": [
             *({"id": m, "object": "model", "created": 0, "owned_by": "circuit"} for m in routed),

@@ -13,73 +13,51 @@ exactly one record, whatever happens to it, and every grant it was given is sett
 
 from __future__ import annotations
 
-import logging
-
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from circuit.accounting.bound import chat_bound
-from circuit.errors import AuthenticationFailed, CircuitError
+from circuit.errors import AuthenticationFailed
 from circuit.gateway.chat_request import parse_chat_request, read_body
+from circuit.gateway.door_flow import DoorFlow
+from circuit.gateway.doors import CHAT
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.relay import StreamRelay
-from circuit.gateway.request_id import SCOPE_KEY, new_request_id
-from circuit.gateway.responses import error_response
 from circuit.gateway.routing import Target
-from circuit.gateway.runtime import Gateway
-from circuit.logs import current_request_id
 from circuit.wire import Call
 
-log = logging.getLogger("circuit.gateway")
 
-
-class ChatFlow:
+class ChatFlow(DoorFlow):
     """The chat-completions endpoint."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    door = CHAT
 
-    async def __call__(self, request: Request) -> Response:
+    async def serve(self, request: Request, exchange: Exchange) -> Response:
         gateway = self.gateway
-        exchange = Exchange(gateway, request.scope.get(SCOPE_KEY) or new_request_id())
-        current_request_id.set(exchange.record.request_id)
         try:
-            try:
-                key = gateway.keys.authenticate(request.headers.get("authorization"))
-            except AuthenticationFailed as refused:
-                exchange.caller(None, refused.key_name)  # a revoked key's name; None if unknown
-                raise
-            exchange.caller(key)
-            chat = parse_chat_request(await read_body(request, gateway.settings.max_body_bytes))
-            targets = gateway.router.targets(chat.model)
-            exchange.asks("chat", chat.model, chat.stream, chat.messages, targets)
-            await exchange.admit(key, chat.body, chat_bound(chat.body), targets)
+            key = gateway.keys.authenticate(request.headers.get("authorization"))
+        except AuthenticationFailed as refused:
+            exchange.caller(None, refused.key_name)  # a revoked key's name; None if unknown
+            raise
+        exchange.caller(key)
+        chat = parse_chat_request(await read_body(request, gateway.settings.max_body_bytes))
+        targets = gateway.router.targets(chat.model)
+        exchange.asks("chat", chat.model, chat.stream, chat.messages, targets)
+        await exchange.admit(key, chat.body, chat_bound(chat.body), targets)
 
-            def attempt(target: Target):
-                call = Call(chat.body, chat.raw, target.model, chat.stream,
-                            exchange.record.request_id)
-                if chat.stream:
-                    return target.provider.open_stream(call)
-                return target.provider.complete(call)
-
-            target, answer, permit = await gateway.dispatcher.call(
-                targets, attempt, exchange.trace, exchange.started)
-            exchange.served_by(target, permit, target.provider.wire)
-            headers = {"x-circuit-provider": target.provider.name}
+        def attempt(target: Target):
+            call = Call(chat.body, chat.raw, target.model, chat.stream,
+                        exchange.record.request_id)
             if chat.stream:
-                return StreamRelay(answer, exchange.tally(), exchange.stream_ended, headers)
-            exchange.answered(answer.finish_reason)
-            exchange.finish("ok", answer.usage, answer.text)
-            return Response(answer.body, media_type="application/json", headers=headers)
-        except CircuitError as error:
-            exchange.refuse(error)
-            return error_response(error)
-        except ClientDisconnect:
-            # The client left before its request was whole: nothing to answer, nothing failed.
-            exchange.client_left()
-            return Response(status_code=499)
-        except Exception as exc:
-            log.error("request %s failed unexpectedly", exchange.record.request_id, exc_info=exc)
-            error = CircuitError("The gateway failed unexpectedly; see its log.")
-            exchange.refuse(error)
-            return error_response(error)
+                return target.provider.open_stream(call)
+            return target.provider.complete(call)
+
+        target, answer, permit = await gateway.dispatcher.call(
+            targets, attempt, exchange.trace, exchange.started)
+        exchange.served_by(target, permit, target.provider.wire)
+        headers = {"x-circuit-provider": target.provider.name}
+        if chat.stream:
+            return StreamRelay(answer, exchange.tally(), exchange.stream_ended, headers)
+        exchange.answered(answer.finish_reason)
+        exchange.finish("ok", answer.usage, answer.text)
+        return Response(answer.body, media_type="application/json", headers=headers)

@@ -14,32 +14,26 @@ that speak Responses; with none, it is refused with a 400 that says why.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from circuit.accounting.bound import responses_bound
-from circuit.errors import AuthenticationFailed, CircuitError, InvalidRequest, UpstreamFailed
+from circuit.errors import AuthenticationFailed, InvalidRequest, UpstreamFailed
 from circuit.gateway.chat_request import read_body
+from circuit.gateway.door_flow import DoorFlow
 from circuit.gateway.doors import RESPONSES, responses_door
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.relay import StreamRelay
-from circuit.gateway.request_id import SCOPE_KEY, new_request_id
-from circuit.gateway.responses import error_response
 from circuit.gateway.responses_request import ResponsesRequest, parse_responses_request
 from circuit.gateway.routing import Target
-from circuit.gateway.runtime import Gateway
-from circuit.logs import current_request_id
 from circuit.providers.responses_chat import chat_request, translated_body
 from circuit.providers.responses_chat_stream import ResponsesWriter, TranslatedStream
 from circuit.providers.responses_wire import ResponsesReader
 from circuit.wire import Call, Completion, EventStream, Passthrough
-
-log = logging.getLogger("circuit.gateway")
 
 
 def passes_through(target: Target) -> bool:
@@ -47,63 +41,47 @@ def passes_through(target: Target) -> bool:
     return getattr(target.provider, "speaks_responses", False)
 
 
-class ResponsesFlow:
+class ResponsesFlow(DoorFlow):
     """The Responses endpoint."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    door = RESPONSES
 
-    async def __call__(self, request: Request) -> Response:
+    async def serve(self, request: Request, exchange: Exchange) -> Response:
         gateway = self.gateway
-        exchange = Exchange(gateway, request.scope.get(SCOPE_KEY) or new_request_id())
-        current_request_id.set(exchange.record.request_id)
         try:
-            try:
-                key = gateway.keys.authenticate(request.headers.get("authorization"))
-            except AuthenticationFailed as refused:
-                exchange.caller(None, refused.key_name)
-                raise
-            exchange.caller(key)
-            ask = parse_responses_request(await read_body(request, gateway.settings.max_body_bytes))
-            targets = gateway.router.targets(ask.model)
-            exchange.asks("responses", ask.model, ask.stream, ask.messages(), targets)
-            targets = _able(ask, targets)
-            await exchange.admit(key, ask.body, responses_bound(ask.body), targets)
-            request_id = exchange.record.request_id
+            key = gateway.keys.authenticate(request.headers.get("authorization"))
+        except AuthenticationFailed as refused:
+            exchange.caller(None, refused.key_name)
+            raise
+        exchange.caller(key)
+        ask = parse_responses_request(await read_body(request, gateway.settings.max_body_bytes))
+        targets = gateway.router.targets(ask.model)
+        exchange.asks("responses", ask.model, ask.stream, ask.messages(), targets)
+        targets = _able(ask, targets)
+        await exchange.admit(key, ask.body, responses_bound(ask.body), targets)
+        request_id = exchange.record.request_id
+        translation = _Translation(ask, request_id)
+        reader = _Readers()
 
-            translation = _Translation(ask, request_id)
-            reader = _Readers()
+        def attempt(target: Target):
+            if passes_through(target):
+                return target.provider.forward(
+                    Passthrough("/responses", _payload(ask, target.model), ask.stream,
+                                request_id), reader.new(target))
+            return translation.call(target)
 
-            def attempt(target: Target):
-                if passes_through(target):
-                    return target.provider.forward(
-                        Passthrough("/responses", _payload(ask, target.model), ask.stream,
-                                    request_id), reader.new(target))
-                return translation.call(target)
-
-            target, answer, permit = await gateway.dispatcher.call(
-                targets, attempt, exchange.trace, exchange.started)
-            exchange.served_by(target, permit,
-                               "responses" if passes_through(target) else target.provider.wire)
-            headers = {"x-circuit-provider": target.provider.name}
-            if ask.stream:
-                door = responses_door(reader.next_sequence(answer))
-                return StreamRelay(answer, exchange.tally(), exchange.stream_ended, headers,
-                                   door=door)
-            exchange.answered(answer.finish_reason)
-            exchange.finish("ok", answer.usage, answer.text)
-            return Response(answer.body, media_type="application/json", headers=headers)
-        except CircuitError as error:
-            exchange.refuse(error)
-            return error_response(error, RESPONSES)
-        except ClientDisconnect:
-            exchange.client_left()
-            return Response(status_code=499)
-        except Exception as exc:
-            log.error("request %s failed unexpectedly", exchange.record.request_id, exc_info=exc)
-            error = CircuitError("The gateway failed unexpectedly; see its log.")
-            exchange.refuse(error)
-            return error_response(error, RESPONSES)
+        target, answer, permit = await gateway.dispatcher.call(
+            targets, attempt, exchange.trace, exchange.started)
+        exchange.served_by(target, permit,
+                           "responses" if passes_through(target) else target.provider.wire)
+        headers = {"x-circuit-provider": target.provider.name}
+        if ask.stream:
+            door = responses_door(reader.next_sequence(answer))
+            return StreamRelay(answer, exchange.tally(), exchange.stream_ended, headers,
+                               door=door)
+        exchange.answered(answer.finish_reason)
+        exchange.finish("ok", answer.usage, answer.text)
+        return Response(answer.body, media_type="application/json", headers=headers)
 
 
 def _able(ask: ResponsesRequest, targets: list[Target]) -> list[Target]:

@@ -7,8 +7,8 @@
         assert upstream.received[0].api_key == "sk-ant-provider"
 
 ``base_url`` is ``http://127.0.0.1:<port>`` (no ``/v1``, like ``https://api.anthropic.com``).
-Endpoints: ``POST /v1/messages`` (JSON, or SSE with ``event:`` lines) and ``GET /v1/models``
-(paginated with ``limit``/``after_id``). Requests are validated the way the real API does,
+Endpoints: ``POST /v1/messages`` (JSON, or SSE with ``event:`` lines),
+``POST /v1/messages/count_tokens`` and ``GET /v1/models`` (paginated with ``limit``/``after_id``). Requests are validated the way the real API does,
 with a 400 ``invalid_request_error`` (or 401 ``authentication_error``) in Anthropic's error
 shape, ``{"type": "error", "error": {"type", "message"}, "request_id"}``: ``x-api-key`` and
 ``anthropic-version`` headers required; ``model``, ``max_tokens`` and ``messages`` required and
@@ -129,6 +129,8 @@ class Behaviour:
     error_event_type: str = "overloaded_error"
     omit_message_stop: bool = False
     """Stream: end the response cleanly right after message_delta, without message_stop."""
+    omit_usage: bool = False
+    """No usage: the JSON answer has none, and the stream's message_delta carries none."""
     oversized: int | None = None
     """JSON: the text is this many bytes of "x"; stream: after ``oversized_after_deltas`` text
     deltas, one delta of this many bytes. Written a MiB at a time: the fake never holds it."""
@@ -499,6 +501,7 @@ class FakeAnthropic:
     def _make_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/messages", self._handle_messages)
+        app.router.add_post("/v1/messages/count_tokens", self._handle_count_tokens)
         app.router.add_get("/v1/models", self._handle_models)
         return app
 
@@ -597,6 +600,33 @@ class FakeAnthropic:
                 self._count_client_gone()
             raise asyncio.CancelledError() from None
 
+    async def _handle_count_tokens(self, request: web.Request) -> web.Response:
+        """``{"input_tokens": n}`` by ``count_input_tokens``; ``max_tokens`` not required.
+        Consumes a scripted behaviour only for its ``status``."""
+        raw = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        rec = ReceivedRequest(body=body if isinstance(body, dict) else None, raw=raw,
+                              headers=headers, path=request.path)
+        with self._lock:
+            self.received.append(rec)
+            self.calls += 1
+        refused = self._check_headers(headers)
+        if refused is not None:
+            return refused
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) \
+                or not body.get("model"):
+            return self._error(400, error_body(400, message="model and messages are required"))
+        behaviour = rec.behaviour = self._next_behaviour()
+        if behaviour.status != 200:
+            return self._error(behaviour.status, error_body(
+                behaviour.status, behaviour.error_type, behaviour.error_message))
+        return web.Response(body=orjson.dumps({"input_tokens": count_input_tokens(body)}),
+                            content_type="application/json")
+
     def _next_behaviour(self) -> Behaviour:
         with self._lock:
             return self._queue.popleft() if self._queue else self.default
@@ -667,6 +697,8 @@ class FakeAnthropic:
                    "model": body["model"], "content": content,
                    "stop_reason": answer.stop_reason, "stop_sequence": answer.stop_sequence,
                    "usage": self._usage(body, behaviour, output)}
+        if behaviour.omit_usage:
+            del message["usage"]
         return web.Response(body=orjson.dumps(message), content_type="application/json",
                             headers={"request-id": request_id, **behaviour.headers})
 
@@ -688,7 +720,8 @@ class FakeAnthropic:
 
         async def fail() -> web.StreamResponse:
             kind = behaviour.error_event_type
-            message = "Overloaded" if kind == "overloaded_error" else "Internal server error"
+            message = behaviour.error_message or (
+                "Overloaded" if kind == "overloaded_error" else "Internal server error")
             await send("error", {"error": {"type": kind, "message": message}})
             await resp.write_eof()
             return resp
@@ -731,9 +764,12 @@ class FakeAnthropic:
             index += 1
         if behaviour.drop_after_deltas is not None:
             await self._abort(request)
-        await send("message_delta", {
-            "delta": {"stop_reason": answer.stop_reason, "stop_sequence": answer.stop_sequence},
-            "usage": {"output_tokens": len(answer.pieces) + TOOL_USE_TOKENS * len(answer.tools)}})
+        final: dict[str, Any] = {
+            "delta": {"stop_reason": answer.stop_reason, "stop_sequence": answer.stop_sequence}}
+        if not behaviour.omit_usage:
+            final["usage"] = {
+                "output_tokens": len(answer.pieces) + TOOL_USE_TOKENS * len(answer.tools)}
+        await send("message_delta", final)
         if not behaviour.omit_message_stop:
             await send("message_stop", {})
         await resp.write_eof()

@@ -1,0 +1,55 @@
+"""DoorFlow: what every door's endpoint does around its own steps, written once.
+
+A door (chat, messages, …) subclasses it, names its `door` (circuit.gateway.doors) and writes
+`serve(request, exchange)`: auth, body, admit, dispatch, answer. Around it: the exchange that
+owns the request and its one record, the request id in the logs, and every error answered in
+the door's own shape — a typed CircuitError as it is, a client gone before its body was whole
+as a 499, and a bug as a 500 without its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from circuit.errors import CircuitError
+from circuit.gateway.doors import Door
+from circuit.gateway.exchange import Exchange
+from circuit.gateway.request_id import SCOPE_KEY, new_request_id
+from circuit.gateway.responses import error_response
+from circuit.gateway.runtime import Gateway
+from circuit.logs import current_request_id
+
+log = logging.getLogger("circuit.gateway")
+
+
+class DoorFlow:
+    """An endpoint of one door; subclasses write `serve`."""
+
+    door: Door
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def serve(self, request: Request, exchange: Exchange) -> Response:
+        raise NotImplementedError
+
+    async def __call__(self, request: Request) -> Response:
+        exchange = Exchange(self.gateway, request.scope.get(SCOPE_KEY) or new_request_id())
+        current_request_id.set(exchange.record.request_id)
+        try:
+            return await self.serve(request, exchange)
+        except CircuitError as error:
+            exchange.refuse(error)
+            return error_response(error, self.door)
+        except ClientDisconnect:
+            # The client left before its request was whole: nothing to answer, nothing failed.
+            exchange.client_left()
+            return Response(status_code=499)
+        except Exception as exc:
+            log.error("request %s failed unexpectedly", exchange.record.request_id, exc_info=exc)
+            error = CircuitError("The gateway failed unexpectedly; see its log.")
+            exchange.refuse(error)
+            return error_response(error, self.door)

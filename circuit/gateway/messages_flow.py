@@ -1,0 +1,99 @@
+"""POST /v1/messages: the Anthropic Messages door, in the order of the chat door (flow.py).
+
+    auth (x-api-key or Bearer) ─► body (messages_request.py) ─► admit: rate limit, budget
+    bound from max_tokens and the whole prompt ─► dispatch: breaker, retry, fallback
+        ─► an Anthropic target: passthrough (provider.forward, bytes unchanged)
+        ─► any other target: translated to chat completions and back (messages_translation)
+    ─► relay JSON / SSE in Anthropic's framing ─► finish (exchange.py)
+
+Errors answer in Anthropic's shape (doors.MESSAGES), so the Anthropic SDK raises its typed
+exceptions.
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from circuit.accounting.bound import messages_bound
+from circuit.errors import AuthenticationFailed
+from circuit.gateway.chat_request import read_body
+from circuit.gateway.door_flow import DoorFlow
+from circuit.gateway.doors import MESSAGES
+from circuit.gateway.exchange import Exchange
+from circuit.gateway.messages_request import (
+    MessagesRequest,
+    authenticate,
+    parse_messages_request,
+)
+from circuit.gateway.relay import StreamRelay
+from circuit.gateway.routing import Target
+from circuit.providers.anthropic_wire import MessagesReader
+from circuit.providers.messages_chat import to_chat
+from circuit.providers.messages_chat_stream import chat_answer_as_messages
+from circuit.wire import Call, Passthrough
+
+#: Client headers the Messages format needs upstream, forwarded as they came.
+FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+def passthrough_headers(request: Request) -> dict[str, str]:
+    return {name: value for name in FORWARDED_HEADERS
+            if (value := request.headers.get(name)) is not None}
+
+
+def upstream_body(asked: MessagesRequest, model: str) -> bytes:
+    """The client's bytes, unless the route names another upstream model (then the body
+    with only `model` changed)."""
+    if model == asked.model:
+        return asked.raw
+    return orjson.dumps({**asked.body, "model": model})
+
+
+class MessagesFlow(DoorFlow):
+    """The Messages endpoint."""
+
+    door = MESSAGES
+
+    async def serve(self, request: Request, exchange: Exchange) -> Response:
+        gateway = self.gateway
+        try:
+            key = authenticate(gateway.keys, request.headers)
+        except AuthenticationFailed as refused:
+            exchange.caller(None, refused.key_name)
+            raise
+        exchange.caller(key)
+        asked = parse_messages_request(
+            await read_body(request, gateway.settings.max_body_bytes))
+        targets = gateway.router.targets(asked.model)
+        exchange.asks("messages", asked.model, asked.stream, asked.counted, targets)
+        await exchange.admit(key, asked.body, messages_bound(asked.body), targets)
+        headers = passthrough_headers(request)
+        request_id = exchange.record.request_id
+
+        def attempt(target: Target):
+            provider = target.provider
+            if provider.wire == "messages":
+                return provider.forward(Passthrough(
+                    "/v1/messages", upstream_body(asked, target.model), asked.stream,
+                    request_id, headers), MessagesReader(provider.name))
+            chat = to_chat(asked.body, target.model)
+            call = Call(chat, orjson.dumps(chat), target.model, asked.stream, request_id)
+            if asked.stream:
+                return provider.open_stream(call)
+            return provider.complete(call)
+
+        target, answer, permit = await gateway.dispatcher.call(
+            targets, attempt, exchange.trace, exchange.started)
+        passed = target.provider.wire == "messages"
+        exchange.served_by(target, permit, "messages" if passed else "chat")
+        out_headers = {"x-circuit-provider": target.provider.name}
+        if not passed:
+            answer = chat_answer_as_messages(answer, asked.model)
+        if asked.stream:
+            return StreamRelay(answer, exchange.tally(), exchange.stream_ended, out_headers,
+                               door=MESSAGES)
+        exchange.answered(answer.finish_reason)
+        exchange.finish("ok", answer.usage, answer.text)
+        return Response(answer.body, media_type="application/json", headers=out_headers)

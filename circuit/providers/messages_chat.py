@@ -1,0 +1,207 @@
+"""Anthropic Messages ⇄ OpenAI chat completions, for a Messages client served by a chat target
+(the reverse of anthropic_translate, which serves chat clients from Anthropic).
+
+    Messages request                 chat completions request
+    system (string or text blocks)   a first `system` message
+    user text / image blocks         content parts (text, image_url: data URL or URL)
+    user tool_result blocks          `tool` messages (before the user's other content)
+    assistant text / tool_use        content + tool_calls (thinking blocks dropped)
+    tools, tool_choice               function tools, auto/required/none/{function}
+    max_tokens, stop_sequences,      max_tokens, stop, temperature, top_p, user;
+    temperature, top_p, metadata     a stream asks for its usage (stream_options)
+
+    chat.completion                  Anthropic message (text, tool_use blocks, stop_reason,
+                                     usage with cache reads split out)
+
+What has no chat counterpart and changes the answer (documents, server tools) is refused with
+a 400 rather than silently dropped. The stream's translation is messages_chat_stream.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from circuit.errors import UpstreamFailed, UpstreamRejected
+from circuit.wire import Completion, Usage
+
+#: OpenAI `finish_reason` → Anthropic `stop_reason`.
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                "function_call": "tool_use", "content_filter": "refusal"}
+
+
+def _reject(message: str) -> UpstreamRejected:
+    return UpstreamRejected(400, message, type="invalid_request_error", code="invalid_request")
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(b.get("text", "") for b in content
+                       if isinstance(b, dict) and b.get("type") == "text")
+    return ""
+
+
+def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
+    source = block.get("source")
+    if not isinstance(source, dict):
+        raise _reject(f"{where}.source: must be an object")
+    if source.get("type") == "base64":
+        url = f"data:{source.get('media_type')};base64,{source.get('data')}"
+    elif source.get("type") == "url":
+        url = str(source.get("url"))
+    else:
+        raise _reject(f"{where}.source.type: only base64 and url images can be translated")
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _user_turn(content: Any, where: str) -> list[dict[str, Any]]:
+    """The chat messages of one user turn: tool results first, then the rest."""
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    tools: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
+    for index, block in enumerate(content):
+        at = f"{where}.content.{index}"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            parts.append({"type": "text", "text": str(block.get("text", ""))})
+        elif kind == "image":
+            parts.append(_image_part(block, at))
+        elif kind == "tool_result":
+            text = _text_of(block.get("content"))
+            if block.get("is_error"):
+                text = "Error: " + text
+            tools.append({"role": "tool", "tool_call_id": str(block.get("tool_use_id")),
+                          "content": text})
+        else:
+            raise _reject(f"{at}: a {kind!r} block cannot be sent to a chat-completions "
+                          "model; route this model to an Anthropic provider")
+    if parts:
+        tools.append({"role": "user", "content": parts})
+    return tools
+
+
+def _assistant_turn(content: Any) -> dict[str, Any]:
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in content:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(str(block.get("text", "")))
+        elif kind == "tool_use":
+            calls.append({"id": str(block.get("id")), "type": "function", "function": {
+                "name": str(block.get("name")),
+                "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+        # thinking and redacted_thinking blocks have no chat counterpart: dropped.
+    turn: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
+    if calls:
+        turn["tool_calls"] = calls
+    return turn
+
+
+def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
+    tools = body.get("tools")
+    if tools:
+        functions = []
+        for index, tool in enumerate(tools):
+            if not isinstance(tool, dict) or "input_schema" not in tool:
+                raise _reject(f"tools.{index}: only custom tools (with input_schema) can be "
+                              "sent to a chat-completions model")
+            function = {"name": tool.get("name"), "parameters": tool["input_schema"]}
+            if tool.get("description"):
+                function["description"] = tool["description"]
+            functions.append({"type": "function", "function": function})
+        out["tools"] = functions
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        kind = choice.get("type")
+        if kind == "tool":
+            out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
+        elif kind in ("auto", "any", "none"):
+            out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
+        if choice.get("disable_parallel_tool_use") is True and tools:
+            out["parallel_tool_calls"] = False
+
+
+def to_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """The chat-completions body for a Messages request (UpstreamRejected for what cannot be
+    translated)."""
+    messages: list[dict[str, Any]] = []
+    system = _text_of(body.get("system"))
+    if system:
+        messages.append({"role": "system", "content": system})
+    for index, message in enumerate(body["messages"]):
+        content = message.get("content")
+        if message.get("role") == "assistant":
+            messages.append(_assistant_turn(content))
+        else:
+            messages.extend(_user_turn(content, f"messages.{index}"))
+    out: dict[str, Any] = {"model": model, "messages": messages,
+                           "max_tokens": body.get("max_tokens")}
+    for name in ("temperature", "top_p"):
+        if body.get(name) is not None:
+            out[name] = body[name]
+    if body.get("stop_sequences"):
+        out["stop"] = body["stop_sequences"]
+    user = (body.get("metadata") or {}).get("user_id") \
+        if isinstance(body.get("metadata"), dict) else None
+    if isinstance(user, str):
+        out["user"] = user
+    _tools(body, out)
+    if body.get("stream") is True:
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    return out
+
+
+# ---------------------------------------------------------------------- answers
+
+
+def anthropic_usage(usage: Usage | None) -> dict[str, int]:
+    """Usage in Anthropic's shape: `input_tokens` without the cache reads and writes."""
+    if usage is None:
+        return {"input_tokens": 0, "output_tokens": 0}
+    return {"input_tokens": max(0, usage.input_tokens - usage.cached_input_tokens
+                                - usage.cache_write_tokens),
+            "cache_creation_input_tokens": usage.cache_write_tokens,
+            "cache_read_input_tokens": usage.cached_input_tokens,
+            "output_tokens": usage.output_tokens}
+
+
+def tool_input(arguments: Any) -> dict[str, Any]:
+    """A tool call's arguments as the object Anthropic's `input` is ({} when unreadable)."""
+    try:
+        value = orjson.loads(arguments) if isinstance(arguments, str) and arguments else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def message_from_chat(answer: Completion, model: str) -> Completion:
+    """A chat completion's answer as an Anthropic message (usage and text kept)."""
+    try:
+        completion = orjson.loads(answer.body)
+        choice = completion["choices"][0]
+        reply = choice.get("message") or {}
+        content: list[dict[str, Any]] = []
+        if reply.get("content"):
+            content.append({"type": "text", "text": reply["content"]})
+        for call in reply.get("tool_calls") or ():
+            function = call["function"]
+            content.append({"type": "tool_use", "id": call["id"], "name": function["name"],
+                            "input": tool_input(function.get("arguments"))})
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+        raise UpstreamFailed("the upstream sent an unreadable chat completion",
+                             code="bad_upstream_response") from None
+    stop = STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn")
+    message = {"id": "msg_" + str(completion.get("id", "")), "type": "message",
+               "role": "assistant", "model": model, "content": content,
+               "stop_reason": stop, "stop_sequence": None,
+               "usage": anthropic_usage(answer.usage)}
+    return Completion(body=orjson.dumps(message), usage=answer.usage, finish_reason=stop,
+                      text=answer.text)

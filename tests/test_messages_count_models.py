@@ -1,0 +1,111 @@
+"""count_tokens (passed through to Anthropic, counted locally elsewhere and marked so) and
+GET /v1/models in Anthropic's shape, through the official anthropic SDK on a real port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anthropic
+import httpx
+import pytest
+
+from tests.fakes.anthropic_upstream import Behaviour, FakeAnthropic, count_input_tokens
+from tests.support.gateway_server import CLIENT_KEY, GatewayServer
+
+MODEL = "claude-sonnet-4-5"
+HELLO = [{"role": "user", "content": "How many tokens is this?"}]
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as upstream:
+        yield upstream
+
+
+@pytest.fixture
+def upstream(fake: FakeAnthropic) -> FakeAnthropic:
+    fake.reset()
+    return fake
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, fake) -> Iterator[GatewayServer]:
+    server = GatewayServer(tmp_path_factory.mktemp("count-gw"), PROVIDER="anthropic",
+                           ANTHROPIC_BASE_URL=fake.base_url,
+                           ANTHROPIC_API_KEY="sk-ant-provider-key-0123456789",
+                           CIRCUIT_RETRY_MAX_ATTEMPTS=1).start()
+    yield server
+    server.stop()
+
+
+def sdk(server: GatewayServer, key: str = CLIENT_KEY) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=0, timeout=15)
+
+
+def test_count_tokens_is_the_upstreams_count(gateway, upstream):
+    raw = sdk(gateway).messages.with_raw_response.count_tokens(model=MODEL, messages=HELLO,
+                                                               system="Be brief.")
+    assert raw.parse().input_tokens == count_input_tokens(upstream.last.body)
+    assert upstream.last.path == "/v1/messages/count_tokens"
+    assert raw.headers["x-circuit-token-count"] == "provider"
+
+
+def test_count_tokens_leaves_a_record_that_costs_nothing(gateway, upstream):
+    raw = sdk(gateway).messages.with_raw_response.count_tokens(model=MODEL, messages=HELLO)
+    row = gateway.record(raw.headers["x-request-id"])
+    assert (row["api"], row["upstream_api"], row["status"]) == ("count_tokens",
+                                                                "count_tokens", "ok")
+    assert row["cost_micros"] == 0
+
+
+def test_count_tokens_upstream_failure_raises_typed_error(gateway, upstream):
+    upstream.script(Behaviour(status=529))
+    with pytest.raises(anthropic.InternalServerError) as caught:
+        sdk(gateway).messages.count_tokens(model=MODEL, messages=HELLO)
+    assert caught.value.status_code == 529
+
+
+def test_count_tokens_needs_a_key(gateway, upstream):
+    with pytest.raises(anthropic.AuthenticationError):
+        sdk(gateway, key="sk-wrong").messages.count_tokens(model=MODEL, messages=HELLO)
+    assert upstream.calls == 0
+
+
+def test_count_tokens_refuses_a_body_without_messages(gateway, upstream):
+    answer = httpx.post(gateway.url + "/v1/messages/count_tokens",
+                        headers={"x-api-key": CLIENT_KEY}, json={"model": MODEL})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_models_answer_in_anthropic_shape_to_an_anthropic_client(gateway, upstream):
+    page = sdk(gateway).models.list()
+    ids = [model.id for model in page.data]
+    assert ids == upstream.models
+    assert all(model.type == "model" for model in page.data)
+
+
+def test_models_stay_in_openai_shape_without_anthropic_version(gateway, upstream):
+    answer = httpx.get(gateway.url + "/v1/models",
+                       headers={"authorization": f"Bearer {CLIENT_KEY}"})
+    assert answer.json()["object"] == "list"
+    assert answer.json()["data"][0]["object"] == "model"
+
+
+def test_models_refuse_an_anthropic_client_in_anthropic_shape(gateway, upstream):
+    with pytest.raises(anthropic.AuthenticationError) as caught:
+        sdk(gateway, key="sk-wrong").models.list()
+    assert caught.value.body["error"]["type"] == "authentication_error"
+
+
+def test_count_tokens_for_a_chat_target_is_local_and_says_so(tmp_path):
+    server = GatewayServer(tmp_path, PROVIDER="mock").start()
+    try:
+        raw = sdk(server).messages.with_raw_response.count_tokens(
+            model="gpt-4o-mini", messages=HELLO, system="Be brief.")
+        assert raw.headers["x-circuit-token-count"] == "local"
+        assert raw.parse().input_tokens > len(["How", "many", "tokens", "is", "this?"])
+        row = server.record(raw.headers["x-request-id"])
+        assert (row["api"], row["status"]) == ("count_tokens", "ok")
+    finally:
+        server.stop()

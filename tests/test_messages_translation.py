@@ -1,0 +1,253 @@
+"""The Messages door served by a chat-completions target: the anthropic SDK against the gateway
+on a real port, the fake OpenAI upstream behind it; the request translated to chat completions
+(system, tools, tool results, images), the answer back to Anthropic's message and its exact
+stream event sequence."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import anthropic
+import httpx
+import orjson
+import pytest
+
+from circuit.providers.messages_chat import message_from_chat, to_chat
+from circuit.providers.messages_chat_stream import MessagesFromChat
+from circuit.wire import Completion, StreamEvent, Usage
+from tests.fakes.anthropic_upstream import Behaviour as AnthropicBehaviour
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.openai_upstream import Behaviour, FakeOpenAI, count_prompt_tokens
+from tests.support.gateway_server import CLIENT_KEY, GatewayServer
+
+MODEL = "gpt-4o-mini"
+HELLO = [{"role": "user", "content": "Hello translated"}]
+REPLY = "Echo: Hello translated. This is a deterministic reply from the fake upstream."
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, fake_openai: FakeOpenAI) -> Iterator[GatewayServer]:
+    server = GatewayServer(tmp_path_factory.mktemp("messages-chat"), PROVIDER="openai",
+                           OPENAI_BASE_URL=fake_openai.base_url,
+                           OPENAI_API_KEY="sk-openai-provider-0123456789",
+                           CIRCUIT_RETRY_MAX_ATTEMPTS=1, CIRCUIT_IDLE_TIMEOUT=1.0,
+                           CIRCUIT_BREAKER_CONSECUTIVE_FAILURES=10_000,
+                           CIRCUIT_BREAKER_MINIMUM_CALLS=10_000).start()
+    yield server
+    server.stop()
+
+
+def sdk(server: GatewayServer) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=server.url, api_key=CLIENT_KEY, max_retries=0,
+                               timeout=15)
+
+
+def test_create_answers_an_anthropic_message_from_a_chat_completion(gateway, upstream):
+    raw = sdk(gateway).messages.with_raw_response.create(model=MODEL, max_tokens=64,
+                                                         messages=HELLO)
+    message = raw.parse()
+    assert message.type == "message" and message.role == "assistant"
+    assert message.content[0].text == REPLY
+    assert message.stop_reason == "end_turn"
+    assert message.usage.input_tokens == count_prompt_tokens(upstream.last.body["messages"])
+    assert message.usage.output_tokens == len(REPLY.split())
+    row = gateway.record(raw.headers["x-request-id"])
+    assert (row["api"], row["upstream_api"], row["status"]) == ("messages", "chat", "ok")
+
+
+def test_stream_has_anthropics_exact_event_sequence(gateway, upstream):
+    with sdk(gateway).messages.stream(model=MODEL, max_tokens=64, messages=HELLO) as stream:
+        kinds = [event.type for event in stream if event.type in (
+            "message_start", "content_block_start", "content_block_delta",
+            "content_block_stop", "message_delta", "message_stop")]
+        final = stream.get_final_message()
+    words = len(REPLY.split())
+    assert kinds == ["message_start", "content_block_start",
+                     *["content_block_delta"] * words, "content_block_stop",
+                     "message_delta", "message_stop"]
+    assert final.content[0].text == REPLY
+    assert final.usage.output_tokens == words
+    assert upstream.last.body["stream_options"] == {"include_usage": True}
+
+
+def test_stream_is_recorded_with_the_chat_usage(gateway, upstream):
+    with sdk(gateway).messages.with_streaming_response.create(
+            model=MODEL, max_tokens=64, messages=HELLO, stream=True) as response:
+        request_id = response.headers["x-request-id"]
+        for _ in response.iter_lines():
+            pass
+    row = gateway.record(request_id)
+    assert (row["upstream_api"], row["usage_source"]) == ("chat", "provider")
+    assert row["tokens_output"] == len(REPLY.split())
+
+
+def test_max_tokens_cut_is_stop_reason_max_tokens(gateway, upstream):
+    message = sdk(gateway).messages.create(model=MODEL, max_tokens=3, messages=HELLO)
+    assert message.stop_reason == "max_tokens"
+    assert upstream.last.body["max_tokens"] == 3
+
+
+def test_system_tools_tool_results_and_images_reach_the_chat_upstream(gateway, upstream):
+    sdk(gateway).messages.create(
+        model=MODEL, max_tokens=64, system=[{"type": "text", "text": "Be brief."}],
+        tools=[{"name": "read_file", "description": "Read a file", "input_schema": {
+            "type": "object", "properties": {"path": {"type": "string"}}}}],
+        tool_choice={"type": "any"},
+        messages=[
+            {"role": "user", "content": "Read a.txt"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "I should read it", "signature": "sig"},
+                {"type": "tool_use", "id": "toolu_1", "name": "read_file",
+                 "input": {"path": "a.txt"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "contents"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                             "data": PIXEL}},
+                {"type": "text", "text": "What is in the picture?"}]}])
+    sent = upstream.last.body
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert sent["messages"][2] == {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "toolu_1", "type": "function",
+         "function": {"name": "read_file", "arguments": '{"path":"a.txt"}'}}]}
+    assert sent["messages"][3] == {"role": "tool", "tool_call_id": "toolu_1",
+                                   "content": "contents"}
+    assert sent["messages"][4]["content"][0] == {
+        "type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}}
+    assert sent["tools"][0]["function"]["name"] == "read_file"
+    assert sent["tool_choice"] == "required"
+
+
+def test_a_document_block_is_refused_with_an_anthropic_400(gateway, upstream):
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        sdk(gateway).messages.create(model=MODEL, max_tokens=16, messages=[
+            {"role": "user", "content": [{"type": "document", "source": {
+                "type": "text", "media_type": "text/plain", "data": "a doc"}}]}])
+    assert "document" in caught.value.body["error"]["message"]
+    assert upstream.calls == 0
+
+
+def test_chat_upstream_429_raises_rate_limit_error(gateway, upstream):
+    upstream.script(Behaviour(status=429, retry_after="4"))
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        sdk(gateway).messages.create(model=MODEL, max_tokens=16, messages=HELLO)
+    assert caught.value.response.headers["retry-after"] == "4"
+
+
+def test_chat_stream_dropped_mid_way_ends_with_anthropic_error_event(gateway, upstream):
+    upstream.script(Behaviour(drop_after_chunks=3, chunk_delay=0.02))
+    with httpx.stream("POST", gateway.url + "/v1/messages", headers={"x-api-key": CLIENT_KEY},
+                      json={"model": MODEL, "max_tokens": 64, "messages": HELLO,
+                            "stream": True}) as response:
+        raw = b"".join(response.iter_raw())
+    assert raw.rsplit(b"\n\n", 2)[-2].startswith(b'event: error\ndata: {"type":"error"')
+    row = gateway.record(response.headers["x-request-id"])
+    assert row["status"] == "failed" and row["partial_text"].startswith("Echo: Hello")
+
+
+def test_route_falls_back_from_anthropic_to_a_chat_target(tmp_path, fake_openai):
+    fake_openai.reset()
+    with FakeAnthropic() as anthropic_upstream:
+        anthropic_upstream.default = AnthropicBehaviour(status=500)
+        (tmp_path / "circuit.toml").write_text(f"""
+provider = "anthropic"
+[providers.anthropic]
+kind = "anthropic"
+base_url = "{anthropic_upstream.base_url}"
+api_key_env = "TEST_ANTHROPIC_KEY"
+max_attempts = 1
+[providers.openai]
+kind = "openai"
+base_url = "{fake_openai.base_url}"
+api_key_env = "TEST_OPENAI_KEY"
+[routes]
+"claude-sonnet-4-5" = ["anthropic:claude-sonnet-4-5", "openai:gpt-4o-mini"]
+""")
+        server = GatewayServer(tmp_path, TEST_ANTHROPIC_KEY="sk-ant-0123456789abcdef",
+                               TEST_OPENAI_KEY="sk-openai-0123456789abcdef",
+                               CIRCUIT_BREAKER_CONSECUTIVE_FAILURES=100).start()
+        try:
+            raw = sdk(server).messages.with_raw_response.create(
+                model="claude-sonnet-4-5", max_tokens=64, messages=HELLO)
+            assert raw.parse().content[0].text == REPLY
+            assert raw.parse().model == "claude-sonnet-4-5"
+            row = server.record(raw.headers["x-request-id"])
+            assert (row["provider"], row["upstream_api"], row["attempts"]) == (
+                "openai", "chat", 2)
+            assert anthropic_upstream.calls == 1 and fake_openai.calls == 1
+        finally:
+            server.stop()
+
+
+# -- the translators alone ----------------------------------------------------------------
+
+
+def _chunk(delta: dict, finish: str | None = None) -> StreamEvent:
+    return StreamEvent(orjson.dumps({"id": "c1", "choices": [
+        {"index": 0, "delta": delta, "finish_reason": finish}]}))
+
+
+class _Chat:
+    def __init__(self, reads):
+        self._reads = list(reads)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if not self._reads:
+            raise StopAsyncIteration
+        return self._reads.pop(0)
+
+    async def aclose(self):
+        pass
+
+
+def _translated(reads) -> list[tuple[str, dict]]:
+    async def run():
+        return [event async for read in MessagesFromChat(_Chat(reads), "m") for event in read]
+
+    return [(e.event.decode(), orjson.loads(e.data)) for e in asyncio.run(run())]
+
+
+def test_streamed_tool_calls_become_tool_use_blocks_with_input_json_deltas():
+    usage = StreamEvent(b"{}", relay=False, usage=Usage(input_tokens=9, output_tokens=4))
+    events = _translated([[
+        _chunk({"content": "Let me look."}),
+        _chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                "function": {"name": "read", "arguments": ""}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"path":'}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"a"}'}}]}),
+        _chunk({}, "tool_calls"), usage]])
+    assert [name for name, _ in events] == [
+        "message_start", "content_block_start", "content_block_delta", "content_block_stop",
+        "content_block_start", "content_block_delta", "content_block_delta",
+        "content_block_stop", "message_delta", "message_stop"]
+    assert events[4][1]["content_block"] == {"type": "tool_use", "id": "call_1",
+                                             "name": "read", "input": {}}
+    assert events[5][1]["delta"] == {"type": "input_json_delta", "partial_json": '{"path":'}
+    assert events[8][1]["delta"]["stop_reason"] == "tool_use"
+    assert events[8][1]["usage"]["output_tokens"] == 4
+
+
+def test_a_chat_tool_call_answer_becomes_tool_use_content():
+    body = orjson.dumps({"id": "c1", "choices": [{"index": 0, "finish_reason": "tool_calls",
+                                                  "message": {"role": "assistant",
+                                                              "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function",
+         "function": {"name": "read", "arguments": '{"path": "a"}'}}]}}]})
+    answer = message_from_chat(Completion(body, Usage(input_tokens=5, output_tokens=2,
+                                                      cached_input_tokens=2)), "claude-x")
+    message = orjson.loads(answer.body)
+    assert message["content"] == [{"type": "tool_use", "id": "call_1", "name": "read",
+                                   "input": {"path": "a"}}]
+    assert message["stop_reason"] == "tool_use" and message["model"] == "claude-x"
+    assert message["usage"] == {"input_tokens": 3, "cache_creation_input_tokens": 0,
+                                "cache_read_input_tokens": 2, "output_tokens": 2}
+
+
+def test_a_server_tool_is_refused_rather_than_dropped():
+    with pytest.raises(Exception, match="custom tools"):
+        to_chat({"messages": HELLO, "max_tokens": 5,
+                 "tools": [{"type": "web_search_20250305", "name": "web_search"}]}, MODEL)
