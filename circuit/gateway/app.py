@@ -32,6 +32,7 @@ from circuit.gateway.request_id import (
     send_with_request_id,
 )
 from circuit.gateway.responses import EXCEPTION_HANDLERS, error_response, json_response
+from circuit.gateway.responses_flow import ResponsesFlow
 from circuit.gateway.runtime import Gateway
 from circuit.logs import configure_logging
 from circuit.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -52,6 +53,27 @@ _CHAT_BODY_SCHEMA = {
                 "max_tokens": {"type": "integer", "minimum": 1},
                 "max_completion_tokens": {"type": "integer", "minimum": 1},
                 "stream_options": {"type": "object"},
+            },
+        }}},
+    }
+}
+
+#: The Responses door's body, as far as the gateway reads it (responses_request.py).
+_RESPONSES_BODY_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["model"],
+            "properties": {
+                "model": {"type": "string", "minLength": 1},
+                "input": {"oneOf": [{"type": "string"},
+                                    {"type": "array", "items": {"type": "object"}}]},
+                "instructions": {"type": "string"},
+                "stream": {"type": "boolean"},
+                "max_output_tokens": {"type": "integer", "minimum": 1},
+                "tools": {"type": "array", "items": {"type": "object"}},
+                "previous_response_id": {"type": "string"},
             },
         }}},
     }
@@ -146,11 +168,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     chat = ChatFlow(gateway)
     messages = MessagesFlow(gateway)
     count_tokens = CountTokensFlow(gateway)
+    responses = ResponsesFlow(gateway)
     embeddings = PassthroughDoor(gateway, "embeddings", embeddings_plan)
     completions = PassthroughDoor(gateway, "completions", completions_plan)
     app.fast_routes = {("POST", "/v1/chat/completions"): chat,
                        ("POST", "/v1/messages"): messages,
                        ("POST", "/v1/messages/count_tokens"): count_tokens,
+                       ("POST", "/v1/responses"): responses,
                        ("POST", "/v1/embeddings"): embeddings,
                        ("POST", "/v1/completions"): completions}
 
@@ -168,6 +192,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
               summary="Create a legacy completion (OpenAI-compatible passthrough, JSON or SSE)")
     async def create_completion(request: Request) -> Response:
         return await completions(request)
+
+    @app.post("/v1/responses", openapi_extra=_RESPONSES_BODY_SCHEMA, responses=_CHAT_ERRORS,
+              summary="Create a model response (OpenAI Responses API, JSON or SSE)")
+    async def create_response(request: Request) -> Response:
+        return await responses(request)
 
     @app.post("/v1/messages", openapi_extra=MESSAGES_BODY_SCHEMA,
               summary="Create a message (Anthropic Messages API, JSON or SSE)")

@@ -43,7 +43,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def json_object(raw: bytes, what: str) -> dict[str, Any]:
-    """The body as a JSON object, or InvalidRequest saying what is wrong with it."""
+    """A request body that must be one JSON object (`what`: the kind of request, for the
+    message of an empty body)."""
     if not raw.strip():
         raise InvalidRequest(f"The request body is empty; send a JSON {what} request",
                              code="invalid_json")

@@ -32,6 +32,7 @@ class MockProvider:
     """Answers locally; `delay` seconds between stream chunks makes it feel like a model."""
 
     wire = "chat"
+    speaks_responses = False
 
     reports_stream_usage = True
 

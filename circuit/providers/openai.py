@@ -37,8 +37,10 @@ class OpenAIProvider:
 
     def __init__(self, name: str, base_url: str, api_key: str | None,
                  timeouts: Timeouts | None = None, max_connections: int = 1000,
-                 sizes: SizeLimits | None = None) -> None:
+                 sizes: SizeLimits | None = None, responses: bool = True) -> None:
         self.name = name
+        #: False for a chat-completions-only upstream (vLLM, Ollama, …): `responses = false`.
+        self.speaks_responses = responses
         self._base = base_url.rstrip("/")
         self._url = self._base + "/chat/completions"
         self._models_url = base_url.rstrip("/") + "/models"

@@ -52,6 +52,16 @@ def sse_data(text: str) -> list[str]:
     return [line[6:] for line in text.split("\n") if line.startswith("data: ")]
 
 
+def is_anthropic_error(body: Any) -> bool:
+    """`{"type": "error", "error": {"type", "message"}}` with a non-empty message."""
+    if not isinstance(body, dict) or body.get("type") != "error" \
+            or not isinstance(body.get("error"), dict):
+        return False
+    error = body["error"]
+    return set(error) == {"type", "message"} and isinstance(error["type"], str) \
+        and bool(error["message"])
+
+
 def is_openai_error(body: Any) -> bool:
     """`{"error": {"message", "type", "code"}}` (and `param` when one is named) with a
     non-empty message."""

@@ -29,6 +29,7 @@ from tests.reliability.support import (
     auth,
     chat_body,
     duplicated_ids,
+    is_anthropic_error,
     is_openai_error,
     parse_answer,
     raw_exchange,
@@ -57,12 +58,15 @@ def request_bytes(method: str, path: str, body: bytes = b"", *, headers: bytes =
     return head + headers + b"\r\n" + body
 
 
-def assert_no_failure(status: int, body: bytes, content_type: str = "") -> None:
-    """A 2xx/3xx, or a 4xx in OpenAI's shape; never a 5xx, never a traceback."""
+def assert_no_failure(status: int, body: bytes, content_type: str = "",
+                      anthropic: bool = False) -> None:
+    """A 2xx/3xx, or a 4xx in its door's shape (OpenAI's, or Anthropic's on the Messages
+    door); never a 5xx, never a traceback."""
     assert status < 500, body[:300]
     assert TRACEBACK.encode() not in body
     if status >= 400 and content_type.startswith("application/json"):
-        assert is_openai_error(orjson.loads(body)), body[:300]
+        shape = is_anthropic_error if anthropic else is_openai_error
+        assert shape(orjson.loads(body)), body[:300]
 
 
 def one_row(gateway: GatewayServer, request_id: str) -> dict:
@@ -88,7 +92,7 @@ def test_generated_requests_get_no_5xx_and_every_error_has_openai_shape(gateway,
 
     schema = schemathesis.openapi.from_url(gateway.url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert "POST /v1/chat/completions" in [op.label for op in operations]
+    assert {"POST /v1/chat/completions", "POST /v1/messages"} <= {op.label for op in operations}
     chat_ids: list[str] = []
 
     for operation in operations:
@@ -99,7 +103,8 @@ def test_generated_requests_get_no_5xx_and_every_error_has_openai_shape(gateway,
             request_id = f"fuzz-{uuid.uuid4().hex[:16]}"
             response = case.call(headers={**auth(request_id=request_id)}, timeout=10)
             content_type = (response.headers.get("content-type") or [""])[0]
-            assert_no_failure(response.status_code, response.content, content_type)
+            assert_no_failure(response.status_code, response.content, content_type,
+                              anthropic=case.operation.path.startswith("/v1/messages"))
             if case.operation.label == "POST /v1/chat/completions":
                 chat_ids.append(request_id)
 
