@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from circuit.accounting.bound import RequestBound
-from circuit.errors import AuthenticationFailed
 from circuit.gateway.auth import ClientKey
 from circuit.gateway.door_flow import DoorFlow
 from circuit.gateway.doors import CHAT
@@ -68,12 +67,7 @@ class PassthroughDoor(DoorFlow):
     async def serve(self, request: Request, exchange: Exchange) -> Response:
         gateway = self.gateway
         exchange.record.api = self.api  # a request refused before its plan is still this door's
-        try:
-            key = gateway.keys.authenticate(request.headers.get("authorization"))
-        except AuthenticationFailed as refused:
-            exchange.caller(None, refused.key_name)
-            raise
-        exchange.caller(key)
+        key = self.authenticate(request, exchange)
         plan = await self.planner(gateway, request, key)
         exchange.asks(plan.api, plan.model, plan.stream, plan.messages, plan.targets)
         await exchange.admit(key, plan.body, plan.bound, plan.targets)
