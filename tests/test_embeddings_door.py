@@ -295,3 +295,32 @@ def test_a_routed_model_is_described_by_the_gateway(routed, upstream):
     model = routed.client().models.retrieve("embed")
     assert (model.id, model.owned_by) == ("embed", "circuit")
     assert upstream.calls == 0
+
+
+def test_an_upstream_429_is_retried_and_then_served(routed, upstream, request_id):
+    upstream.script(Behaviour(status=429, retry_after="0"))
+    response = _post(routed, {"model": SMALL, "input": "x"}, request_id)
+    assert response.status_code == 200 and upstream.calls == 2
+
+
+@pytest.fixture
+def fragile(tmp_path, upstream):
+    """A gateway whose breaker opens after two failures in a row, and stays open."""
+    server = GatewayServer(tmp_path, PROVIDER="openai", OPENAI_BASE_URL=upstream.base_url,
+                           OPENAI_API_KEY=PROVIDER_KEY, CIRCUIT_RETRY_MAX_ATTEMPTS=1,
+                           CIRCUIT_BREAKER_CONSECUTIVE_FAILURES=2,
+                           CIRCUIT_BREAKER_COOLDOWN=600).start()
+    yield server
+    server.stop()
+
+
+def test_embeddings_failures_open_the_breaker(fragile, upstream, request_id):
+    upstream.default = Behaviour(status=500)
+    for attempt in range(2):
+        assert _post(fragile, {"model": SMALL, "input": "x"}, f"{request_id}-{attempt}"
+                     ).status_code == 502
+    response = _post(fragile, {"model": SMALL, "input": "x"}, request_id)
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert response.json() == {"error": {"code": "service_unavailable",
+                                         "message": "Upstream provider temporarily unavailable"}}
+    assert upstream.calls == 2  # the third never reached the upstream

@@ -198,3 +198,18 @@ def test_an_upstream_failure_on_a_passthrough_is_in_openai_shape(openai_gateway,
     with pytest.raises(openai.InternalServerError) as raised:
         openai_gateway.client(key=unlimited).files.list()
     assert raised.value.status_code == 502
+
+
+def test_a_completions_stream_that_breaks_ends_with_an_error_event(openai_gateway, upstream,
+                                                                    request_id):
+    upstream.script(Behaviour(drop_after_chunks=2))
+    stream = openai_gateway.client().completions.create(
+        model=INSTRUCT, prompt="Go", stream=True, extra_headers={"x-request-id": request_id})
+    texts = []
+    with pytest.raises(openai.APIError):
+        for chunk in stream:
+            texts.append(chunk.choices[0].text)
+    assert "".join(texts) == "This is"
+    row = openai_gateway.record(request_id)
+    assert (row["status"], row["partial_text"]) == ("failed", "This is")
+    assert row["api"] == "completions" and row["tokens_output"] > 0

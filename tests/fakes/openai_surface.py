@@ -8,7 +8,8 @@ against shared/specs/openai-openapi.yaml), each scripted by the same `Behaviour`
   ``encoding_format: "base64"``, the base64 of their little-endian float32 bytes;
   ``prompt_tokens`` = words of each string + length of each token array.
 * ``POST /v1/completions``: ``text_completion`` (JSON, or SSE chunks with ``text``, a usage
-  chunk with ``choices: []`` when ``stream_options.include_usage``, then ``[DONE]``).
+  chunk with ``choices: []`` when ``stream_options.include_usage``, then ``[DONE]``;
+  ``drop_after_chunks`` breaks the connection after that many chunks).
 * stored chat completions: every chat completion made with ``"store": true`` is kept, and
   listed (``limit``, ``model`` query), retrieved, updated (``metadata``), deleted, and its
   messages listed.
@@ -175,6 +176,8 @@ class SurfaceRoutes:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for index, word in enumerate(words):
+            if behaviour.drop_after_chunks is not None and index >= behaviour.drop_after_chunks:
+                await self.fake.abort(request)
             chunk = {**head, "choices": [{"text": word if index == 0 else " " + word,
                                           "index": 0, "logprobs": None,
                                           "finish_reason": finish if index == len(words) - 1

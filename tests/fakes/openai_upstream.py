@@ -412,6 +412,13 @@ class FakeOpenAI:
     def error_answer(self, behaviour: Behaviour) -> web.Response:
         return self._error_response(behaviour, self._next_id()[1])
 
+    async def abort(self, request: web.Request) -> None:
+        """Break the connection mid-body (raises what ends the handler quietly)."""
+        try:
+            await self._abort(request)
+        except _DroppedByServer:
+            raise asyncio.CancelledError() from None
+
     @staticmethod
     def _api_key(request: web.Request) -> str | None:
         auth = request.headers.get("Authorization", "")
