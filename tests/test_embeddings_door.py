@@ -324,3 +324,9 @@ def test_embeddings_failures_open_the_breaker(fragile, upstream, request_id):
     assert response.json() == {"error": {"code": "service_unavailable",
                                          "message": "Upstream provider temporarily unavailable"}}
     assert upstream.calls == 2  # the third never reached the upstream
+
+
+def test_a_routed_models_description_meets_the_spec(routed):
+    answer = httpx.get(routed.url + "/v1/models/embed", timeout=30,
+                       headers={"Authorization": f"Bearer {CLIENT_KEY}"}).json()
+    validator("Model").validate(answer)

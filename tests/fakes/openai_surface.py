@@ -166,7 +166,7 @@ class SurfaceRoutes:
                                     "total_tokens": prompt_tokens + len(words)}
         head = {"id": f"cmpl-fake{self.fake.calls}", "object": "text_completion",
                 "created": int(time.time()), "model": body["model"],
-                "system_fingerprint": None}
+                "system_fingerprint": "fp_fa4e0000ed"}
         if body.get("stream") is not True:
             answer = {**head, "choices": [{"text": " ".join(words), "index": 0,
                                            "logprobs": None, "finish_reason": finish}]}
