@@ -97,8 +97,7 @@ class SurfaceRoutes:
     def keep(self, body: dict[str, Any], answer: dict[str, Any]) -> None:
         """A chat completion made with `store: true`, kept as OpenAI keeps it."""
         if body.get("store") is True:
-            self.stored[answer["id"]] = {**answer, "metadata": body.get("metadata") or {},
-                                         "request_id": None}
+            self.stored[answer["id"]] = {**answer, "metadata": body.get("metadata") or {}}
             self.stored_messages[answer["id"]] = [
                 {"id": f"{answer['id']}-{i}", "role": m.get("role"), "content": m.get("content"),
                  "name": None, "content_parts": None}
@@ -264,15 +263,16 @@ class SurfaceRoutes:
         _, behaviour, early = await self._begin(request, needs_body=False)
         if early is not None:
             return early
-        return self._json({"object": "list", "data": [], "first_id": None, "last_id": None,
-                           "has_more": False}, behaviour)
+        return self._json({"object": "list", "data": [_file(9)], "first_id": "file-fake1",
+                           "last_id": "file-fake1", "has_more": False}, behaviour)
 
     async def _upload_file(self, request: web.Request) -> web.Response:
         _, behaviour, early = await self._begin(request, needs_body=False)
         if early is not None:
             return early
-        raw = self.fake.last.raw
-        return self._json({"id": "file-fake1", "object": "file", "bytes": len(raw),
-                           "created_at": 1715367049, "filename": "upload.jsonl",
-                           "purpose": "batch", "status": "processed",
-                           "expires_at": None, "status_details": None}, behaviour)
+        return self._json(_file(len(self.fake.last.raw)), behaviour)
+
+
+def _file(size: int) -> dict[str, Any]:
+    return {"id": "file-fake1", "object": "file", "bytes": size, "created_at": 1715367049,
+            "filename": "upload.jsonl", "purpose": "batch", "status": "processed"}
