@@ -16,6 +16,7 @@ import orjson
 
 from circuit.accounting.tokens import TokenCounter
 from circuit.errors import UpstreamRejected
+from circuit.providers.mock_completions import completions_body, completions_chunks
 from circuit.providers.mock_embeddings import embeddings_body
 from circuit.providers.mock_reply import MockReply, compose
 from circuit.providers.mock_wire import MockChunkStream, completion_body
@@ -68,8 +69,10 @@ class MockProvider:
         return Completion(body=completion_body(reply, call.model), usage=reply.usage,
                           finish_reason=reply.choices[0].finish_reason, text=reply.text)
 
-    async def forward(self, request: Passthrough, reader: WireReader) -> Completion:
-        """Embeddings and a model's description; other formats a door translates to chat."""
+    async def forward(self, request: Passthrough, reader: WireReader
+                      ) -> Completion | PayloadEvents:
+        """Embeddings, legacy completions and a model's description; other formats a door
+        translates to chat."""
         path = request.path.partition("?")[0]
         if path == "/embeddings" and request.method == "POST":
             body = orjson.loads(request.body)  # checked by the door
@@ -80,6 +83,13 @@ class MockProvider:
             else:
                 answer = embeddings_body(body, body["model"], self._counter)
             return reader.completion(answer)
+        if path == "/completions" and request.method == "POST":
+            body = orjson.loads(request.body)  # checked by the door
+            if request.stream:
+                return PayloadEvents(completions_chunks(body, body["model"], self._counter),
+                                     reader.transform())
+            return reader.completion(await asyncio.to_thread(
+                completions_body, body, body["model"], self._counter))
         if path.startswith("/models/") and request.method == "GET":
             # The mock answers any model name, so it describes any.
             return reader.completion(orjson.dumps({
