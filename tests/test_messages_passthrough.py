@@ -279,3 +279,38 @@ def test_mock_provider_serves_the_messages_door_translated(tmp_path):
             assert "".join(stream.text_stream)
     finally:
         server.stop()
+
+
+def _same_ids(raw: bytes) -> bytes:
+    import re
+
+    return re.sub(rb"msg_fake\d+", b"msg_X", raw)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_client_receives_exactly_the_bytes_the_upstream_sends(gateway, upstream, stream):
+    raw = orjson.dumps({"model": MODEL, "max_tokens": 64, "messages": HELLO, "stream": stream})
+    headers = {"anthropic-version": "2023-06-01", "content-type": "application/json"}
+    direct = httpx.post(upstream.base_url + "/v1/messages", content=raw,
+                        headers={**headers, "x-api-key": PROVIDER_KEY}).content
+    through = httpx.post(gateway.url + "/v1/messages", content=raw,
+                         headers={**headers, "x-api-key": CLIENT_KEY}).content
+    assert _same_ids(through) == _same_ids(direct)
+
+
+def test_claude_codes_beta_query_string_is_passed_on(gateway, upstream):
+    # Claude Code posts to /v1/messages?beta=true (the TypeScript SDK's beta client).
+    answer = httpx.post(gateway.url + "/v1/messages?beta=true", headers={
+        "authorization": f"Bearer {CLIENT_KEY}", "anthropic-version": "2023-06-01",
+        "anthropic-beta": "context-management-2025-06-27"},
+        json={"model": MODEL, "max_tokens": 16, "messages": HELLO})
+    assert answer.status_code == 200
+    assert (upstream.last.path, upstream.last.query) == ("/v1/messages", "beta=true")
+    assert upstream.last.headers["anthropic-beta"] == "context-management-2025-06-27"
+
+
+def test_an_odd_query_string_is_dropped_not_forwarded(gateway, upstream):
+    answer = httpx.post(gateway.url + "/v1/messages?x=%0d%0aHost:%20evil", headers={
+        "x-api-key": CLIENT_KEY}, json={"model": MODEL, "max_tokens": 16, "messages": HELLO})
+    assert answer.status_code == 200
+    assert upstream.last.query == ""
