@@ -181,3 +181,35 @@ def test_stream_request_bytes_reach_the_upstream_unchanged(openai_gateway, upstr
                        option=orjson.OPT_INDENT_2)
     httpx.post(openai_gateway.url + "/v1/responses", content=raw, headers=HEADERS, timeout=10)
     assert upstream.last.raw == raw
+
+
+# -- misbehaving upstream stream ---------------------------------------------------------------
+
+def test_unreadable_event_mid_stream_ends_with_an_error_event_after_the_ones_before_it(
+        openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(malformed_sse=True))
+    frames = _stream(openai_gateway, {"model": "gpt-4o-mini", "input": "Hi"},
+                     request_id).text.strip().split("\n\n")
+    assert frames[-1].startswith("event: error\n")
+    error = orjson.loads(frames[-1].split("data: ", 1)[1])
+    assert error["code"] == "bad_upstream_response"
+    row = openai_gateway.record(request_id)
+    assert row["error_code"] == "bad_upstream_response" and row["partial_text"]
+
+
+def test_upstream_silent_mid_stream_ends_with_an_idle_timeout_error_event(
+        openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(chunk_delay=1.0))  # the gateway's idle timeout here is 0.5 s
+    frames = _frames(_stream(openai_gateway, {"model": "gpt-4o-mini", "input": "Hi"},
+                             request_id).text)
+    assert frames[-1][0] == "error"
+    assert frames[-1][1]["code"] == "upstream_idle_timeout"
+    assert openai_gateway.record(request_id)["status"] == "failed"
+
+
+def test_json_where_a_stream_was_asked_is_a_502_before_any_event(openai_gateway, upstream,
+                                                                 request_id):
+    upstream.script(Behaviour(json_for_stream=True))
+    answer = _stream(openai_gateway, {"model": "gpt-4o-mini", "input": "Hi"}, request_id)
+    assert answer.status_code == 502
+    assert answer.json()["error"]["code"] == "upstream_not_streaming"
