@@ -13,6 +13,9 @@ Progress lines on stdout, one JSON object each, so a caller can sample other pro
 over the measured window: {"event": "measure_start"}, {"event": "measure_end"}, then the result.
 
     python scripts/bench_load.py --url http://127.0.0.1:8080/v1/chat/completions -c 64 --stream
+
+The same body (model, max_tokens, messages) is a valid Anthropic Messages request: with a URL
+ending in /v1/messages it measures that door (a stream then ends at `message_stop`).
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class Load:
                  max_requests: int | None) -> None:
         self.host, self.port, self.request = host, port, request
         self.stream = stream
+        # The Messages door's stream has no [DONE]: it ends with its message_stop event.
+        self.done_marker = b"message_stop" if b" /v1/messages " in request[:64] else b"[DONE]"
         self.max_requests = max_requests
         self.running = True
         self.measuring = False
@@ -202,8 +207,9 @@ class Conn(asyncio.Protocol):
         if self.load.stream:
             self.events += data.count(b"data: ")
             if not self.saw_done:
-                self.saw_done = b"[DONE]" in data or b"[DONE]" in self.tail + data[:6]
-                self.tail = data[-6:]
+                marker = self.load.done_marker
+                self.saw_done = marker in data or marker in self.tail + data[:len(marker)]
+                self.tail = data[-len(marker):]
         if self.mode == LENGTH:
             self.remaining -= len(data)
             if self.remaining <= 0:

@@ -207,8 +207,13 @@ class Mock:
                 self.proc.wait()
 
 
+#: The model the Messages door's scenarios ask for (routed to the mock as an Anthropic upstream).
+MESSAGES_MODEL = "claude-sonnet-4-5"
+
+
 class Gateway:
-    """`circuit serve` with the OpenAI provider pointed at the mock, and its own SQLite file."""
+    """`circuit serve` with the OpenAI provider pointed at the mock (and an Anthropic one for
+    MESSAGES_MODEL), and its own SQLite file."""
 
     def __init__(self, workdir: Path, upstream_url: str, key: str, *, workers: int = 1,
                  core: int | None = None, extra_env: dict[str, str] | None = None) -> None:
@@ -234,6 +239,12 @@ class Gateway:
             "CIRCUIT_WORKERS": str(workers),
         })
         env.update(extra_env or {})
+        # The Messages door's passthrough: claude-* routed to an Anthropic provider on the mock.
+        (workdir / "circuit.toml").write_text(
+            f'[providers.anthropic]\nkind = "anthropic"\nbase_url = "{upstream_url}"\n'
+            'api_key_env = "BENCH_ANTHROPIC_KEY"\n'
+            f'[routes]\n"{MESSAGES_MODEL}" = ["anthropic:{MESSAGES_MODEL}"]\n')
+        env["BENCH_ANTHROPIC_KEY"] = "sk-ant-bench-upstream"
         circuit = Path(sys.executable).parent / "circuit"
         cmd = [str(circuit)] if circuit.exists() else \
             [sys.executable, "-c", "from circuit.cli.app import main; main()"]
@@ -317,7 +328,7 @@ class Gateway:
 def run_load(url: str, *, concurrency: int, duration: float, warmup: float, stream: bool,
              key: str | None = None, max_requests: int | None = None, core: int | None = None,
              drain_timeout: float = 30.0, prompt_words: int = 0, on_start=None,
-             on_end=None) -> dict:
+             on_end=None, model: str | None = None) -> dict:
     """Run scripts/bench_load.py; `on_start`/`on_end` are called at the measured window's edges."""
     cmd = [sys.executable, str(HERE / "bench_load.py"), "--url", url, "-c", str(concurrency),
            "-d", str(duration), "-w", str(warmup), "--drain-timeout", str(drain_timeout)]
@@ -329,6 +340,8 @@ def run_load(url: str, *, concurrency: int, duration: float, warmup: float, stre
         cmd += ["--max-requests", str(max_requests)]
     if prompt_words:
         cmd += ["--prompt-words", str(prompt_words)]
+    if model:
+        cmd += ["--model", model]
     proc = subprocess.Popen(pinned(cmd, core), stdout=subprocess.PIPE, text=True,
                             preexec_fn=die_with_parent)
     result = None

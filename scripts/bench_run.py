@@ -2,7 +2,7 @@
 
 Scenarios, each after a warm-up, direct to the mock (the zero-overhead limit) and through Circuit:
 non-streaming at c=1 and c=64, streaming (20 chunks) at c=64, a small concurrency sweep for the
-plot; then `--workers 2` unpinned, and 1,000 slow streams held open for peak RSS. Every gateway
+plot, the Messages door passed through to the mock as an Anthropic upstream (JSON and SSE, c=64); then `--workers 2` unpinned, and 1,000 slow streams held open for peak RSS. Every gateway
 runs with auth, its budget and its request records on (SQLite on disk, fresh tmp dir); after
 SIGTERM the rows in `requests` are counted against the requests sent.
 
@@ -98,7 +98,8 @@ class Bench:
 
     def load(self, target: str, mode: str, concurrency: int, url: str, *,
              gw: procs.Gateway | None, mock: procs.Mock, warmup: float, duration: float,
-             keep: bool = True, during=None, prompt_words: int | None = None) -> dict:
+             keep: bool = True, during=None, prompt_words: int | None = None,
+             path: str = "/v1/chat/completions", model: str | None = None) -> dict:
         """One scenario, with the gateway's and the mock's CPU sampled over the window."""
         snaps: dict[str, tuple] = {}
 
@@ -110,7 +111,7 @@ class Bench:
             if tag == "start" and during is not None:
                 during()
 
-        r = procs.run_load(url + "/v1/chat/completions", concurrency=concurrency,
+        r = procs.run_load(url + path, concurrency=concurrency, model=model,
                            duration=duration, warmup=warmup, stream=mode == "sse",
                            key=BENCH_KEY if gw else None, core=self.load_core,
                            prompt_words=self.args.prompt_words if prompt_words is None
@@ -183,6 +184,11 @@ class Bench:
         for c, mode in sweep:
             self.load("circuit", mode, c, gw.url, gw=gw, mock=mock, warmup=sweep_warmup,
                       duration=sweep_duration)
+        for c, mode in ((64, "json"), (64, "sse")) if args.mode != "smoke" else ((4, "sse"),):
+            # The Messages door passed through to an Anthropic upstream: its CPU per request
+            # is to be no more than chat completions'.
+            self.load("circuit-messages", mode, c, gw.url, gw=gw, mock=mock, warmup=warmup,
+                      duration=duration, path="/v1/messages", model=procs.MESSAGES_MODEL)
         if plan["big_prompt"] and not args.prompt_words:
             # A ~4,000-token prompt: costs that grow with the prompt (token counting).
             self.load("circuit-4k", "json", 64, gw.url, gw=gw, mock=mock, warmup=sweep_warmup,

@@ -7,6 +7,9 @@ end of the headers, the Content-Length and whether the body asks for a stream.
     POST .../chat/completions     a chat.completion (JSON), or with "stream": true an SSE stream of
                                   --chunks content events (plus a usage event when the request
                                   asks for `stream_options.include_usage`) and [DONE], chunked
+    POST .../v1/messages          an Anthropic message (JSON), or with "stream": true its event
+                                  stream (message_start, ping, one text delta per chunk,
+                                  message_delta with usage, message_stop), chunked
     GET  .../models               a one-model list
     GET  /stats                   {"requests": served so far}
 
@@ -28,6 +31,7 @@ import signal
 _STREAM = re.compile(rb'"stream"\s*:\s*true')
 _USAGE = re.compile(rb'"include_usage"\s*:\s*true')
 _MODEL = "gpt-4o-mini"
+_CLAUDE = "claude-sonnet-4-5"
 _CREATED = 1_700_000_000
 
 
@@ -41,10 +45,38 @@ def _response(status: str, body: bytes, content_type: bytes = b"application/json
             b"\r\nConnection: keep-alive\r\n\r\n" + body)
 
 
-def _chunk(payload: bytes) -> bytes:
-    """One SSE event as one HTTP/1.1 chunk."""
+def _chunk(payload: bytes, name: str | None = None) -> bytes:
+    """One SSE event (named, as Anthropic's are, when `name` is given) as one HTTP/1.1 chunk."""
     event = b"data: " + payload + b"\n\n"
+    if name is not None:
+        event = b"event: " + name.encode() + b"\n" + event
     return f"{len(event):x}\r\n".encode() + event + b"\r\n"
+
+
+def _messages_answers(words: list[str]) -> tuple[bytes, list[bytes]]:
+    """Anthropic's JSON message and its stream's pieces, for the Messages door's passthrough."""
+    usage = {"input_tokens": 14, "cache_creation_input_tokens": 0,
+             "cache_read_input_tokens": 0, "output_tokens": len(words)}
+    message = {"id": "msg_bench", "type": "message", "role": "assistant", "model": _CLAUDE,
+               "content": [{"type": "text", "text": "".join(words)}], "stop_reason": "end_turn",
+               "stop_sequence": None, "usage": usage}
+    events = [("message_start", {"type": "message_start", "message": {
+        **message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "text", "text": ""}}),
+        ("ping", {"type": "ping"}),
+        *(("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                   "delta": {"type": "text_delta", "text": w}}) for w in words),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", {"type": "message_delta", "usage": {"output_tokens": len(words)},
+                           "delta": {"stop_reason": "end_turn", "stop_sequence": None}}),
+        ("message_stop", {"type": "message_stop"})]
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+            b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: keep-alive\r\n\r\n")
+    pieces = [_chunk(_dumps(data), name) for name, data in events]
+    return _response("200 OK", _dumps(message)), [head + pieces[0], *pieces[1:-1],
+                                                  pieces[-1] + b"0\r\n\r\n"]
 
 
 class Answers:
@@ -86,6 +118,8 @@ class Answers:
         self.stream_usage = [head + plain[0], *plain[1:], _chunk(usage_event) + tail]
         self.stream_whole = b"".join(self.stream)
         self.stream_usage_whole = b"".join(self.stream_usage)
+        self.messages_json, self.messages_stream = _messages_answers(words)
+        self.messages_stream_whole = b"".join(self.messages_stream)
         self.models = _response("200 OK", _dumps({"object": "list", "data": [
             {"id": _MODEL, "object": "model", "created": _CREATED, "owned_by": "bench"}]}))
         self.not_found = _response("404 Not Found", b'{"error":{"message":"not found"}}')
@@ -150,7 +184,13 @@ class MockProtocol(asyncio.Protocol):
     def _answer(self, head: bytes, body: bytes) -> None:
         up, answers = self.up, self.up.answers
         line = head[:head.find(b"\r\n")] if b"\r\n" in head else head
-        if line.startswith(b"POST ") and b"/chat/completions" in line:
+        if line.startswith(b"POST ") and b"/v1/messages" in line:
+            up.requests += 1
+            if _STREAM.search(body):
+                self._stream(answers.messages_stream, answers.messages_stream_whole)
+            else:
+                self._send_later(answers.messages_json)
+        elif line.startswith(b"POST ") and b"/chat/completions" in line:
             up.requests += 1
             if _STREAM.search(body):
                 usage = _USAGE.search(body) is not None

@@ -97,6 +97,17 @@ def test_slow_streams_are_held_open_and_finished(mock_factory) -> None:
     assert 1 <= result["peak_open_streams"] <= 5
 
 
+def test_messages_stream_events_are_counted_to_message_stop(mock_factory) -> None:
+    mock = mock_factory("--chunks", "5")
+    url = mock.url.replace("/v1/chat/completions", "/v1/messages")
+    result, _ = load(url, "-c", "3", "-d", "1", "-w", "0", "--stream")
+    assert result["errors_total"] == 0
+    assert result["sent_total"] == result["completed_total"] == mock.served()
+    # message_start, content_block_start, ping, 5 deltas, content_block_stop, message_delta,
+    # message_stop.
+    assert result["events_per_response"] == 11
+
+
 def test_an_error_status_is_counted_as_an_error(mock_factory) -> None:
     mock = mock_factory()
     wrong = mock.url.replace("/v1/chat/completions", "/nowhere")
@@ -118,4 +129,6 @@ def test_end_to_end_every_request_has_its_row(tmp_path: Path) -> None:
     through = [s for s in results["scenarios"] if s["target"] == "circuit"]
     assert {s["mode"] for s in through} == {"json", "sse"}
     assert all(s["errors_total"] == 0 for s in results["scenarios"])
+    assert [s["mode"] for s in results["scenarios"] if s["target"] == "circuit-messages"] \
+        == ["sse"]
     assert "one request row per request sent" in done.stdout
