@@ -213,3 +213,22 @@ def test_json_where_a_stream_was_asked_is_a_502_before_any_event(openai_gateway,
     answer = _stream(openai_gateway, {"model": "gpt-4o-mini", "input": "Hi"}, request_id)
     assert answer.status_code == 502
     assert answer.json()["error"]["code"] == "upstream_not_streaming"
+
+
+def test_client_that_disconnects_midstream_cancels_upstream_and_is_recorded(
+        openai_gateway, upstream, request_id):
+    # idle timeout is 0.5 s on this gateway: 0.1 s between events keeps the stream alive.
+    upstream.script(Behaviour(chunk_delay=0.1, reply=" ".join(["word"] * 40)))
+    with httpx.stream("POST", openai_gateway.url + "/v1/responses",
+                      json={"model": "gpt-4o-mini", "input": "Hi", "stream": True},
+                      headers={**HEADERS, "x-request-id": request_id}) as response:
+        deltas = 0
+        for line in response.iter_lines():
+            deltas += line == "event: response.output_text.delta"
+            if deltas == 3:
+                break
+    assert upstream.wait_for(lambda: upstream.connections_closed_by_client == 1, timeout=3)
+    row = openai_gateway.record(request_id)
+    assert row["status"] == "client_disconnected"
+    assert row["partial_text"].startswith("word")
+    assert row["tokens_output"] > 0 and row["usage_source"] == "local"
