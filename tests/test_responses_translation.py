@@ -283,3 +283,18 @@ def test_openai_only_fields_are_not_sent_to_chat_servers():
                          "prompt_cache_key": "k", "include": ["reasoning.encrypted_content"],
                          "store": False, "truncation": "auto"})
     assert set(chat) == {"model", "messages"}
+
+
+def test_tool_choice_without_tools_is_not_sent_to_chat():
+    # The Agents SDK sends tool_choice "auto" with no tools; chat completions would refuse it.
+    assert "tool_choice" not in chat_request({"model": "m", "input": "Hi", "tools": [],
+                                              "tool_choice": "auto"})
+
+
+def test_an_agents_sdk_shaped_request_translates():
+    chat = chat_request({"model": "m", "instructions": "Be brief.", "input": [
+        {"content": "Hello", "role": "user"}], "include": [], "tools": [], "top_p": None,
+        "temperature": None, "max_output_tokens": None, "parallel_tool_calls": None,
+        "reasoning": None, "text": None, "truncation": None, "store": None, "stream": False})
+    assert chat == {"model": "m", "messages": [{"role": "system", "content": "Be brief."},
+                                               {"role": "user", "content": "Hello"}]}

@@ -173,8 +173,8 @@ def _add_tools(body: dict[str, Any], out: dict[str, Any]) -> None:
         if isinstance(body.get("parallel_tool_calls"), bool):  # chat refuses it without tools
             out["parallel_tool_calls"] = body["parallel_tool_calls"]
     choice = body.get("tool_choice")
-    if choice is None:
-        return
+    if choice is None or "tools" not in out:
+        return  # chat completions refuses a tool_choice without tools (the Agents SDK sends one)
     if choice in ("auto", "none", "required"):
         out["tool_choice"] = choice
     elif isinstance(choice, dict) and choice.get("type") == "function" \
