@@ -16,6 +16,7 @@ from circuit.keys import create_key
 from circuit.store.sqlite import SQLiteStore
 from tests.fakes.openai_upstream import Behaviour
 from tests.support.gateway_server import CLIENT_KEY
+from tests.support.responses_routes import WEATHER
 
 #: gpt-4o-mini's output cap (16,384 tokens at $0.60/M) alone is about $0.0098: past this limit.
 LIMIT_USD = 0.005
@@ -116,7 +117,8 @@ def test_openai_stream_failure_falls_back_to_anthropic_translated(door, upstream
                                         "output": {"a": 1}}]},
     {"model": "local-llama", "input": [{"type": "computer_call", "id": "x"}]},
     {"model": "claude", "input": "Hi", "tools": [5]},
-    {"model": "claude", "input": "Hi", "tool_choice": {"type": "file_search"}},
+    {"model": "claude", "input": "Hi", "tool_choice": {"type": "file_search"},
+     "tools": [WEATHER]},
     {"model": "claude", "input": "Hi", "text": {"format": {"type": "grammar"}}},
     {"model": "claude", "input": [{"role": "user", "content": [
         {"type": "input_image", "file_id": "file_1"}]}]},
