@@ -11,6 +11,7 @@ import openai
 import orjson
 import pytest
 
+from tests.conftest import PROVIDER_KEY
 from tests.fakes.anthropic_upstream import Behaviour as AnthropicBehaviour
 from tests.fakes.anthropic_upstream import ToolUse
 from tests.fakes.openai_upstream import Behaviour
@@ -232,3 +233,18 @@ def test_client_that_disconnects_midstream_cancels_upstream_and_is_recorded(
     assert row["status"] == "client_disconnected"
     assert row["partial_text"].startswith("word")
     assert row["tokens_output"] > 0 and row["usage_source"] == "local"
+
+
+def test_upstream_error_event_is_relayed_as_sent_with_the_provider_key_cut_out(
+        openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(error_event_after_chunks=2,
+                              error_message=f"upstream trouble for key {PROVIDER_KEY}"))
+    answer = _stream(openai_gateway, {"model": "gpt-4o-mini", "input": "Hi"}, request_id)
+    name, error = _frames(answer.text)[-1]
+    assert (name, error["type"], error["code"]) == ("error", "error", "server_error")
+    assert PROVIDER_KEY not in answer.text and PROVIDER_KEY[:12] not in answer.text
+    assert "[redacted]" in error["message"]
+    row = openai_gateway.record(request_id)
+    assert (row["status"], row["error_code"]) == ("failed", "server_error")
+    assert PROVIDER_KEY not in (row["error_message"] or "")
+    assert row["partial_text"] == "Echo: Hi."
