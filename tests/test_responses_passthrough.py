@@ -146,3 +146,9 @@ def test_unknown_key_is_a_401_in_openai_shape(openai_gateway, upstream, request_
     assert answer.status_code == 401
     assert answer.json()["error"]["type"] == "authentication_error"
     assert upstream.calls == 0
+
+
+def test_a_refused_request_is_recorded_as_the_responses_doors(openai_gateway, upstream,
+                                                              request_id):
+    _post(openai_gateway, b'{"model": "gpt-4o-mini"}', request_id)
+    assert openai_gateway.record(request_id)["api"] == "responses"

@@ -16,6 +16,7 @@ from circuit.keys import create_key
 from circuit.store.sqlite import SQLiteStore
 from tests.fakes.openai_upstream import Behaviour
 from tests.support.gateway_server import CLIENT_KEY
+from tests.support.responses_routes import WEATHER
 
 #: gpt-4o-mini's output cap (16,384 tokens at $0.60/M) alone is about $0.0098: past this limit.
 LIMIT_USD = 0.005
@@ -116,7 +117,8 @@ def test_openai_stream_failure_falls_back_to_anthropic_translated(door, upstream
                                         "output": {"a": 1}}]},
     {"model": "local-llama", "input": [{"type": "computer_call", "id": "x"}]},
     {"model": "claude", "input": "Hi", "tools": [5]},
-    {"model": "claude", "input": "Hi", "tool_choice": {"type": "file_search"}},
+    {"model": "claude", "input": "Hi", "tool_choice": {"type": "file_search"},
+     "tools": [WEATHER]},
     {"model": "claude", "input": "Hi", "text": {"format": {"type": "grammar"}}},
     {"model": "claude", "input": [{"role": "user", "content": [
         {"type": "input_image", "file_id": "file_1"}]}]},
@@ -154,3 +156,19 @@ def test_sdk_raises_its_typed_error_for_a_refused_request(door, upstream):
     with pytest.raises(openai.BadRequestError):
         door.client().responses.create(model="local-llama", input="Hi",
                                           tools=[{"type": "web_search"}])
+
+
+def test_a_stream_past_its_reservation_is_cut_at_the_bound(door, upstream, request_id):
+    # At a model's pace (a word every 2 ms), an upstream ignoring max_output_tokens.
+    upstream.script(Behaviour(reply=" ".join(["word"] * 2_000), ignore_max_tokens=True,
+                              chunk_delay=0.002))
+    answer = httpx.post(door.url + "/v1/responses", timeout=30, content=orjson.dumps(
+        {"model": "gpt-4o-mini", "input": "Hi", "max_output_tokens": 20, "stream": True}),
+        headers={"Authorization": f"Bearer {_key(door)}", "x-request-id": request_id})
+    frames = answer.text.strip().split("\n\n")
+    assert frames[-1].startswith("event: error\n")
+    assert orjson.loads(frames[-1].split("data: ", 1)[1])["code"] == "upstream_overrun"
+    deltas = [f for f in frames if f.startswith("event: response.output_text.delta")]
+    assert len(deltas) <= 20 + 32, "cut at the bound, not thousands of words later"
+    row = door.record(request_id)
+    assert (row["status"], row["error_code"]) == ("failed", "upstream_overrun")

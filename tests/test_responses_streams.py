@@ -11,6 +11,7 @@ import openai
 import orjson
 import pytest
 
+from tests.conftest import PROVIDER_KEY
 from tests.fakes.anthropic_upstream import Behaviour as AnthropicBehaviour
 from tests.fakes.anthropic_upstream import ToolUse
 from tests.fakes.openai_upstream import Behaviour
@@ -181,3 +182,69 @@ def test_stream_request_bytes_reach_the_upstream_unchanged(openai_gateway, upstr
                        option=orjson.OPT_INDENT_2)
     httpx.post(openai_gateway.url + "/v1/responses", content=raw, headers=HEADERS, timeout=10)
     assert upstream.last.raw == raw
+
+
+# -- misbehaving upstream stream ---------------------------------------------------------------
+
+def test_unreadable_event_mid_stream_ends_with_an_error_event_after_the_ones_before_it(
+        openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(malformed_sse=True))
+    frames = _stream(openai_gateway, {"model": "gpt-4o-mini", "input": "Hi"},
+                     request_id).text.strip().split("\n\n")
+    assert frames[-1].startswith("event: error\n")
+    error = orjson.loads(frames[-1].split("data: ", 1)[1])
+    assert error["code"] == "bad_upstream_response"
+    row = openai_gateway.record(request_id)
+    assert row["error_code"] == "bad_upstream_response" and row["partial_text"]
+
+
+def test_upstream_silent_mid_stream_ends_with_an_idle_timeout_error_event(
+        openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(chunk_delay=1.0))  # the gateway's idle timeout here is 0.5 s
+    frames = _frames(_stream(openai_gateway, {"model": "gpt-4o-mini", "input": "Hi"},
+                             request_id).text)
+    assert frames[-1][0] == "error"
+    assert frames[-1][1]["code"] == "upstream_idle_timeout"
+    assert openai_gateway.record(request_id)["status"] == "failed"
+
+
+def test_json_where_a_stream_was_asked_is_a_502_before_any_event(openai_gateway, upstream,
+                                                                 request_id):
+    upstream.script(Behaviour(json_for_stream=True))
+    answer = _stream(openai_gateway, {"model": "gpt-4o-mini", "input": "Hi"}, request_id)
+    assert answer.status_code == 502
+    assert answer.json()["error"]["code"] == "upstream_not_streaming"
+
+
+def test_client_that_disconnects_midstream_cancels_upstream_and_is_recorded(
+        openai_gateway, upstream, request_id):
+    # idle timeout is 0.5 s on this gateway: 0.1 s between events keeps the stream alive.
+    upstream.script(Behaviour(chunk_delay=0.1, reply=" ".join(["word"] * 40)))
+    with httpx.stream("POST", openai_gateway.url + "/v1/responses",
+                      json={"model": "gpt-4o-mini", "input": "Hi", "stream": True},
+                      headers={**HEADERS, "x-request-id": request_id}) as response:
+        deltas = 0
+        for line in response.iter_lines():
+            deltas += line == "event: response.output_text.delta"
+            if deltas == 3:
+                break
+    assert upstream.wait_for(lambda: upstream.connections_closed_by_client == 1, timeout=3)
+    row = openai_gateway.record(request_id)
+    assert row["status"] == "client_disconnected"
+    assert row["partial_text"].startswith("word")
+    assert row["tokens_output"] > 0 and row["usage_source"] == "local"
+
+
+def test_upstream_error_event_is_relayed_as_sent_with_the_provider_key_cut_out(
+        openai_gateway, upstream, request_id):
+    upstream.script(Behaviour(error_event_after_chunks=2,
+                              error_message=f"upstream trouble for key {PROVIDER_KEY}"))
+    answer = _stream(openai_gateway, {"model": "gpt-4o-mini", "input": "Hi"}, request_id)
+    name, error = _frames(answer.text)[-1]
+    assert (name, error["type"], error["code"]) == ("error", "error", "server_error")
+    assert PROVIDER_KEY not in answer.text and PROVIDER_KEY[:12] not in answer.text
+    assert "[redacted]" in error["message"]
+    row = openai_gateway.record(request_id)
+    assert (row["status"], row["error_code"]) == ("failed", "server_error")
+    assert PROVIDER_KEY not in (row["error_message"] or "")
+    assert row["partial_text"] == "Echo: Hi."

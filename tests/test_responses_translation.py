@@ -283,3 +283,63 @@ def test_openai_only_fields_are_not_sent_to_chat_servers():
                          "prompt_cache_key": "k", "include": ["reasoning.encrypted_content"],
                          "store": False, "truncation": "auto"})
     assert set(chat) == {"model", "messages"}
+
+
+def test_tool_choice_without_tools_is_not_sent_to_chat():
+    # The Agents SDK sends tool_choice "auto" with no tools; chat completions would refuse it.
+    assert "tool_choice" not in chat_request({"model": "m", "input": "Hi", "tools": [],
+                                              "tool_choice": "auto"})
+
+
+def test_an_agents_sdk_shaped_request_translates():
+    chat = chat_request({"model": "m", "instructions": "Be brief.", "input": [
+        {"content": "Hello", "role": "user"}], "include": [], "tools": [], "top_p": None,
+        "temperature": None, "max_output_tokens": None, "parallel_tool_calls": None,
+        "reasoning": None, "text": None, "truncation": None, "store": None, "stream": False})
+    assert chat == {"model": "m", "messages": [{"role": "system", "content": "Be brief."},
+                                               {"role": "user", "content": "Hello"}]}
+
+
+# -- namespaces (Codex groups its sub-agent tools in one) ---------------------------------------
+
+AGENTS = {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents",
+          "tools": [{"type": "function", "name": "close_agent", "strict": False,
+                     "parameters": {"type": "object", "properties": {}}}]}
+
+
+def test_namespace_functions_go_to_chat_under_a_joined_name():
+    chat = chat_request({"model": "m", "input": "Hi", "tools": [AGENTS, WEATHER]})
+    assert [t["function"]["name"] for t in chat["tools"]] == ["multi_agent_v1__close_agent",
+                                                              "weather"]
+
+
+def test_a_namespaced_call_comes_back_with_its_namespace_and_goes_out_joined():
+    completion = _completion({"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function",
+         "function": {"name": "multi_agent_v1__close_agent", "arguments": "{}"}}]},
+        "tool_calls")
+    [item] = response_from_chat(completion, {"model": "m", "tools": [AGENTS]}, None)["output"]
+    assert (item["namespace"], item["name"]) == ("multi_agent_v1", "close_agent")
+    chat = chat_request({"model": "m", "tools": [AGENTS], "input": [
+        {"role": "user", "content": "Close it"},
+        {"type": "function_call", "call_id": "call_1", **{k: item[k] for k in (
+            "namespace", "name", "arguments")}}]})
+    assert chat["messages"][1]["tool_calls"][0]["function"]["name"] == \
+        "multi_agent_v1__close_agent"
+
+
+def test_a_joined_name_of_an_unknown_namespace_is_kept_whole():
+    completion = _completion({"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "my__tool", "arguments": "{}"}}]})
+    [item] = response_from_chat(completion, {"model": "m"}, None)["output"]
+    assert item["name"] == "my__tool" and "namespace" not in item
+
+
+def test_a_streamed_namespaced_call_carries_its_namespace():
+    writer = ResponsesWriter({"model": "m", "tools": [AGENTS]}, "up")
+    events = writer.feed([_chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {
+        "name": "multi_agent_v1__close_agent", "arguments": "{}"}}]})]) + writer.finish()
+    added = orjson.loads(events[2].data)["item"]
+    done = orjson.loads(events[-1].data)["response"]["output"][0]
+    assert (added["namespace"], added["name"]) == ("multi_agent_v1", "close_agent")
+    assert done["namespace"] == "multi_agent_v1"

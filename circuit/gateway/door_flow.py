@@ -50,6 +50,8 @@ class DoorFlow:
 
     async def __call__(self, request: Request) -> Response:
         exchange = Exchange(self.gateway, request.scope.get(SCOPE_KEY) or new_request_id())
+        # The door it came in by, even when it is refused before saying what it asks for.
+        exchange.record.api = self.door.name
         current_request_id.set(exchange.record.request_id)
         try:
             return await self.serve(request, exchange)

@@ -88,6 +88,8 @@ def _add_items(messages: list[dict[str, Any]], items: list[Any], where: str) -> 
             if not (isinstance(call_id, str) and call_id and isinstance(name, str) and name):
                 raise reject(f"'{at}' (a function_call) needs a 'call_id' and a 'name'", at)
             arguments = item.get("arguments")
+            if isinstance(item.get("namespace"), str) and item["namespace"]:
+                name = item["namespace"] + NAMESPACE_JOIN + name
             call = {"id": call_id, "type": "function",
                     "function": {"name": name,
                                  "arguments": arguments if isinstance(arguments, str) else "{}"}}
@@ -142,6 +144,36 @@ def _content(content: Any, at: str, assistant: bool) -> str | list[dict[str, Any
     return parts
 
 
+#: Joins a namespace and a function's name into one chat function name (chat and Anthropic
+#: allow letters, digits, `_` and `-` in a name, no dots).
+NAMESPACE_JOIN = "__"
+
+
+def _function(tool: Any, at: str, namespace: str | None = None) -> dict[str, Any]:
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    if kind != "function" or not isinstance(tool.get("name"), str):
+        raise reject(f"'{at}' is a {kind!r} tool: only function tools (alone or in a "
+                     "namespace) can be sent to this model's upstream (OpenAI's hosted and "
+                     "custom tools run on OpenAI only)", at)
+    function = {name: tool[name] for name in ("description", "parameters", "strict")
+                if tool.get(name) is not None}
+    name = tool["name"] if namespace is None else namespace + NAMESPACE_JOIN + tool["name"]
+    return {"type": "function", "function": {"name": name, **function}}
+
+
+def namespaces(request: dict[str, Any]) -> frozenset[str]:
+    """The names of the request's namespace tools."""
+    return frozenset(tool["name"] for tool in request.get("tools") or ()
+                     if isinstance(tool, dict) and tool.get("type") == "namespace"
+                     and isinstance(tool.get("name"), str))
+
+
+def split_name(name: str, known: frozenset[str]) -> tuple[str | None, str]:
+    """(namespace, function name) of a chat function name made by `_function`."""
+    namespace, sep, rest = name.partition(NAMESPACE_JOIN)
+    return (namespace, rest) if sep and rest and namespace in known else (None, name)
+
+
 def _add_format(text: Any, out: dict[str, Any]) -> None:
     form = text.get("format") if isinstance(text, dict) else None
     if not isinstance(form, dict) or form.get("type") in (None, "text"):
@@ -162,19 +194,21 @@ def _add_tools(body: dict[str, Any], out: dict[str, Any]) -> None:
         translated = []
         for index, tool in enumerate(tools):
             kind = tool.get("type") if isinstance(tool, dict) else None
-            if kind != "function" or not isinstance(tool.get("name"), str):
-                raise reject(f"'tools[{index}]' is a {kind!r} tool: only function tools can be "
-                             "sent to this model's upstream (OpenAI's hosted tools run on "
-                             "OpenAI only)", f"tools[{index}]")
-            function = {name: tool[name] for name in ("name", "description", "parameters",
-                                                      "strict") if tool.get(name) is not None}
-            translated.append({"type": "function", "function": function})
+            if kind == "namespace" and isinstance(tool.get("name"), str) \
+                    and isinstance(tool.get("tools"), list):
+                # A group of functions: each goes to chat as `<namespace>__<name>`.
+                for number, inner in enumerate(tool["tools"]):
+                    translated.append(_function(inner, f"tools[{index}].tools[{number}]",
+                                                tool["name"]))
+                continue
+            translated.append(_function(tool, f"tools[{index}]"))
+        out["tools"] = translated
         out["tools"] = translated
         if isinstance(body.get("parallel_tool_calls"), bool):  # chat refuses it without tools
             out["parallel_tool_calls"] = body["parallel_tool_calls"]
     choice = body.get("tool_choice")
-    if choice is None:
-        return
+    if choice is None or "tools" not in out:
+        return  # chat completions refuses a tool_choice without tools (the Agents SDK sends one)
     if choice in ("auto", "none", "required"):
         out["tool_choice"] = choice
     elif isinstance(choice, dict) and choice.get("type") == "function" \
@@ -206,9 +240,12 @@ def message_item(item_id: str, text: str, status: str = "completed") -> dict[str
 
 
 def call_item(item_id: str, call_id: str, name: str, arguments: str,
-              status: str = "completed") -> dict[str, Any]:
-    return {"id": item_id, "type": "function_call", "status": status, "call_id": call_id,
+              status: str = "completed", namespace: str | None = None) -> dict[str, Any]:
+    item = {"id": item_id, "type": "function_call", "status": status, "call_id": call_id,
             "name": name, "arguments": arguments}
+    if namespace is not None:
+        item["namespace"] = namespace
+    return item
 
 
 def response_object(request: dict[str, Any], response_id: str, created: int, *,
@@ -263,10 +300,12 @@ def response_from_chat(completion: dict[str, Any], request: dict[str, Any],
         text = message["refusal"]
     if isinstance(text, str) and text:
         output.append(message_item("msg_" + suffix, text))
+    known = namespaces(request)
     for index, call in enumerate(message.get("tool_calls") or ()):
         function = call["function"]
-        output.append(call_item(f"fc_{suffix}_{index}", call["id"], function["name"],
-                                function.get("arguments") or "{}"))
+        namespace, name = split_name(function["name"], known)
+        output.append(call_item(f"fc_{suffix}_{index}", call["id"], name,
+                                function.get("arguments") or "{}", namespace=namespace))
     if not output:
         output.append(message_item("msg_" + suffix, ""))
     model = completion.get("model") if isinstance(completion.get("model"), str) else None

@@ -27,7 +27,13 @@ from typing import Any
 
 import orjson
 
-from circuit.providers.responses_chat import call_item, message_item, response_object
+from circuit.providers.responses_chat import (
+    call_item,
+    message_item,
+    namespaces,
+    response_object,
+    split_name,
+)
 from circuit.wire import EventStream, StreamEvent, Usage
 
 
@@ -37,6 +43,7 @@ class _Call:
     output_index: int
     call_id: str
     name: str
+    namespace: str | None = None
     arguments: list[str] = field(default_factory=list)
 
 
@@ -45,6 +52,7 @@ class ResponsesWriter:
 
     def __init__(self, request: dict[str, Any], model: str) -> None:
         self._request = request
+        self._namespaces = namespaces(request)
         self._model = model
         self._suffix = uuid.uuid4().hex
         self._id = "resp_" + self._suffix
@@ -120,14 +128,17 @@ class ResponsesWriter:
             call = self._calls.get(index)
             if call is None:
                 out += self._close_message()
-                name = function.get("name") if isinstance(function.get("name"), str) else ""
+                full = function.get("name") if isinstance(function.get("name"), str) else ""
+                namespace, name = split_name(full, self._namespaces)
                 call = _Call(f"fc_{self._suffix}_{index}", len(self._output),
-                             str(piece.get("id") or f"call_{self._suffix}_{index}"), name)
+                             str(piece.get("id") or f"call_{self._suffix}_{index}"), name,
+                             namespace)
                 self._calls[index] = call
                 self._open_calls.append(call)
-                item = call_item(call.item_id, call.call_id, name, "", "in_progress")
+                item = call_item(call.item_id, call.call_id, name, "", "in_progress",
+                                 namespace)
                 self._output.append(item)
-                out.append(self._event("response.output_item.added", counted=name,
+                out.append(self._event("response.output_item.added", counted=full,
                                        output_index=call.output_index, item=item))
             arguments = function.get("arguments")
             if isinstance(arguments, str) and arguments:
@@ -169,7 +180,8 @@ class ResponsesWriter:
         out = []
         for call in self._open_calls:
             arguments = "".join(call.arguments) or "{}"
-            item = call_item(call.item_id, call.call_id, call.name, arguments)
+            item = call_item(call.item_id, call.call_id, call.name, arguments,
+                             namespace=call.namespace)
             self._output[call.output_index] = item
             out += [self._event("response.function_call_arguments.done", item_id=call.item_id,
                                 output_index=call.output_index, name=call.name,

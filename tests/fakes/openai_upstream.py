@@ -133,6 +133,9 @@ class Behaviour:
     """Responses: answer one function call (``{"name": ..., "arguments": "..."}``), no text."""
     raw_body: bytes | None = None
     """Responses: answer 200 with these bytes as the JSON body, whatever they are."""
+    error_event_after_chunks: int | None = None
+    """Responses stream: after N text deltas, an ``error`` event (``error_code``,
+    ``error_message``) and the end of the stream, as OpenAI does when generation fails."""
 
 
 @dataclass
@@ -653,6 +656,12 @@ class FakeOpenAI:
             for i, word in enumerate(words):
                 if behaviour.drop_after_chunks is not None and i >= behaviour.drop_after_chunks:
                     await self._abort(request)
+                if i == behaviour.error_event_after_chunks:
+                    await send(event("error", code=behaviour.error_code or "server_error",
+                                     message=behaviour.error_message or "The server had an "
+                                     "error while processing your request.", param=None))
+                    await resp.write_eof()
+                    return resp
                 if i == garbage_at:
                     await send(b"event: response.output_text.delta\ndata: {\"type\": {{ no\n\n")
                 await send(event("response.output_text.delta", item_id=item_id,

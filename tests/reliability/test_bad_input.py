@@ -92,7 +92,8 @@ def test_generated_requests_get_no_5xx_and_every_error_has_openai_shape(gateway,
 
     schema = schemathesis.openapi.from_url(gateway.url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {"POST /v1/chat/completions", "POST /v1/messages"} <= {op.label for op in operations}
+    assert {"POST /v1/chat/completions", "POST /v1/messages", "POST /v1/responses"} <= {
+        op.label for op in operations}
     chat_ids: list[str] = []
 
     for operation in operations:
