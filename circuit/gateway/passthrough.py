@@ -11,7 +11,7 @@ of the OpenAI surface are in openai_surface.py.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.requests import Request
@@ -57,16 +57,15 @@ class PassthroughDoor(DoorFlow):
     """One endpoint, recorded as door `api`: `planner` says what is asked; the rest is the
     same for every door. Errors are in OpenAI's shape (the CHAT door's)."""
 
-    door = CHAT
-
     def __init__(self, gateway: Gateway, api: str, planner: Planner) -> None:
         super().__init__(gateway)
-        self.api = api
+        # OpenAI's error shape and framing (the chat door's), under this door's name: the
+        # record's `api` from the request's first step (DoorFlow sets it).
+        self.door = replace(CHAT, name=api)
         self.planner = planner
 
     async def serve(self, request: Request, exchange: Exchange) -> Response:
         gateway = self.gateway
-        exchange.record.api = self.api  # a request refused before its plan is still this door's
         key = self.authenticate(request, exchange)
         plan = await self.planner(gateway, request, key)
         exchange.asks(plan.api, plan.model, plan.stream, plan.messages, plan.targets)
@@ -81,7 +80,7 @@ class PassthroughDoor(DoorFlow):
         headers = {"x-circuit-provider": target.provider.name}
         if plan.stream:
             return StreamRelay(answer, exchange.tally(), exchange.stream_ended, headers,
-                               door=CHAT)
+                               door=self.door)
         usage = answer.usage
         if usage is None and plan.unreported is not None:
             usage = plan.unreported(target)
