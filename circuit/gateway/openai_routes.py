@@ -44,8 +44,10 @@ def add_openai_routes(app: FastAPI, gateway: Gateway) -> None:
         summary = (f"/v1/{resource}: passed through for keys without a daily limit, refused "
                    "(403 endpoint_not_budgeted) for keys with one")
         for path in (f"/v1/{resource}", f"/v1/{resource}/{{rest:path}}"):
+            # Left out of the OpenAPI description: a passthrough policy, not Circuit's API
+            # (the README's "Embeddings and the rest of the OpenAI API" describes it).
             _route(app, gateway, path, _ALL_METHODS, summary, resource,
-                   _resource(resource, unbounded_plan))
+                   _resource(resource, unbounded_plan), documented=False)
 
 
 def _describe_models(app: FastAPI, gateway: Gateway) -> None:
@@ -77,7 +79,7 @@ def _resource(resource: str, planner: Planner) -> Planner:
 
 
 def _route(app: FastAPI, gateway: Gateway, path: str, methods: list[str], summary: str,
-           api: str, planner: Planner) -> None:
+           api: str, planner: Planner, documented: bool = True) -> None:
     door = PassthroughDoor(gateway, api, planner)
 
     async def endpoint(request: Request) -> Response:
@@ -86,4 +88,4 @@ def _route(app: FastAPI, gateway: Gateway, path: str, methods: list[str], summar
     for method in methods:  # one operation each, so every OpenAPI operation id is unique
         operation = f"{method.lower()}{re.sub(r'[^a-z0-9]+', '_', path.lower())}".rstrip("_")
         app.add_api_route(path, endpoint, methods=[method], summary=summary,
-                          operation_id=operation)
+                          operation_id=operation, include_in_schema=documented)
