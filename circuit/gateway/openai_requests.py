@@ -93,7 +93,7 @@ def parse_embeddings_request(raw: bytes) -> DoorRequest:
     dimensions = body.get("dimensions")
     if dimensions is not None and not (_token(dimensions) and dimensions >= 1):
         raise _invalid("Invalid 'dimensions': expected an integer >= 1.", "dimensions")
-    if body.get("stream") is not None:
+    if body.get("stream") not in (None, False):
         raise _invalid("Embeddings cannot be streamed: remove 'stream'.", "stream",
                        "unsupported_parameter")
     return DoorRequest(body=body, raw=raw, model=model)

@@ -34,6 +34,7 @@ from circuit.gateway.openai_requests import (
     parse_embeddings_request,
 )
 from circuit.gateway.passthrough import DoorPlan, Planner
+from circuit.gateway.request_id import SCOPE_KEY
 from circuit.gateway.routing import Target
 from circuit.gateway.runtime import Gateway
 from circuit.money import usd_text
@@ -90,7 +91,7 @@ def _with_query(path: str, request: Request) -> str:
 
 
 def _request_id(request: Request) -> str:
-    return request.scope.get("circuit.request_id", "")
+    return request.scope.get(SCOPE_KEY, "")
 
 
 async def embeddings_plan(gateway: Gateway, request: Request, key: ClientKey) -> DoorPlan:
