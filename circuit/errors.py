@@ -27,7 +27,8 @@
         └── StreamBroken             the upstream stream ended mid-way (becomes an SSE error event)
             └── UpstreamOverrun      a stream passed the output the request reserved: cut there
 
-The gateway maps these to HTTP in one place (`circuit.gateway.responses`).
+`body()` is OpenAI's shape; each door's shape and status (Anthropic's on the Messages door) are
+mapped in one place, `circuit.gateway.doors`, and answered by `circuit.gateway.responses`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from tests.fakes.anthropic_upstream import Behaviour, FakeAnthropic
+from tests.support.anthropic_sdk import OVERLOADED
 from tests.support.gateway_server import CLIENT_KEY, GatewayServer
 
 PROVIDER_KEY = "sk-ant-provider-key-0123456789abcdef"
@@ -134,12 +135,6 @@ def test_upstream_429_raises_rate_limit_error_with_retry_after(gateway, upstream
         client(gateway).messages.create(model=MODEL, max_tokens=16, messages=HELLO)
     assert caught.value.response.headers["retry-after"] == "9"
     assert caught.value.body["error"]["type"] == "rate_limit_error"
-
-
-#: Recent SDKs raise a class per status (OverloadedError for 529, a kind of
-#: InternalServerError); older ones InternalServerError itself.
-OVERLOADED = getattr(anthropic, "OverloadedError", anthropic.InternalServerError)
-UNAVAILABLE = getattr(anthropic, "ServiceUnavailableError", anthropic.InternalServerError)
 
 
 def test_upstream_529_raises_overloaded_error(gateway, upstream):
@@ -279,3 +274,38 @@ def test_mock_provider_serves_the_messages_door_translated(tmp_path):
             assert "".join(stream.text_stream)
     finally:
         server.stop()
+
+
+def _same_ids(raw: bytes) -> bytes:
+    import re
+
+    return re.sub(rb"msg_fake\d+", b"msg_X", raw)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_client_receives_exactly_the_bytes_the_upstream_sends(gateway, upstream, stream):
+    raw = orjson.dumps({"model": MODEL, "max_tokens": 64, "messages": HELLO, "stream": stream})
+    headers = {"anthropic-version": "2023-06-01", "content-type": "application/json"}
+    direct = httpx.post(upstream.base_url + "/v1/messages", content=raw,
+                        headers={**headers, "x-api-key": PROVIDER_KEY}).content
+    through = httpx.post(gateway.url + "/v1/messages", content=raw,
+                         headers={**headers, "x-api-key": CLIENT_KEY}).content
+    assert _same_ids(through) == _same_ids(direct)
+
+
+def test_claude_codes_beta_query_string_is_passed_on(gateway, upstream):
+    # Claude Code posts to /v1/messages?beta=true (the TypeScript SDK's beta client).
+    answer = httpx.post(gateway.url + "/v1/messages?beta=true", headers={
+        "authorization": f"Bearer {CLIENT_KEY}", "anthropic-version": "2023-06-01",
+        "anthropic-beta": "context-management-2025-06-27"},
+        json={"model": MODEL, "max_tokens": 16, "messages": HELLO})
+    assert answer.status_code == 200
+    assert (upstream.last.path, upstream.last.query) == ("/v1/messages", "beta=true")
+    assert upstream.last.headers["anthropic-beta"] == "context-management-2025-06-27"
+
+
+def test_an_odd_query_string_is_dropped_not_forwarded(gateway, upstream):
+    answer = httpx.post(gateway.url + "/v1/messages?x=%0d%0aHost:%20evil", headers={
+        "x-api-key": CLIENT_KEY}, json={"model": MODEL, "max_tokens": 16, "messages": HELLO})
+    assert answer.status_code == 200
+    assert upstream.last.query == ""

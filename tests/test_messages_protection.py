@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from tests.fakes.anthropic_upstream import Behaviour, FakeAnthropic
+from tests.support.anthropic_sdk import UNAVAILABLE
 from tests.support.gateway_server import CLIENT_KEY, GatewayServer
-from tests.test_messages_passthrough import UNAVAILABLE
 
 PROVIDER_KEY = "sk-ant-provider-key-0123456789abcdef"
 MODEL = "claude-sonnet-4-5"
@@ -197,3 +197,68 @@ def test_provider_key_echoed_in_an_error_event_never_reaches_the_client(gateway,
     raw, request_id = _stream(gateway)
     assert PROVIDER_KEY.encode() not in raw
     assert PROVIDER_KEY not in str(gateway.record(request_id))
+
+
+def test_a_stream_past_its_reservation_is_cut_with_an_anthropic_error_event(tmp_path,
+                                                                             upstream):
+    # A budget makes the gateway watch the output against what max_tokens reserved.
+    server = _gateway(tmp_path, upstream, CIRCUIT_DAILY_USD_LIMIT=5)
+    try:
+        upstream.default = Behaviour(reply="word " * 3000, ignore_max_tokens=True,
+                                     event_delay=0.001)
+        raw, request_id = _stream(server, max_tokens=20)
+        frames = _frames(raw)
+        assert frames[-1][0] == "error" and frames[-1][1]["error"]["type"] == "api_error"
+        deltas = sum(1 for name, _ in frames if name == "content_block_delta")
+        assert deltas <= 20 + 32, "cut at the bound, not at the end of the upstream's answer"
+        row = server.record(request_id)
+        assert (row["status"], row["error_code"]) == ("failed", "upstream_overrun")
+    finally:
+        server.stop()
+
+
+def test_a_client_that_leaves_mid_stream_drops_the_upstream_call(gateway, upstream):
+    upstream.script(Behaviour(event_delay=0.2))
+    body = {"model": MODEL, "max_tokens": 64, "messages": HELLO, "stream": True}
+    with httpx.stream("POST", gateway.url + "/v1/messages", content=orjson.dumps(body),
+                      headers=HEADERS, timeout=15) as response:
+        request_id = response.headers["x-request-id"]
+        next(response.iter_raw())  # the first event, then the client goes
+    assert upstream.wait_for(lambda: upstream.connections_closed_by_client == 1, timeout=10)
+    assert gateway.record(request_id)["status"] == "client_disconnected"
+
+
+def test_the_gateways_own_rate_limit_raises_rate_limit_error_with_retry_after(tmp_path,
+                                                                              upstream):
+    server = _gateway(tmp_path, upstream, CIRCUIT_DEFAULT_RPM=1)
+    try:
+        sdk = anthropic.Anthropic(base_url=server.url, api_key=CLIENT_KEY, max_retries=0,
+                                  timeout=15)
+        sdk.messages.create(model=MODEL, max_tokens=16, messages=HELLO)
+        with pytest.raises(anthropic.RateLimitError) as caught:
+            sdk.messages.create(model=MODEL, max_tokens=16, messages=HELLO)
+        assert caught.value.body["error"]["type"] == "rate_limit_error"
+        assert int(caught.value.response.headers["retry-after"]) >= 1
+        assert upstream.calls == 1
+    finally:
+        server.stop()
+
+
+def test_an_unpriced_model_on_a_budgeted_key_raises_permission_denied(gateway, upstream):
+    sdk = anthropic.Anthropic(base_url=gateway.url, api_key=CLIENT_KEY, max_retries=0,
+                              timeout=15)
+    with pytest.raises(anthropic.PermissionDeniedError) as caught:
+        sdk.messages.create(model="claude-not-in-the-price-table", max_tokens=16,
+                            messages=HELLO)
+    assert caught.value.body["error"]["type"] == "permission_error"
+    assert upstream.calls == 0
+
+
+def test_json_where_a_stream_was_asked_is_an_anthropic_api_error(gateway, upstream):
+    upstream.script(Behaviour(json_for_stream=True))
+    answer = httpx.post(gateway.url + "/v1/messages", headers=HEADERS, json={
+        "model": MODEL, "max_tokens": 16, "messages": HELLO, "stream": True})
+    assert answer.status_code == 502
+    assert answer.json()["error"]["type"] == "api_error"
+    row = gateway.record(answer.headers["x-request-id"])
+    assert (row["status"], row["error_code"]) == ("failed", "upstream_not_streaming")

@@ -83,6 +83,18 @@ def test_stream_is_recorded_with_the_chat_usage(gateway, upstream):
     assert row["tokens_output"] == len(REPLY.split())
 
 
+def test_chat_stream_without_usage_is_counted_locally(gateway, upstream):
+    upstream.script(Behaviour(send_usage=False))
+    with httpx.stream("POST", gateway.url + "/v1/messages", headers={"x-api-key": CLIENT_KEY},
+                      json={"model": MODEL, "max_tokens": 64, "messages": HELLO,
+                            "stream": True}) as response:
+        raw = b"".join(response.iter_raw())
+    assert raw.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    row = gateway.record(response.headers["x-request-id"])
+    assert (row["status"], row["usage_source"]) == ("ok", "local")
+    assert row["tokens_output"] > 0
+
+
 def test_max_tokens_cut_is_stop_reason_max_tokens(gateway, upstream):
     message = sdk(gateway).messages.create(model=MODEL, max_tokens=3, messages=HELLO)
     assert message.stop_reason == "max_tokens"
@@ -224,6 +236,7 @@ def test_streamed_tool_calls_become_tool_use_blocks_with_input_json_deltas():
         "message_start", "content_block_start", "content_block_delta", "content_block_stop",
         "content_block_start", "content_block_delta", "content_block_delta",
         "content_block_stop", "message_delta", "message_stop"]
+    assert events[0][1]["message"]["id"] == "msg_c1"
     assert events[4][1]["content_block"] == {"type": "tool_use", "id": "call_1",
                                              "name": "read", "input": {}}
     assert events[5][1]["delta"] == {"type": "input_json_delta", "partial_json": '{"path":'}
@@ -251,3 +264,25 @@ def test_a_server_tool_is_refused_rather_than_dropped():
     with pytest.raises(Exception, match="custom tools"):
         to_chat({"messages": HELLO, "max_tokens": 5,
                  "tools": [{"type": "web_search_20250305", "name": "web_search"}]}, MODEL)
+
+
+@pytest.mark.parametrize(("messages", "status"), [
+    ([{"role": "user", "content": [{"type": "text", "text": 5}]}], 200),
+    ([{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
+                                    "content": [{"type": "text", "text": {"a": 1}}]}]}], 200),
+    ([{"role": "user", "content": [{"type": "image", "source": "not an object"}]}], 400),
+    ([{"role": "user", "content": [7]}], 400),
+    ([{"role": "user", "content": [{"type": "image", "source": {"type": "file"}}]}], 400),
+])
+def test_odd_blocks_for_a_chat_target_are_sent_or_refused_never_a_500(gateway, upstream,
+                                                                    messages, status):
+    # Odd but readable values are sent on (the upstream judges them); what cannot be
+    # translated is an Anthropic-shaped 400.
+    answer = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": CLIENT_KEY},
+                        json={"model": MODEL, "max_tokens": 16, "messages": messages,
+                              "system": [{"type": "text", "text": ["odd"]}],
+                              "tools": [{"name": "t", "input_schema": {"type": "object"}}],
+                              "tool_choice": {"type": "tool"}, "metadata": "x"})
+    assert answer.status_code == status, answer.text
+    if status == 400:
+        assert answer.json()["error"]["type"] == "invalid_request_error"

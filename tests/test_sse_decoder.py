@@ -72,3 +72,12 @@ def test_a_large_event_in_small_reads_is_joined_once_not_once_per_read():
     (event,) = decoder.feed(b"\n\n")
     assert time.process_time() - started < 1.0
     assert len(event.data) == 4096 * 3000
+
+
+def test_named_events_read_alike_whether_or_not_they_take_the_short_path():
+    # One event line and one data line take a short path; anything else the general one.
+    raw = (b"event: a\ndata: {}\n\n" b"event: b\ndata: x\ndata: y\n\n"
+           b"event:  c\ndata: z\n\n" b"event: d\n: comment\ndata: w\n\n" b"event: e\ndata: \n\n")
+    assert SSEDecoder().feed(raw) == [SSEEvent(b"{}", b"a"), SSEEvent(b"x\ny", b"b"),
+                                      SSEEvent(b"z", b" c"), SSEEvent(b"w", b"d"),
+                                      SSEEvent(b"", b"e")]

@@ -118,6 +118,13 @@ MESSAGES_BODY_SCHEMA = {
 }
 
 
+#: count_tokens takes the same body, without `max_tokens`.
+COUNT_TOKENS_BODY_SCHEMA = {"requestBody": {**MESSAGES_BODY_SCHEMA["requestBody"], "content": {
+    "application/json": {"schema": {
+        **MESSAGES_BODY_SCHEMA["requestBody"]["content"]["application/json"]["schema"],
+        "required": ["model", "messages"]}}}}}
+
+
 class CircuitApp(FastAPI):
     """FastAPI, with the proxy route served on a fast path in front of its middleware stack.
 
@@ -186,7 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def create_message(request: Request) -> Response:
         return await messages(request)
 
-    @app.post("/v1/messages/count_tokens", openapi_extra=MESSAGES_BODY_SCHEMA,
+    @app.post("/v1/messages/count_tokens", openapi_extra=COUNT_TOKENS_BODY_SCHEMA,
               summary="Count a Messages request's input tokens (Anthropic; local elsewhere)")
     async def count_message_tokens(request: Request) -> Response:
         return await count_tokens(request)

@@ -33,9 +33,10 @@ def named_frame(event: StreamEvent) -> bytes:
     data = event.data
     if b"\n" in data:  # a multi-line value: one `data:` line each, as SSE requires
         data = data.replace(b"\n", b"\ndata: ")
-    if event.event is None:
+    name = event.event
+    if name is None:
         return b"data: " + data + b"\n\n"
-    return b"event: " + event.event + b"\ndata: " + data + b"\n\n"
+    return b"".join((b"event: ", name, b"\ndata: ", data, b"\n\n"))  # one copy, not four
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from circuit.gateway.chat_request import read_body
 from circuit.gateway.door_flow import DoorFlow
 from circuit.gateway.doors import MESSAGES
 from circuit.gateway.exchange import Exchange
-from circuit.gateway.messages_flow import passthrough_headers, upstream_body
+from circuit.gateway.messages_flow import passthrough_headers, upstream_body, upstream_path
 from circuit.gateway.messages_request import authenticate, parse_messages_request
 from circuit.gateway.routing import Target
 from circuit.wire import Completion, Passthrough, Usage
@@ -64,10 +64,11 @@ class CountTokensFlow(DoorFlow):
         if not targets:
             return await self._count_locally(exchange, asked, routed[0])
         headers = passthrough_headers(request)
+        path = upstream_path(request, "/v1/messages/count_tokens")
 
         def attempt(target: Target):
             return target.provider.forward(Passthrough(
-                "/v1/messages/count_tokens", upstream_body(asked, target.model), False,
+                path, upstream_body(asked, target.model), False,
                 exchange.record.request_id, headers), CountReader())
 
         target, answer, permit = await gateway.dispatcher.call(

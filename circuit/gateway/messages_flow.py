@@ -12,6 +12,8 @@ exceptions.
 
 from __future__ import annotations
 
+import re
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -43,6 +45,17 @@ def passthrough_headers(request: Request) -> dict[str, str]:
             if (value := request.headers.get(name)) is not None}
 
 
+#: A query string passed on as it came (`?beta=true`, which the SDKs' beta clients and Claude
+#: Code send); anything else is dropped rather than re-encoded.
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9_.=&-]{1,200}")
+
+
+def upstream_path(request: Request, path: str) -> str:
+    """`path`, with the client's query string when it is a plain one."""
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return f"{path}?{query}" if query and _PLAIN_QUERY.fullmatch(query) else path
+
+
 def upstream_body(asked: MessagesRequest, model: str) -> bytes:
     """The client's bytes, unless the route names another upstream model (then the body
     with only `model` changed)."""
@@ -70,13 +83,14 @@ class MessagesFlow(DoorFlow):
         exchange.asks("messages", asked.model, asked.stream, asked.counted, targets)
         await exchange.admit(key, asked.body, messages_bound(asked.body), targets)
         headers = passthrough_headers(request)
+        path = upstream_path(request, "/v1/messages")
         request_id = exchange.record.request_id
 
         def attempt(target: Target):
             provider = target.provider
             if provider.wire == "messages":
                 return provider.forward(Passthrough(
-                    "/v1/messages", upstream_body(asked, target.model), asked.stream,
+                    path, upstream_body(asked, target.model), asked.stream,
                     request_id, headers), MessagesReader(provider.name))
             chat = to_chat(asked.body, target.model)
             call = Call(chat, orjson.dumps(chat), target.model, asked.stream, request_id)

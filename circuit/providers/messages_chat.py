@@ -39,7 +39,7 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(b.get("text", "") for b in content
+        return "".join(str(b.get("text", "")) for b in content
                        if isinstance(b, dict) and b.get("type") == "text")
     return ""
 
@@ -131,6 +131,16 @@ def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
 def to_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
     """The chat-completions body for a Messages request (UpstreamRejected for what cannot be
     translated)."""
+    try:
+        return _to_chat(body, model)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        # Shapes the door does not check (it leaves them to the upstream) but a translation
+        # must read: a 400 that says so, never a 500.
+        raise _reject(f"The request cannot be translated for a chat-completions model: "
+                      f"{exc.__class__.__name__}: {exc}") from None
+
+
+def _to_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     system = _text_of(body.get("system"))
     if system:

@@ -58,10 +58,9 @@ class MessagesFromChat:
         except StopAsyncIteration:
             self._ended = True
             return self._start() + self._finish()
-        out = self._start()
-        for event in read:
-            out.extend(self._translate(event))
-        return out
+        # Translated first, so message_start can carry the id the first chunk brought.
+        translated = [out for event in read for out in self._translate(event)]
+        return self._start() + translated
 
     async def aclose(self) -> None:
         await self._chat.aclose()

@@ -80,6 +80,11 @@ class SSEDecoder:
 def _parse_block(block: bytes) -> SSEEvent | None:
     if block.startswith(b"data: ") and b"\n" not in block:
         return SSEEvent(block[6:])  # the common case: one data line
+    if block.startswith(b"event: "):
+        # Anthropic's (and Responses') common case: one event line, then one data line.
+        end = block.find(b"\n")
+        if end > 0 and block.startswith(b"data: ", end + 1) and block.find(b"\n", end + 1) < 0:
+            return SSEEvent(block[end + 7:], block[7:end])
     data: list[bytes] = []
     name = None
     for line in block.split(b"\n"):

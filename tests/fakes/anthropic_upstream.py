@@ -129,6 +129,10 @@ class Behaviour:
     error_event_type: str = "overloaded_error"
     omit_message_stop: bool = False
     """Stream: end the response cleanly right after message_delta, without message_stop."""
+    json_for_stream: bool = False
+    """Answer a stream request with the whole JSON message (a misconfigured proxy upstream)."""
+    ignore_max_tokens: bool = False
+    """Say the whole reply whatever ``max_tokens`` allows (an upstream that overruns)."""
     omit_usage: bool = False
     """No usage: the JSON answer has none, and the stream's message_delta carries none."""
     oversized: int | None = None
@@ -145,6 +149,7 @@ class ReceivedRequest:
     raw: bytes
     headers: dict[str, str]  # lower-cased names
     path: str = "/v1/messages"
+    query: str = ""  # the query string, as sent (e.g. "beta=true")
     behaviour: Behaviour | None = None  # None: refused by validation (or not a messages call)
     rejection: str | None = None  # the validation message, when refused
 
@@ -411,7 +416,8 @@ def plan_answer(body: dict[str, Any], behaviour: Behaviour) -> _Answer:
         at, stop_sequence = min(found)
         text, stop_reason, tools = text[:at], "stop_sequence", []
     pieces = _WORD.findall(" ".join(text.split()))
-    if len(pieces) + TOOL_USE_TOKENS * len(tools) > body["max_tokens"]:
+    if len(pieces) + TOOL_USE_TOKENS * len(tools) > body["max_tokens"] \
+            and not behaviour.ignore_max_tokens:
         pieces, stop_reason, stop_sequence, tools = \
             pieces[:body["max_tokens"]], "max_tokens", None, []
     return _Answer(pieces, tools, stop_reason, stop_sequence)
@@ -555,7 +561,8 @@ class FakeAnthropic:
         except orjson.JSONDecodeError:
             body = None
         rec = ReceivedRequest(body=body if isinstance(body, dict) else None, raw=raw,
-                              headers=headers, path=request.path)
+                              headers=headers, path=request.path,
+                              query=request.query_string)
         with self._lock:
             self.received.append(rec)
             self.calls += 1
@@ -584,7 +591,7 @@ class FakeAnthropic:
             if behaviour.oversized is not None:
                 return await self._oversized(request, body, behaviour, message_id)
             answer = plan_answer(body, behaviour)
-            if body.get("stream") is True:
+            if body.get("stream") is True and not behaviour.json_for_stream:
                 return await self._stream(request, body, behaviour, answer, message_id,
                                           request_id)
             return self._message(body, behaviour, answer, message_id, request_id)
@@ -610,7 +617,8 @@ class FakeAnthropic:
         except orjson.JSONDecodeError:
             body = None
         rec = ReceivedRequest(body=body if isinstance(body, dict) else None, raw=raw,
-                              headers=headers, path=request.path)
+                              headers=headers, path=request.path,
+                              query=request.query_string)
         with self._lock:
             self.received.append(rec)
             self.calls += 1
