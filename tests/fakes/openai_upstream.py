@@ -7,9 +7,10 @@
         assert upstream.received[0].api_key == "sk-provider"
 
 Endpoints: ``POST /v1/chat/completions`` (JSON or SSE), ``POST /v1/responses`` (JSON or SSE,
-the Responses wire format: see openai_responses.py), ``GET /v1/models``. All require
-``Authorization: Bearer <non-empty>``, else 401 in OpenAI's error shape. Scripted behaviours
-apply to chat and Responses requests alike.
+the Responses wire format: see openai_responses.py), ``GET /v1/models``, and the rest of the
+surface in tests/fakes/openai_surface.py (embeddings, legacy completions, stored chat
+completions, ``GET /v1/models/{id}``, files). All require ``Authorization: Bearer
+<non-empty>``, else 401 in OpenAI's error shape. Scripted behaviours apply to every endpoint.
 
 Replies are deterministic. One word = one token:
 
@@ -42,6 +43,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes import openai_responses as responses_wire
+from tests.fakes.openai_surface import SurfaceRoutes
 from tests.fakes.oversized import write_padded
 from tests.fakes.server_thread import ServerThread
 
@@ -146,6 +148,8 @@ class ReceivedRequest:
     api_key: str | None  # the Bearer token, None if absent/empty
     path: str = "/v1/chat/completions"
     behaviour: Behaviour | None = None  # what the fake did (None: rejected before scripting)
+    method: str = "POST"
+    query: str = ""  # the query string as received
     sent: bytearray = field(default_factory=bytearray)  # a Responses stream's body, as sent
 
     @property
@@ -285,6 +289,7 @@ class FakeOpenAI:
         self._queue: collections.deque[Behaviour] = collections.deque()
         self._lock = threading.Lock()
         self._seq = 0
+        self.surface = SurfaceRoutes(self)
         self._server = ServerThread(self._make_app())
 
     # ------------------------------------------------------------------ control API
@@ -335,6 +340,8 @@ class FakeOpenAI:
             self.connections_closed_by_client = 0
             self.models_calls = 0
             self.default = Behaviour()
+            self.surface.stored.clear()
+            self.surface.stored_messages.clear()
 
     @property
     def last(self) -> ReceivedRequest:
@@ -375,7 +382,45 @@ class FakeOpenAI:
         app.router.add_post("/v1/chat/completions", self._handle_chat)
         app.router.add_post("/v1/responses", self._handle_responses)
         app.router.add_get("/v1/models", self._handle_models)
+        self.surface.add_to(app)
         return app
+
+    # ------------------------------------------------------------------ for SurfaceRoutes
+
+    async def record(self, request: web.Request) -> ReceivedRequest:
+        """Keep a request as received (body parsed when it is a JSON object)."""
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+        rec = ReceivedRequest(body=body if isinstance(body, dict) else None, raw=raw,
+                              headers={k.lower(): v for k, v in request.headers.items()},
+                              api_key=self._api_key(request), path=request.path,
+                              method=request.method, query=request.query_string)
+        with self._lock:
+            self.received.append(rec)
+            self.calls += 1
+        return rec
+
+    def next_behaviour(self) -> Behaviour:
+        return self._next_behaviour()
+
+    def unauthorized(self) -> web.Response:
+        return self._unauthorized()
+
+    def json_error(self, status: int, body: dict[str, Any]) -> web.Response:
+        return self._json_error(status, body)
+
+    def error_answer(self, behaviour: Behaviour) -> web.Response:
+        return self._error_response(behaviour, self._next_id()[1])
+
+    async def abort(self, request: web.Request) -> None:
+        """Break the connection mid-body (raises what ends the handler quietly)."""
+        try:
+            await self._abort(request)
+        except _DroppedByServer:
+            raise asyncio.CancelledError() from None
 
     @staticmethod
     def _api_key(request: web.Request) -> str | None:
@@ -681,6 +726,7 @@ class FakeOpenAI:
         }
         if not behaviour.send_usage:
             del obj["usage"]
+        self.surface.keep(body, obj)
         return web.Response(
             body=orjson.dumps(obj),
             content_type="application/json",
