@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from tests.fakes.anthropic_upstream import Behaviour, FakeAnthropic
+from tests.support.anthropic_sdk import OVERLOADED
 from tests.support.gateway_server import CLIENT_KEY, GatewayServer
 
 PROVIDER_KEY = "sk-ant-provider-key-0123456789abcdef"
@@ -134,12 +135,6 @@ def test_upstream_429_raises_rate_limit_error_with_retry_after(gateway, upstream
         client(gateway).messages.create(model=MODEL, max_tokens=16, messages=HELLO)
     assert caught.value.response.headers["retry-after"] == "9"
     assert caught.value.body["error"]["type"] == "rate_limit_error"
-
-
-#: Recent SDKs raise a class per status (OverloadedError for 529, a kind of
-#: InternalServerError); older ones InternalServerError itself.
-OVERLOADED = getattr(anthropic, "OverloadedError", anthropic.InternalServerError)
-UNAVAILABLE = getattr(anthropic, "ServiceUnavailableError", anthropic.InternalServerError)
 
 
 def test_upstream_529_raises_overloaded_error(gateway, upstream):

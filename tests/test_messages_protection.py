@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from tests.fakes.anthropic_upstream import Behaviour, FakeAnthropic
+from tests.support.anthropic_sdk import UNAVAILABLE
 from tests.support.gateway_server import CLIENT_KEY, GatewayServer
-from tests.test_messages_passthrough import UNAVAILABLE
 
 PROVIDER_KEY = "sk-ant-provider-key-0123456789abcdef"
 MODEL = "claude-sonnet-4-5"

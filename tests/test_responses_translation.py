@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from circuit.errors import UpstreamRejected
+from circuit.errors import StreamBroken, UpstreamFailed, UpstreamRejected
 from circuit.providers.responses_chat import chat_request, response_from_chat, responses_usage
 from circuit.providers.responses_chat_stream import ResponsesWriter
 from circuit.providers.responses_wire import ResponsesEvents, ResponsesReader, usage_from_responses
@@ -343,3 +345,57 @@ def test_a_streamed_namespaced_call_carries_its_namespace():
     done = orjson.loads(events[-1].data)["response"]["output"][0]
     assert (added["namespace"], added["name"]) == ("multi_agent_v1", "close_agent")
     assert done["namespace"] == "multi_agent_v1"
+
+
+# -- whatever the shape ------------------------------------------------------------------------
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**53, 2**53)
+                    | st.floats(allow_nan=False, allow_infinity=False)
+                    | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.sampled_from(
+                        ["type", "role", "content", "text", "name", "call_id", "arguments",
+                         "output", "tools", "format", "image_url", "namespace", "index",
+                         "function", "id", "delta", "tool_calls", "choices"]), inner,
+                        max_size=5), max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.dictionaries(st.sampled_from(["input", "instructions", "tools", "tool_choice",
+                                        "text", "reasoning", "max_output_tokens", "user",
+                                        "parallel_tool_calls"]), JSON, max_size=6))
+def test_any_request_translates_or_is_refused_with_a_400(body):
+    try:
+        chat_request({"model": "m", **body})
+    except UpstreamRejected as refused:
+        assert refused.status == 400 and refused.message
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(JSON, min_size=1, max_size=4))
+@example([{"choices": [{"delta": {"tool_calls": [{"index": []}]}}]}])  # unhashable index
+@example([{"choices": 5}])
+def test_any_chunk_translates_or_breaks_the_stream_cleanly(chunks):
+    writer = ResponsesWriter({"model": "m"}, "up")
+    try:
+        writer.feed([StreamEvent(orjson.dumps(chunk)) for chunk in chunks])
+        writer.finish()
+    except StreamBroken as broken:
+        assert broken.code == "bad_upstream_response"
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.dictionaries(st.sampled_from(["output", "status", "usage", "incomplete_details",
+                                        "type", "response"]), JSON, max_size=5))
+@example({"output": 5, "status": "completed"})
+def test_any_upstream_response_is_read_or_refused_as_unreadable(response):
+    try:
+        ResponsesReader("openai").completion(orjson.dumps(response))
+    except UpstreamFailed as failed:
+        assert failed.code == "bad_upstream_response"
+    events = ResponsesEvents("openai")
+    for kind in ("response.completed", "response.output_text.delta", "error"):
+        try:
+            events.feed(orjson.dumps({**response, "type": kind}), kind.encode())
+        except StreamBroken as broken:
+            assert broken.code == "bad_upstream_response"

@@ -7,8 +7,11 @@
 For targets that speak no Responses: OpenAI-compatible chat-only upstreams (vLLM, Ollama,
 `responses = false`), the mock, and Anthropic (whose provider translates chat on to Messages).
 What chat has no words for is refused with an UpstreamRejected 400 naming it, before any
-network call: hosted tools (web search, file search, …), stored state, file inputs.
-Reasoning items from an earlier turn are dropped: they are another model's encrypted state.
+network call: hosted and custom tools (web search, file search, …), stored state, file inputs.
+Reasoning items from an earlier turn are dropped: they are another model's encrypted state;
+so are OpenAI-only fields (`metadata`, `include`, `prompt_cache_key`, …), which some chat
+servers refuse. The functions of a `namespace` tool go to chat as `<namespace>__<name>` and
+their calls come back split (`split_name`).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from circuit.errors import StreamBroken
 from circuit.providers.responses_chat import (
     call_item,
     message_item,
@@ -102,12 +103,18 @@ class ResponsesWriter:
                     "param": error.get("param")}), event=b"error", error=error))
                 self.sequence += 1
                 return out
-            chunk = orjson.loads(event.data)
-            for choice in chunk.get("choices") or ():
-                if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                    delta = choice.get("delta")
-                    if isinstance(delta, dict):
-                        out += self._delta(delta)
+            try:
+                chunk = orjson.loads(event.data)
+                for choice in chunk.get("choices") or ():
+                    if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                        delta = choice.get("delta")
+                        if isinstance(delta, dict):
+                            out += self._delta(delta)
+            except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
+                # A chunk of an odd shape (choices not a list, an unhashable index, …).
+                raise StreamBroken("the upstream sent a chunk that cannot be translated "
+                                   f"({exc.__class__.__name__})",
+                                   code="bad_upstream_response") from None
         return out
 
     def _delta(self, delta: dict[str, Any]) -> list[StreamEvent]:

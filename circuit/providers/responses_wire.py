@@ -97,10 +97,11 @@ def finish_of(response: dict[str, Any]) -> str | None:
         details = response.get("incomplete_details")
         reason = details.get("reason") if isinstance(details, dict) else None
         return "content_filter" if reason == "content_filter" else "length"
-    if any(isinstance(item, dict) and item.get("type") == "function_call"
-           for item in response.get("output") or ()):
+    output = response.get("output")
+    if isinstance(output, list) and any(isinstance(item, dict) and item.get("type") ==
+                                        "function_call" for item in output):
         return "tool_calls"
-    return "stop" if status == "completed" else status
+    return "stop" if status == "completed" else status if isinstance(status, str) else None
 
 
 class ResponsesReader:
