@@ -16,22 +16,16 @@ MODEL = "claude-sonnet-4-5"
 HELLO = [{"role": "user", "content": "How many tokens is this?"}]
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as upstream:
-        yield upstream
-
-
 @pytest.fixture
-def upstream(fake: FakeAnthropic) -> FakeAnthropic:
-    fake.reset()
-    return fake
+def upstream(anthropic_upstream: FakeAnthropic) -> FakeAnthropic:
+    """The session's fake Anthropic (tests/conftest.py), reset for each test."""
+    return anthropic_upstream
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory, fake) -> Iterator[GatewayServer]:
+def gateway(tmp_path_factory, fake_anthropic) -> Iterator[GatewayServer]:
     server = GatewayServer(tmp_path_factory.mktemp("count-gw"), PROVIDER="anthropic",
-                           ANTHROPIC_BASE_URL=fake.base_url,
+                           ANTHROPIC_BASE_URL=fake_anthropic.base_url,
                            ANTHROPIC_API_KEY="sk-ant-provider-key-0123456789",
                            CIRCUIT_RETRY_MAX_ATTEMPTS=1).start()
     yield server

@@ -18,25 +18,20 @@ from tests.support.gateway_server import CLIENT_KEY, GatewayServer
 PROVIDER_KEY = "sk-ant-provider-key-0123456789abcdef"
 MODEL = "claude-sonnet-4-5"
 HELLO = [{"role": "user", "content": "Hello passthrough"}]
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as upstream:
-        yield upstream
+REPLY = "Echo: Hello passthrough. This is a deterministic reply from the fake upstream."
 
 
 @pytest.fixture
-def upstream(fake: FakeAnthropic) -> FakeAnthropic:
-    fake.reset()
-    return fake
+def upstream(anthropic_upstream: FakeAnthropic) -> FakeAnthropic:
+    """The session's fake Anthropic (tests/conftest.py), reset for each test."""
+    return anthropic_upstream
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory, fake) -> Iterator[GatewayServer]:
+def gateway(tmp_path_factory, fake_anthropic) -> Iterator[GatewayServer]:
     server = GatewayServer(
         tmp_path_factory.mktemp("messages-gw"), PROVIDER="anthropic",
-        ANTHROPIC_BASE_URL=fake.base_url, ANTHROPIC_API_KEY=PROVIDER_KEY,
+        ANTHROPIC_BASE_URL=fake_anthropic.base_url, ANTHROPIC_API_KEY=PROVIDER_KEY,
         CIRCUIT_FIRST_BYTE_TIMEOUT=2.0, CIRCUIT_IDLE_TIMEOUT=1.0,
         CIRCUIT_BREAKER_CONSECUTIVE_FAILURES=10_000, CIRCUIT_BREAKER_MINIMUM_CALLS=10_000,
         CIRCUIT_RETRY_MAX_ATTEMPTS=1).start()
@@ -111,7 +106,7 @@ def test_stream_usage_is_recorded_from_message_start_and_delta(gateway, upstream
     row = gateway.record(request_id)
     assert row["status"] == "ok" and row["usage_source"] == "provider"
     assert row["tokens_cached"] == 3
-    assert row["tokens_output"] == len(["Echo:", "Hello", "passthrough.", "This", "is", "a", "deterministic", "reply", "from", "the", "fake", "upstream."])
+    assert row["tokens_output"] == len(REPLY.split())  # the fake's one token a word
 
 
 def test_anthropic_version_and_beta_headers_are_forwarded(gateway, upstream):
@@ -232,8 +227,8 @@ def test_claude_code_request_passes_through_byte_exact(gateway, upstream):
     assert (row["api"], row["upstream_api"], row["status"]) == ("messages", "messages", "ok")
 
 
-def test_a_routed_model_name_is_the_only_change_to_the_body(tmp_path, fake):
-    fake.reset()
+def test_a_routed_model_name_is_the_only_change_to_the_body(tmp_path, upstream):
+    fake = upstream
     (tmp_path / "circuit.toml").write_text(
         'provider = "anthropic"\n[routes]\n"claude-latest" = ["anthropic:claude-sonnet-4-5"]\n')
     server = GatewayServer(tmp_path, ANTHROPIC_BASE_URL=fake.base_url,

@@ -25,16 +25,10 @@ HEADERS = {"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01",
            "content-type": "application/json"}
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as upstream:
-        yield upstream
-
-
 @pytest.fixture
-def upstream(fake: FakeAnthropic) -> FakeAnthropic:
-    fake.reset()
-    return fake
+def upstream(anthropic_upstream: FakeAnthropic) -> FakeAnthropic:
+    """The session's fake Anthropic (tests/conftest.py), reset for each test."""
+    return anthropic_upstream
 
 
 def _gateway(tmp, fake: FakeAnthropic, **env) -> GatewayServer:
@@ -45,8 +39,8 @@ def _gateway(tmp, fake: FakeAnthropic, **env) -> GatewayServer:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory, fake) -> Iterator[GatewayServer]:
-    server = _gateway(tmp_path_factory.mktemp("messages-protect"), fake,
+def gateway(tmp_path_factory, fake_anthropic) -> Iterator[GatewayServer]:
+    server = _gateway(tmp_path_factory.mktemp("messages-protect"), fake_anthropic,
                       CIRCUIT_BREAKER_CONSECUTIVE_FAILURES=10_000,
                       CIRCUIT_BREAKER_MINIMUM_CALLS=10_000, CIRCUIT_RETRY_MAX_ATTEMPTS=2)
     yield server

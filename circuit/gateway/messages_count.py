@@ -16,13 +16,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from circuit.accounting.bound import RequestBound
-from circuit.errors import AuthenticationFailed
-from circuit.gateway.chat_request import read_body
 from circuit.gateway.door_flow import DoorFlow
 from circuit.gateway.doors import MESSAGES
 from circuit.gateway.exchange import Exchange
-from circuit.gateway.messages_flow import passthrough_headers, upstream_body, upstream_path
-from circuit.gateway.messages_request import authenticate, parse_messages_request
+from circuit.gateway.messages_flow import (
+    admitted,
+    passthrough_headers,
+    upstream_body,
+    upstream_path,
+)
 from circuit.gateway.routing import Target
 from circuit.wire import Completion, Passthrough, Usage
 
@@ -49,17 +51,8 @@ class CountTokensFlow(DoorFlow):
 
     async def serve(self, request: Request, exchange: Exchange) -> Response:
         gateway = self.gateway
-        try:
-            key = authenticate(gateway.keys, request.headers)
-        except AuthenticationFailed as refused:
-            exchange.caller(None, refused.key_name)
-            raise
-        exchange.caller(key)
-        asked = parse_messages_request(
-            await read_body(request, gateway.settings.max_body_bytes), require_max_tokens=False)
-        routed = gateway.router.targets(asked.model)
-        exchange.asks("count_tokens", asked.model, False, asked.counted, routed)
-        await exchange.admit(key, asked.body, _FREE, routed)
+        asked, routed = await admitted(gateway, request, exchange, "count_tokens",
+                                       lambda _body: _FREE, require_max_tokens=False)
         targets = [t for t in routed if t.provider.wire == "messages"]
         if not targets:
             return await self._count_locally(exchange, asked, routed[0])

@@ -13,12 +13,13 @@ exceptions.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from circuit.accounting.bound import messages_bound
+from circuit.accounting.bound import RequestBound, messages_bound
 from circuit.errors import AuthenticationFailed
 from circuit.gateway.chat_request import read_body
 from circuit.gateway.door_flow import DoorFlow
@@ -31,6 +32,7 @@ from circuit.gateway.messages_request import (
 )
 from circuit.gateway.relay import StreamRelay
 from circuit.gateway.routing import Target
+from circuit.gateway.runtime import Gateway
 from circuit.providers.anthropic_wire import MessagesReader
 from circuit.providers.messages_chat import to_chat
 from circuit.providers.messages_chat_stream import chat_answer_as_messages
@@ -64,6 +66,25 @@ def upstream_body(asked: MessagesRequest, model: str) -> bytes:
     return orjson.dumps({**asked.body, "model": model})
 
 
+async def admitted(gateway: Gateway, request: Request, exchange: Exchange, api: str,
+                   bound: Callable[[dict], RequestBound], *, require_max_tokens: bool = True
+                   ) -> tuple[MessagesRequest, list[Target]]:
+    """The first steps of the Messages door's endpoints: auth, body, what is asked (recorded
+    under `api`), admission (rate limit, budget reserved for `bound(body)`)."""
+    try:
+        key = authenticate(gateway.keys, request.headers)
+    except AuthenticationFailed as refused:
+        exchange.caller(None, refused.key_name)  # a revoked key's name; None if unknown
+        raise
+    exchange.caller(key)
+    asked = parse_messages_request(await read_body(request, gateway.settings.max_body_bytes),
+                                   require_max_tokens=require_max_tokens)
+    targets = gateway.router.targets(asked.model)
+    exchange.asks(api, asked.model, asked.stream, asked.counted, targets)
+    await exchange.admit(key, asked.body, bound(asked.body), targets)
+    return asked, targets
+
+
 class MessagesFlow(DoorFlow):
     """The Messages endpoint."""
 
@@ -71,17 +92,7 @@ class MessagesFlow(DoorFlow):
 
     async def serve(self, request: Request, exchange: Exchange) -> Response:
         gateway = self.gateway
-        try:
-            key = authenticate(gateway.keys, request.headers)
-        except AuthenticationFailed as refused:
-            exchange.caller(None, refused.key_name)
-            raise
-        exchange.caller(key)
-        asked = parse_messages_request(
-            await read_body(request, gateway.settings.max_body_bytes))
-        targets = gateway.router.targets(asked.model)
-        exchange.asks("messages", asked.model, asked.stream, asked.counted, targets)
-        await exchange.admit(key, asked.body, messages_bound(asked.body), targets)
+        asked, targets = await admitted(gateway, request, exchange, "messages", messages_bound)
         headers = passthrough_headers(request)
         path = upstream_path(request, "/v1/messages")
         request_id = exchange.record.request_id

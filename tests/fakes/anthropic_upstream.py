@@ -553,7 +553,10 @@ class FakeAnthropic:
             "first_id": page[0] if page else None, "last_id": page[-1] if page else None}),
             content_type="application/json")
 
-    async def _handle_messages(self, request: web.Request) -> web.StreamResponse:
+    async def _receive(self, request: web.Request
+                       ) -> tuple[ReceivedRequest, Any, web.Response | None]:
+        """Read and keep one request: (its record, its JSON or None, a 401/400 for missing
+        headers or None)."""
         raw = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
@@ -566,7 +569,10 @@ class FakeAnthropic:
         with self._lock:
             self.received.append(rec)
             self.calls += 1
-        refused = self._check_headers(headers)
+        return rec, body, self._check_headers(headers)
+
+    async def _handle_messages(self, request: web.Request) -> web.StreamResponse:
+        rec, body, refused = await self._receive(request)
         if refused is not None:
             return refused
         try:
@@ -610,19 +616,7 @@ class FakeAnthropic:
     async def _handle_count_tokens(self, request: web.Request) -> web.Response:
         """``{"input_tokens": n}`` by ``count_input_tokens``; ``max_tokens`` not required.
         Consumes a scripted behaviour only for its ``status``."""
-        raw = await request.read()
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = None
-        rec = ReceivedRequest(body=body if isinstance(body, dict) else None, raw=raw,
-                              headers=headers, path=request.path,
-                              query=request.query_string)
-        with self._lock:
-            self.received.append(rec)
-            self.calls += 1
-        refused = self._check_headers(headers)
+        rec, body, refused = await self._receive(request)
         if refused is not None:
             return refused
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) \
