@@ -5,6 +5,8 @@
     │   └── MalformedHttp            400  bytes the HTTP parser cannot read (then closed)
     ├── AuthenticationFailed         401  missing, unknown or revoked key
     ├── ModelNotPriced               403  a key with a daily limit asked for a model with no price
+    ├── EndpointNotBudgeted          403  a key with a daily limit asked for an endpoint whose
+    │                                     cost Circuit cannot bound (images, audio, files, …)
     ├── NotFound                     404  unknown path
     ├── MethodNotAllowed             405  with `Allow`
     ├── RequestTimeout               408  head or body not received in time (then closed)
@@ -95,6 +97,16 @@ class ModelNotPriced(CircuitError):
     status = 403
     type = "permission_error"
     code = "model_not_priced"
+
+
+class EndpointNotBudgeted(CircuitError):
+    """A budgeted key must not spend on an endpoint whose cost no reservation can bound: the
+    key may do it, the gateway cannot, so it is a permission the key lacks (403), not a
+    malformed request (400)."""
+
+    status = 403
+    type = "permission_error"
+    code = "endpoint_not_budgeted"
 
 
 class MalformedHttp(InvalidRequest):

@@ -112,7 +112,8 @@ def _iso(moment: float) -> str:
 
 
 class RequestLog:
-    """The line per request — request id, key name (never the key), model, provider, status,
+    """The line per request — request id, door (api) and upstream wire, key name (never the
+    key), model, provider, status,
     latency, tokens, cost — for a batch of records, in one write. Runs on the writer thread."""
 
     def __init__(self, level: str = "info", fmt: str = "text",
@@ -134,6 +135,7 @@ class RequestLog:
     def _text(r: RequestRecord, now: str) -> str:
         cost = "-" if r.cost_micros is None else f"{usd(r.cost_micros):.6f}"
         return (f"{now} INFO circuit.requests request_id={r.request_id} "
+                f"api={r.api} upstream_api={r.upstream_api or '-'} "
                 f"key={r.key_name or '-'} model={_plain(r.model)} "
                 f"provider={r.provider or '-'} status={r.status} status_code={r.status_code} "
                 f"error={_plain(r.error_code)} latency_ms={r.latency_ms or 0.0:.1f} "
@@ -144,7 +146,8 @@ class RequestLog:
     def _json(r: RequestRecord, now: str) -> str:
         return orjson.dumps({
             "time": now, "level": "info", "logger": "circuit.requests", "message": "request",
-            "request_id": r.request_id, "key": r.key_name, "model": r.model,
+            "request_id": r.request_id, "api": r.api, "upstream_api": r.upstream_api,
+            "key": r.key_name, "model": r.model,
             "provider": r.provider, "status": r.status, "status_code": r.status_code,
             "error": r.error_code, "latency_ms": r.latency_ms, "ttfb_ms": r.ttfb_ms,
             "tokens_in": r.tokens_input, "tokens_out": r.tokens_output,

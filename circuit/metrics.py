@@ -5,7 +5,9 @@ the request path pays nothing for them; live gauges (in flight, open streams, qu
 breakers) are read from the gateway when /metrics is scraped.
 
 A model name comes from the client, so it is a label only when the gateway knows the model
-(priced or routed); any other is `other` — a client cannot grow the label set at will.
+(priced or routed); any other is `other` — a client cannot grow the label set at will. The
+`api` label is the door a request came in by (`chat`, `embeddings`, `completions`, …): a
+name the gateway gives, one per door, so it adds a handful of series at most.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ class GatewayMetrics:
         self._known_model = known_model
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("circuit_requests", "Chat-completion requests handled.",
-                                ["key", "model", "provider", "status"], registry=r)
+        self.requests = Counter("circuit_requests", "Requests handled, by door (api).",
+                                ["key", "model", "provider", "api", "status"], registry=r)
         self.latency = Histogram("circuit_request_duration_seconds",
                                  "Time from a request's arrival to its end in the gateway.",
                                  ["provider", "stream"], buckets=_LATENCY_BUCKETS, registry=r)
@@ -39,9 +41,9 @@ class GatewayMetrics:
                               "Time from a request's arrival to its first byte to the client.",
                               ["provider", "stream"], buckets=_LATENCY_BUCKETS, registry=r)
         self.tokens = Counter("circuit_tokens", "Tokens, by direction (input or output).",
-                              ["key", "model", "provider", "direction"], registry=r)
+                              ["key", "model", "provider", "api", "direction"], registry=r)
         self.cost = Counter("circuit_cost_usd", "Cost in USD of priced requests.",
-                            ["key", "model", "provider"], registry=r)
+                            ["key", "model", "provider", "api"], registry=r)
         self.attempts = Counter("circuit_upstream_attempts", "Upstream calls, by outcome.",
                                 ["provider", "outcome"], registry=r)
         self.retries = Counter("circuit_upstream_retries",
@@ -63,19 +65,19 @@ class GatewayMetrics:
     def observe(self, records: Sequence[RequestRecord]) -> None:
         """Count a batch of finished requests (runs on the record writer's thread)."""
         for r in records:
-            key, provider = r.key_name or "-", r.provider or "-"
+            key, provider, api = r.key_name or "-", r.provider or "-", r.api or "-"
             model = self.model_label(r.model)
             stream = "true" if r.stream else "false"
-            self.requests.labels(key, model, provider, r.status).inc()
+            self.requests.labels(key, model, provider, api, r.status).inc()
             if r.latency_ms is not None:
                 self.latency.labels(provider, stream).observe(r.latency_ms / 1000)
             if r.ttfb_ms is not None:
                 self.ttft.labels(provider, stream).observe(r.ttfb_ms / 1000)
             if r.tokens_input or r.tokens_output:
-                self.tokens.labels(key, model, provider, "input").inc(r.tokens_input)
-                self.tokens.labels(key, model, provider, "output").inc(r.tokens_output)
+                self.tokens.labels(key, model, provider, api, "input").inc(r.tokens_input)
+                self.tokens.labels(key, model, provider, api, "output").inc(r.tokens_output)
             if r.cost_micros:
-                self.cost.labels(key, model, provider).inc(usd(r.cost_micros))
+                self.cost.labels(key, model, provider, api).inc(usd(r.cost_micros))
             if r.usage_anomaly:
                 self.anomalies.labels(provider, r.usage_anomaly.partition(":")[0]).inc()
             self._observe_attempts(r)

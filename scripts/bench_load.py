@@ -15,7 +15,9 @@ over the measured window: {"event": "measure_start"}, {"event": "measure_end"}, 
     python scripts/bench_load.py --url http://127.0.0.1:8080/v1/chat/completions -c 64 --stream
 
 The same body (model, max_tokens, messages) is a valid Anthropic Messages request: with a URL
-ending in /v1/messages it measures that door (a stream then ends at `message_stop`).
+ending in /v1/messages it measures that door (a stream then ends at `message_stop`). With a URL
+ending in /v1/responses the body is a Responses request (model, max_output_tokens, input) and
+a stream ends at `response.completed`.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ def build_request(host: str, port: int, path: str, *, model: str, stream: bool,
     if prompt_words:
         # A longer prompt of varied words (about one token each), for costs that grow with it.
         content = " ".join(f"word{i % 997}" for i in range(prompt_words)) + " " + content
-    body = {"model": model, "max_tokens": max_tokens,
-            "messages": [{"role": "user", "content": content}]}
+    body: dict = {"model": model, "max_tokens": max_tokens,
+                  "messages": [{"role": "user", "content": content}]}
+    if path.endswith("/responses"):
+        body = {"model": model, "max_output_tokens": max_tokens, "input": content}
     if stream:
         body["stream"] = True
     payload = json.dumps(body, separators=(",", ":")).encode()
@@ -69,7 +73,8 @@ class Load:
         self.host, self.port, self.request = host, port, request
         self.stream = stream
         # The Messages door's stream has no [DONE]: it ends with its message_stop event.
-        self.done_marker = b"message_stop" if b" /v1/messages " in request[:64] else b"[DONE]"
+        self.done_marker = b"message_stop" if b" /v1/messages " in request[:64] else \
+            b"response.completed" if b"/responses " in request[:64] else b"[DONE]"
         self.max_requests = max_requests
         self.running = True
         self.measuring = False

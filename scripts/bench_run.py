@@ -2,9 +2,11 @@
 
 Scenarios, each after a warm-up, direct to the mock (the zero-overhead limit) and through Circuit:
 non-streaming at c=1 and c=64, streaming (20 chunks) at c=64, a small concurrency sweep for the
-plot, the Messages door passed through to the mock as an Anthropic upstream (JSON and SSE, c=64); then `--workers 2` unpinned, and 1,000 slow streams held open for peak RSS. Every gateway
-runs with auth, its budget and its request records on (SQLite on disk, fresh tmp dir); after
-SIGTERM the rows in `requests` are counted against the requests sent.
+plot, the Messages door passed through to the mock as an Anthropic upstream and the Responses
+door passed through to it as OpenAI (JSON and SSE, c=64); then `--workers 2` unpinned, and
+1,000 slow streams held open for peak RSS. Every gateway runs with auth, its budget and its
+request records on (SQLite on disk, fresh tmp dir); after SIGTERM the rows in `requests` are
+counted against the requests sent.
 
 The gateway runs on core 0 (`taskset -c 0`); the mock, the load generator, py-spy and this script
 on core 1. Results: a table on stdout, bench-results/latest.json, bench-results/latency.png.
@@ -206,6 +208,9 @@ class Bench:
             # is to be no more than chat completions'.
             self.load("circuit-messages", mode, c, gw.url, gw=gw, mock=mock, warmup=warmup,
                       duration=duration, path="/v1/messages", model=procs.MESSAGES_MODEL)
+            # The Responses door passed through to the OpenAI provider on the mock: the same.
+            self.load("circuit-responses", mode, c, gw.url, gw=gw, mock=mock, warmup=warmup,
+                      duration=duration, path="/v1/responses")
         if plan["big_prompt"] and not args.prompt_words:
             # A ~4,000-token prompt: costs that grow with the prompt (token counting).
             self.load("circuit-4k", "json", 64, gw.url, gw=gw, mock=mock, warmup=sweep_warmup,

@@ -10,6 +10,9 @@ end of the headers, the Content-Length and whether the body asks for a stream.
     POST .../v1/messages          an Anthropic message (JSON), or with "stream": true its event
                                   stream (message_start, ping, one text delta per chunk,
                                   message_delta with usage, message_stop), chunked
+    POST .../responses            an OpenAI Response (JSON), or with "stream": true its named
+                                  event stream (response.created … one output_text.delta per
+                                  chunk … response.completed with usage), chunked
     GET  .../models               a one-model list
     GET  /stats                   {"requests": served so far}
 
@@ -79,6 +82,44 @@ def _messages_answers(words: list[str]) -> tuple[bytes, list[bytes]]:
                                                   pieces[-1] + b"0\r\n\r\n"]
 
 
+def _responses_answers(words: list[str]) -> tuple[bytes, list[bytes]]:
+    """OpenAI's Response object and its stream's pieces, for the Responses door's passthrough."""
+    text = "".join(words)
+    usage = {"input_tokens": 14, "input_tokens_details": {"cached_tokens": 0},
+             "output_tokens": len(words), "output_tokens_details": {"reasoning_tokens": 0},
+             "total_tokens": 14 + len(words)}
+    item = {"id": "msg_bench", "type": "message", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    response = {"id": "resp_bench", "object": "response", "created_at": _CREATED,
+                "status": "completed", "model": _MODEL, "output": [item], "usage": usage}
+    started = {**response, "status": "in_progress", "output": []}
+    del started["usage"]
+    part = {"type": "output_text", "text": "", "annotations": []}
+    events = [("response.created", {"response": started}),
+              ("response.in_progress", {"response": started}),
+              ("response.output_item.added", {"output_index": 0, "item": {
+                  **item, "status": "in_progress", "content": []}}),
+              ("response.content_part.added", {"item_id": "msg_bench", "output_index": 0,
+                                               "content_index": 0, "part": part}),
+              *(("response.output_text.delta", {"item_id": "msg_bench", "output_index": 0,
+                                                "content_index": 0, "delta": w})
+                for w in words),
+              ("response.output_text.done", {"item_id": "msg_bench", "output_index": 0,
+                                             "content_index": 0, "text": text}),
+              ("response.content_part.done", {"item_id": "msg_bench", "output_index": 0,
+                                              "content_index": 0,
+                                              "part": {**part, "text": text}}),
+              ("response.output_item.done", {"output_index": 0, "item": item}),
+              ("response.completed", {"response": response})]
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+            b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: keep-alive\r\n\r\n")
+    pieces = [_chunk(_dumps({"type": name, "sequence_number": number, **data}), name)
+              for number, (name, data) in enumerate(events)]
+    return _response("200 OK", _dumps(response)), [head + pieces[0], *pieces[1:-1],
+                                                   pieces[-1] + b"0\r\n\r\n"]
+
+
 class Answers:
     """Every response the mock can give, as bytes, built once."""
 
@@ -120,6 +161,8 @@ class Answers:
         self.stream_usage_whole = b"".join(self.stream_usage)
         self.messages_json, self.messages_stream = _messages_answers(words)
         self.messages_stream_whole = b"".join(self.messages_stream)
+        self.responses_json, self.responses_stream = _responses_answers(words)
+        self.responses_stream_whole = b"".join(self.responses_stream)
         self.models = _response("200 OK", _dumps({"object": "list", "data": [
             {"id": _MODEL, "object": "model", "created": _CREATED, "owned_by": "bench"}]}))
         self.not_found = _response("404 Not Found", b'{"error":{"message":"not found"}}')
@@ -190,6 +233,12 @@ class MockProtocol(asyncio.Protocol):
                 self._stream(answers.messages_stream, answers.messages_stream_whole)
             else:
                 self._send_later(answers.messages_json)
+        elif line.startswith(b"POST ") and b"/responses" in line:
+            up.requests += 1
+            if _STREAM.search(body):
+                self._stream(answers.responses_stream, answers.responses_stream_whole)
+            else:
+                self._send_later(answers.responses_json)
         elif line.startswith(b"POST ") and b"/chat/completions" in line:
             up.requests += 1
             if _STREAM.search(body):

@@ -11,6 +11,7 @@ from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.support.gateway_server import GatewayServer
 from tests.support.redis import fresh_prefix
+from tests.support.responses_routes import translated_gateway
 
 PROVIDER_KEY = "sk-upstream-provider-secret-42"
 
@@ -63,6 +64,17 @@ def openai_gateway(tmp_path_factory: pytest.TempPathFactory,
         CIRCUIT_BREAKER_CONSECUTIVE_FAILURES=10_000, CIRCUIT_BREAKER_MINIMUM_CALLS=10_000,
         CIRCUIT_RETRY_MAX_ATTEMPTS=1,  # one upstream call per request: faults show as they are
     ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def door(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAI,
+         fake_anthropic: FakeAnthropic) -> Iterator[GatewayServer]:
+    """The Responses door, on a gateway routing to each kind of target: OpenAI (passthrough),
+    a chat-only upstream and Anthropic (translated); tests/support/responses_routes.py."""
+    server = translated_gateway(tmp_path_factory.mktemp("responses-gw"), fake_openai.base_url,
+                                fake_anthropic.base_url)
     yield server
     server.stop()
 

@@ -108,6 +108,17 @@ def test_messages_stream_events_are_counted_to_message_stop(mock_factory) -> Non
     assert result["events_per_response"] == 11
 
 
+def test_responses_stream_events_are_counted_to_response_completed(mock_factory) -> None:
+    mock = mock_factory("--chunks", "5")
+    url = mock.url.replace("/v1/chat/completions", "/v1/responses")
+    result, _ = load(url, "-c", "3", "-d", "1", "-w", "0", "--stream")
+    assert result["errors_total"] == 0
+    assert result["sent_total"] == result["completed_total"] == mock.served()
+    # created, in_progress, output_item.added, content_part.added, 5 deltas,
+    # output_text.done, content_part.done, output_item.done, completed.
+    assert result["events_per_response"] == 13
+
+
 def test_an_error_status_is_counted_as_an_error(mock_factory) -> None:
     mock = mock_factory()
     wrong = mock.url.replace("/v1/chat/completions", "/nowhere")
@@ -134,5 +145,7 @@ def test_end_to_end_every_request_has_its_row(tmp_path: Path) -> None:
     assert all(s["completed_total"] > 0 and s["gateway"]["cpu_us_per_request"] for s in bare)
     assert all(s["errors_total"] == 0 for s in results["scenarios"])
     assert [s["mode"] for s in results["scenarios"] if s["target"] == "circuit-messages"] \
+        == ["sse"]
+    assert [s["mode"] for s in results["scenarios"] if s["target"] == "circuit-responses"] \
         == ["sse"]
     assert "one request row per request sent" in done.stdout

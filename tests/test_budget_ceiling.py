@@ -8,18 +8,16 @@ output tokens: $0.002 is 2,000 micro-dollars, about 3,300 output tokens.
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import orjson
 import pytest
 
 from circuit.accounting.budget import utc_day
-from circuit.keys import create_key
 from circuit.store.sqlite import SQLiteStore
 from tests.conftest import PROVIDER_KEY
 from tests.fakes.openai_upstream import Behaviour
 from tests.support.gateway_server import GatewayServer
+from tests.support.keys import live_key
 
 LIMIT_USD = 0.002
 LIMIT_MICROS = 2_000
@@ -38,20 +36,7 @@ def gateway(tmp_path, upstream):
 
 
 def _key(gateway, name="tight", limit=LIMIT_USD) -> str:
-    store = SQLiteStore(gateway.db_path)
-    try:
-        secret = create_key(store, name, daily_limit_usd=limit)
-    finally:
-        store.close()
-    # The gateway picks the key up within a second; probed without spending (the model list
-    # is a 401 until the key is live).
-    for _ in range(100):
-        probe = httpx.get(gateway.url + "/v1/models",
-                          headers={"Authorization": f"Bearer {secret}"}, timeout=10)
-        if probe.status_code == 200:
-            return secret
-        time.sleep(0.05)
-    raise AssertionError("key not picked up")
+    return live_key(gateway, name, daily_limit_usd=limit)
 
 
 def _post(gateway, secret, body, **kwargs) -> httpx.Response:

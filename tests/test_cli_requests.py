@@ -92,8 +92,17 @@ def test_tail_line_has_time_id_key_model_provider_stream_status_tokens_cost_and_
 def test_tail_starts_with_a_header_naming_its_columns(cli):
     cli.seed(record("r1"))
     header = cli("requests", "tail", "--no-follow").stdout.splitlines()[0]
-    assert header.split() == ["DATE", "TIME", "REQUEST", "ID", "KEY", "MODEL", "PROVIDER",
-                              "MODE", "STATUS", "TOKENS", "COST", "TIME", "IN", "ERROR"]
+    assert header.split() == ["DATE", "TIME", "REQUEST", "ID", "KEY", "MODEL", "DOOR",
+                              "PROVIDER", "MODE", "STATUS", "TOKENS", "COST", "TIME", "IN"]
+
+
+def test_tail_shows_the_door_and_the_wire_that_went_upstream(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    cli.seed(record("r1", api="embeddings", upstream_api="embeddings"),
+             record("r2", api="messages", upstream_api="chat"))
+    lines = cli("requests", "tail", "--no-follow").stdout.splitlines()
+    assert "ERROR" in lines[0]
+    assert " embeddings " in lines[1] and "messages→chat" in lines[2]
 
 
 @pytest.mark.parametrize("width", [60, 80, 100, 120])

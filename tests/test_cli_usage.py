@@ -217,3 +217,17 @@ def test_a_database_without_circuit_tables_exits_2(tmp_path, monkeypatch):
     cli = Cli(tmp_path, monkeypatch)
     sqlite3.connect(cli.db_path).execute("CREATE TABLE other (x)").connection.close()
     assert "not a Circuit database" in one_line_error(cli("usage", code=2))
+
+
+def test_by_api_shows_each_door_with_its_tokens_and_cost(cli):
+    cli.seed(record("e1", api="embeddings", upstream_api="embeddings",
+                    model="text-embedding-3-small", tokens_input=1_000, tokens_output=0,
+                    cost_micros=20),
+             record("c1", api="completions", upstream_api="completions"),
+             record("s1", api="chat_store", upstream_api="chat_store", tokens_input=0,
+                    tokens_output=0, cost_micros=None),
+             record("h1"))
+    groups = by_group(cli.json("usage", "--by", "api"))
+    assert set(groups) == {"embeddings", "completions", "chat_store", "chat"}
+    assert (groups["embeddings"]["tokens_in"], groups["embeddings"]["cost_usd"]) == (1000,
+                                                                                     0.00002)

@@ -128,11 +128,12 @@ def test_unknown_path_gets_404_in_openai_shape(mock_gateway):
 
 
 def test_wrong_method_gets_405_in_openai_shape(mock_gateway):
-    _assert_openai_error(httpx.get(mock_gateway.url + URL), 405, "method_not_allowed")
+    # GET is the stored-completions list (passed through): PUT is no method of this path.
+    _assert_openai_error(httpx.put(mock_gateway.url + URL), 405, "method_not_allowed")
 
 
 @pytest.mark.parametrize("method, path, allowed", [
-    ("GET", URL, "POST"), ("DELETE", URL, "POST"), ("POST", "/v1/models", "GET"),
+    ("PUT", URL, "POST"), ("DELETE", URL, "POST"), ("POST", "/v1/models", "GET"),
     ("PUT", "/healthz", "GET"),
 ])
 def test_a_405_says_which_methods_are_allowed(mock_gateway, method, path, allowed):

@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import httpx
+import orjson
 
 from circuit.logs import RequestLog, TextFormatter
 from circuit.store.records import RequestRecord
@@ -59,3 +60,14 @@ def test_a_served_gateway_writes_every_line_with_the_iso_time(tmp_path):
     assert any("no API keys" in line for line in circuit_lines)
     assert any("circuit.requests" in line for line in circuit_lines)
     assert all(ISO.match(line) for line in circuit_lines), circuit_lines
+
+
+def test_the_request_line_names_the_door_and_the_upstream_wire():
+    record = RequestRecord(request_id="r1", timestamp="x", status="ok", api="embeddings",
+                           upstream_api="embeddings")
+    text, structured = io.StringIO(), io.StringIO()
+    RequestLog(stream=text)([record])
+    RequestLog(fmt="json", stream=structured)([record])
+    assert " api=embeddings upstream_api=embeddings " in text.getvalue()
+    line = orjson.loads(structured.getvalue())
+    assert (line["api"], line["upstream_api"]) == ("embeddings", "embeddings")

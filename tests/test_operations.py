@@ -9,6 +9,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from circuit.gateway.openai_surface import UNBOUNDED
 from tests.fakes.openai_upstream import Behaviour
 from tests.support.gateway_server import CLIENT_KEY, GatewayServer
 
@@ -170,3 +171,17 @@ def test_json_logs_are_one_object_per_line_with_the_request_id(tmp_path, capfd):
     entry = orjson.loads(lines[0])
     assert entry["request_id"] == "json-log-check" and entry["status"] == "ok"
     assert entry["key"] == "config-1" and CLIENT_KEY not in lines[0]
+
+
+def test_metrics_label_requests_tokens_and_cost_with_their_door(mock_gateway):
+    mock_gateway.client().embeddings.create(model="text-embedding-3-small", input="hi there")
+    labels = dict(model="text-embedding-3-small", provider="mock", api="embeddings")
+    assert _wait_for(lambda: _value(_samples(mock_gateway), "circuit_requests_total",
+                                    status="ok", **labels) >= 1)
+    samples = _samples(mock_gateway)
+    assert _value(samples, "circuit_tokens_total", direction="input", **labels) >= 2
+    assert _value(samples, "circuit_cost_usd_total", **labels) > 0
+    doors = {dict(ls).get("api") for (n, ls) in samples if n == "circuit_requests_total"}
+    known = {"chat", "messages", "count_tokens", "responses", "embeddings", "completions",
+             "chat_store", "models", "moderations", *UNBOUNDED}
+    assert "embeddings" in doors and doors <= known  # door names the gateway gives, no others

@@ -29,3 +29,9 @@ def test_the_quota_refusal_the_readme_quotes_has_the_programs_wording():
     message = _quota_exceeded(2_000, 615, 11).message
     head = message.split(" The budget resets")[0]
     assert head in README, head
+
+
+def test_the_unbounded_endpoint_refusal_the_readme_quotes_is_the_programs():
+    from circuit.gateway.openai_surface import not_budgeted
+
+    assert not_budgeted("files", 10_000_000).message in README

@@ -199,9 +199,35 @@ def responses_bound(body: Mapping[str, Any]) -> RequestBound:
 
 
 def embeddings_bound(body: Mapping[str, Any]) -> RequestBound:
-    """The bound of an embeddings request: the bytes of each input string, the length of each
-    array of token ids; no output tokens."""
-    items = body.get("input")
+    """The bound of an embeddings request: its input (see `input_bound`); no output tokens.
+    `dimensions` and `encoding_format` change the answer, not what it is billed."""
+    return RequestBound(text_tokens=input_bound(body.get("input")), max_output=0)
+
+
+#: The legacy completions endpoint's `max_tokens` when the client sends none.
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+
+
+def completions_bound(body: Mapping[str, Any]) -> RequestBound:
+    """The bound of a legacy completions request: the prompt (see `input_bound`) and
+    `suffix`; every prompt of a list gets `n` completions out of `best_of` generated, each
+    up to `max_tokens` (16 when not sent): prompts x n x best_of choices, a safe ceiling."""
+    prompt = body.get("prompt")
+    prompts = len(prompt) if isinstance(prompt, list) and prompt and \
+        not isinstance(prompt[0], int) else 1
+    suffix = body.get("suffix")
+    total = input_bound(prompt) + (utf8_len(suffix) if isinstance(suffix, str) else 0)
+    n, best_of = lenient_int(body.get("n")), lenient_int(body.get("best_of"))
+    choices = prompts * max(n or 1, 1) * max(best_of or 1, 1)
+    output = lenient_int(body.get("max_tokens"))
+    return RequestBound(text_tokens=total + PRIMING * prompts, choices=choices,
+                        max_output=max(output, 0) if output is not None
+                        else COMPLETIONS_DEFAULT_MAX_TOKENS)
+
+
+def input_bound(items: Any) -> int:
+    """Tokens of an embeddings `input` or a completions `prompt` at most: the bytes of each
+    string (and one for its end), the length of each array of token ids."""
     items = items if isinstance(items, list) else [items]
     total = 0
     for item in items:
@@ -211,7 +237,7 @@ def embeddings_bound(body: Mapping[str, Any]) -> RequestBound:
             total += sum(len(ids) if isinstance(ids, list) else 1 for ids in item)
         elif isinstance(item, int):
             total += 1
-    return RequestBound(text_tokens=total, max_output=0)
+    return total
 
 
 def chat_bound(body: Mapping[str, Any]) -> RequestBound:

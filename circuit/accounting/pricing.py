@@ -129,6 +129,14 @@ _OPENAI: dict[str, Price] = {
     "o3": _p("2", "0.50", "8", 100_000),
     "o3-mini": _p("1.10", "0.55", "4.40", 100_000),
     "o4-mini": _p("1.10", "0.275", "4.40", 100_000),
+    # Embeddings bill input only (genai-prices' snapshot does not carry them); the cap is
+    # moot, as an embeddings request reserves no output.
+    "text-embedding-3-small": _p("0.02", "0.02", "0", 8_192),
+    "text-embedding-3-large": _p("0.13", "0.13", "0", 8_192),
+    "text-embedding-ada-002": _p("0.10", "0.10", "0", 8_192),
+    # Legacy completions models (gpt-3.5-turbo-instruct comes from genai-prices).
+    "davinci-002": _p("2", "2", "2", 16_384),
+    "babbage-002": _p("0.40", "0.40", "0.40", 16_384),
 }
 _ANTHROPIC: dict[str, Price] = {
     "claude-opus-4-5": _p("5", "0.50", "25", 64_000, cache_write="6.25"),

@@ -50,7 +50,8 @@ def tail(
     """Follow requests as the gateway records them, one line each, until Ctrl-C.
 
     Shows the last 10 first, under a header line. Each line: date and time (UTC), request id,
-    key, model, provider, stream or json, status, tokens in→out, cost, time in the gateway,
+    key, model, door (the API it came in by), provider, stream or json, status, tokens
+    in→out, cost, time in the gateway,
     and the error code of a request that did not succeed; on a narrow terminal the columns
     that matter least are left out (`--json` has everything). Ctrl-C ends it with exit code 0.
 

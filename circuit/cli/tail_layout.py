@@ -3,8 +3,8 @@
 Every column has a fixed width, so lines printed as they arrive stay aligned under the one
 header line; a value too long for its column is cut with `…`. On a narrow terminal the columns
 that matter least are left out, so no line wraps: at 80 columns time, request id, key, model and
-status remain; with more room come cost, tokens, provider, stream, latency, the date, and the
-error code in whatever width is left.
+status remain; with more room come the door (api, and the upstream wire when it differs), cost,
+tokens, provider, stream, latency, the date, and the error code in whatever width is left.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ def _status(record: dict) -> str:
     return "disconnected" if state == "client_disconnected" else state
 
 
+def _door(record: dict) -> str:
+    """The door, and the wire that went upstream when it was another (`messages→chat`)."""
+    api, upstream = record.get("api") or "chat", record.get("upstream_api")
+    return api if upstream in (None, api) else f"{api}→{upstream}"
+
+
 def _tokens(record: dict) -> str:
     return f"{record['tokens_input'] or 0:,}→{record['tokens_output'] or 0:,}"
 
@@ -43,6 +49,7 @@ COLUMNS = {
     "id": Column("REQUEST ID", 26, lambda r: r["request_id"] or "-"),
     "key": Column("KEY", 10, lambda r: r["key_name"] or "-"),
     "model": Column("MODEL", 14, lambda r: r["model"] or "-"),
+    "door": Column("DOOR", 14, _door),
     "provider": Column("PROVIDER", 9, lambda r: r["provider"] or "-"),
     "stream": Column("MODE", 6, lambda r: "stream" if r["stream"] else "json"),
     "status": Column("STATUS", 12, _status),
@@ -51,8 +58,8 @@ COLUMNS = {
     "latency": Column("TIME IN", 7, lambda r: output.millis(r["latency_ms"]), right=True),
 }
 #: Which columns stay when room is short, the most needed first.
-KEPT_FIRST = ("id", "status", "time", "model", "key", "cost", "tokens", "provider", "stream",
-              "latency", "date")
+KEPT_FIRST = ("id", "status", "time", "model", "key", "door", "cost", "tokens", "provider",
+              "stream", "latency", "date")
 
 
 def _fit(text: str, width: int, right: bool = False) -> str:

@@ -22,6 +22,9 @@ from circuit.gateway.flow import ChatFlow
 from circuit.gateway.messages_count import CountTokensFlow
 from circuit.gateway.messages_flow import MessagesFlow
 from circuit.gateway.messages_request import authenticate as authenticate_messages
+from circuit.gateway.openai_routes import add_openai_routes
+from circuit.gateway.openai_surface import completions_plan, embeddings_plan
+from circuit.gateway.passthrough import PassthroughDoor
 from circuit.gateway.readiness import readiness
 from circuit.gateway.request_id import (
     RequestIdMiddleware,
@@ -29,6 +32,7 @@ from circuit.gateway.request_id import (
     send_with_request_id,
 )
 from circuit.gateway.responses import EXCEPTION_HANDLERS, error_response, json_response
+from circuit.gateway.responses_flow import ResponsesFlow
 from circuit.gateway.runtime import Gateway
 from circuit.logs import configure_logging
 from circuit.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -49,6 +53,27 @@ _CHAT_BODY_SCHEMA = {
                 "max_tokens": {"type": "integer", "minimum": 1},
                 "max_completion_tokens": {"type": "integer", "minimum": 1},
                 "stream_options": {"type": "object"},
+            },
+        }}},
+    }
+}
+
+#: The Responses door's body, as far as the gateway reads it (responses_request.py).
+_RESPONSES_BODY_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["model"],
+            "properties": {
+                "model": {"type": "string", "minLength": 1},
+                "input": {"oneOf": [{"type": "string"},
+                                    {"type": "array", "items": {"type": "object"}}]},
+                "instructions": {"type": "string"},
+                "stream": {"type": "boolean"},
+                "max_output_tokens": {"type": "integer", "minimum": 1},
+                "tools": {"type": "array", "items": {"type": "object"}},
+                "previous_response_id": {"type": "string"},
             },
         }}},
     }
@@ -150,14 +175,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     chat = ChatFlow(gateway)
     messages = MessagesFlow(gateway)
     count_tokens = CountTokensFlow(gateway)
+    responses = ResponsesFlow(gateway)
+    embeddings = PassthroughDoor(gateway, "embeddings", embeddings_plan)
+    completions = PassthroughDoor(gateway, "completions", completions_plan)
     app.fast_routes = {("POST", "/v1/chat/completions"): chat,
                        ("POST", "/v1/messages"): messages,
-                       ("POST", "/v1/messages/count_tokens"): count_tokens}
+                       ("POST", "/v1/messages/count_tokens"): count_tokens,
+                       ("POST", "/v1/responses"): responses,
+                       ("POST", "/v1/embeddings"): embeddings,
+                       ("POST", "/v1/completions"): completions}
 
     @app.post("/v1/chat/completions", openapi_extra=_CHAT_BODY_SCHEMA, responses=_CHAT_ERRORS,
               summary="Create a chat completion (OpenAI-compatible, JSON or SSE)")
     async def chat_completions(request: Request) -> Response:
         return await chat(request)
+
+    @app.post("/v1/embeddings", responses=_CHAT_ERRORS,
+              summary="Create embeddings (OpenAI-compatible passthrough)")
+    async def create_embeddings(request: Request) -> Response:
+        return await embeddings(request)
+
+    @app.post("/v1/completions", responses=_CHAT_ERRORS,
+              summary="Create a legacy completion (OpenAI-compatible passthrough, JSON or SSE)")
+    async def create_completion(request: Request) -> Response:
+        return await completions(request)
+
+    @app.post("/v1/responses", openapi_extra=_RESPONSES_BODY_SCHEMA, responses=_CHAT_ERRORS,
+              summary="Create a model response (OpenAI Responses API, JSON or SSE)")
+    async def create_response(request: Request) -> Response:
+        return await responses(request)
 
     @app.post("/v1/messages", openapi_extra=MESSAGES_BODY_SCHEMA,
               summary="Create a message (Anthropic Messages API, JSON or SSE)")
@@ -213,5 +259,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "GET /metrics needs 'Authorization: Bearer <CIRCUIT_METRICS_TOKEN>'"))
         return Response(gateway.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
+    add_openai_routes(app, gateway)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -42,10 +42,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def parse_chat_request(raw: bytes) -> ChatRequest:
-    """Parse and check the fields the gateway relies on; InvalidRequest says what is wrong."""
+def json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """A request body that must be one JSON object (`what`: the kind of request, for the
+    message of an empty body)."""
     if not raw.strip():
-        raise InvalidRequest("The request body is empty; send a JSON chat-completion request",
+        raise InvalidRequest(f"The request body is empty; send a JSON {what} request",
                              code="invalid_json")
     try:
         body = orjson.loads(raw)
@@ -54,6 +55,12 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
                              code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def parse_chat_request(raw: bytes) -> ChatRequest:
+    """Parse and check the fields the gateway relies on; InvalidRequest says what is wrong."""
+    body = json_object(raw, "chat-completion")
     model = body.get("model")
     if model is None:
         raise InvalidRequest("Missing required parameter: 'model'", code="missing_required_parameter")

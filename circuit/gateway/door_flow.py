@@ -14,7 +14,8 @@ import logging
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from circuit.errors import CircuitError
+from circuit.errors import AuthenticationFailed, CircuitError
+from circuit.gateway.auth import ClientKey
 from circuit.gateway.doors import Door
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.request_id import SCOPE_KEY, new_request_id
@@ -35,6 +36,17 @@ class DoorFlow:
 
     async def serve(self, request: Request, exchange: Exchange) -> Response:
         raise NotImplementedError
+
+    def authenticate(self, request: Request, exchange: Exchange) -> ClientKey:
+        """The caller of a door that takes `Authorization: Bearer`, named in the record (a
+        revoked key's name too; None if unknown), or AuthenticationFailed."""
+        try:
+            key = self.gateway.keys.authenticate(request.headers.get("authorization"))
+        except AuthenticationFailed as refused:
+            exchange.caller(None, refused.key_name)
+            raise
+        exchange.caller(key)
+        return key
 
     async def __call__(self, request: Request) -> Response:
         exchange = Exchange(self.gateway, request.scope.get(SCOPE_KEY) or new_request_id())

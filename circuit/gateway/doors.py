@@ -124,3 +124,22 @@ def _anthropic_stream_error(error: CircuitError) -> bytes:
 
 MESSAGES = Door("messages", anthropic_error_body, anthropic_status, named_frame, b"",
                 _anthropic_stream_error)
+
+
+# -- OpenAI Responses -------------------------------------------------------------------------
+
+def responses_door(next_sequence: Callable[[], int]) -> Door:
+    """The Responses door for one stream: OpenAI's errors, named frames, no end marker, and
+    at a break an `error` event (the spec's ResponseErrorEvent, which the SDK yields as an
+    event of type "error") numbered after the last event relayed (`next_sequence()`)."""
+
+    def stream_error(error: CircuitError) -> bytes:
+        event = {"type": "error", "code": error.code, "message": error.message,
+                 "param": error.param, "sequence_number": next_sequence()}
+        return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
+
+    return Door("responses", openai_error_body, http_status, named_frame, b"", stream_error)
+
+
+#: The Responses door's JSON answers (a stream gets a door of its own: `responses_door`).
+RESPONSES = responses_door(lambda: 0)

@@ -113,6 +113,7 @@ class AnthropicProvider:
     wire = "messages"
 
     reports_stream_usage = True
+    speaks_responses = False
     #: Models asked for per page of `GET /v1/models` (Anthropic allows up to 1000).
     models_page_size = 1000
 

@@ -23,6 +23,9 @@ class Provider(Protocol):
     wire: str
     #: Whether the provider reports usage (`stream_options.include_usage`) when asked.
     reports_stream_usage: bool
+    #: Whether the upstream serves OpenAI's Responses API (`forward` to `/responses`); the
+    #: Responses door translates to chat completions for one that does not.
+    speaks_responses: bool
 
     async def start(self) -> None:
         """Open pools; called once inside the running event loop."""

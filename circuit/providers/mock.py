@@ -12,8 +12,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import orjson
+
 from circuit.accounting.tokens import TokenCounter
 from circuit.errors import UpstreamRejected
+from circuit.providers.mock_completions import completions_body, completions_chunks
+from circuit.providers.mock_embeddings import embeddings_body
 from circuit.providers.mock_reply import MockReply, compose
 from circuit.providers.mock_wire import MockChunkStream, completion_body
 from circuit.providers.openai_wire import OpenAIEvents, PayloadEvents, wants_usage
@@ -29,6 +33,7 @@ class MockProvider:
     """Answers locally; `delay` seconds between stream chunks makes it feel like a model."""
 
     wire = "chat"
+    speaks_responses = False
 
     reports_stream_usage = True
 
@@ -64,10 +69,34 @@ class MockProvider:
         return Completion(body=completion_body(reply, call.model), usage=reply.usage,
                           finish_reason=reply.choices[0].finish_reason, text=reply.text)
 
-    async def forward(self, request: Passthrough, reader: WireReader) -> Completion:
-        # The mock speaks chat completions only: a door translates to it instead.
-        raise UpstreamRejected(404, f"The mock provider does not serve {request.path}",
-                               type="invalid_request_error", code="not_found")
+    async def forward(self, request: Passthrough, reader: WireReader
+                      ) -> Completion | PayloadEvents:
+        """Embeddings, legacy completions and a model's description; other formats a door
+        translates to chat."""
+        path = request.path.partition("?")[0]
+        if path == "/embeddings" and request.method == "POST":
+            body = orjson.loads(request.body)  # checked by the door
+            if len(request.body) > _INLINE_BYTES or isinstance(body.get("input"), list) \
+                    and len(body["input"]) > 16:
+                answer = await asyncio.to_thread(embeddings_body, body, body["model"],
+                                                 self._counter)
+            else:
+                answer = embeddings_body(body, body["model"], self._counter)
+            return reader.completion(answer)
+        if path == "/completions" and request.method == "POST":
+            body = orjson.loads(request.body)  # checked by the door
+            if request.stream:
+                return PayloadEvents(completions_chunks(body, body["model"], self._counter),
+                                     reader.transform())
+            return reader.completion(await asyncio.to_thread(
+                completions_body, body, body["model"], self._counter))
+        if path.startswith("/models/") and request.method == "GET":
+            # The mock answers any model name, so it describes any.
+            return reader.completion(orjson.dumps({
+                "id": path.removeprefix("/models/"), "object": "model", "created": 0,
+                "owned_by": self.name}))
+        raise UpstreamRejected(404, f"The mock provider does not serve {request.method} "
+                               f"{path}", type="invalid_request_error", code="not_found")
 
     async def open_stream(self, call: Call) -> PayloadEvents:
         chunks = MockChunkStream(await self._reply(call), call.model, self._delay)

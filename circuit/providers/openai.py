@@ -37,8 +37,10 @@ class OpenAIProvider:
 
     def __init__(self, name: str, base_url: str, api_key: str | None,
                  timeouts: Timeouts | None = None, max_connections: int = 1000,
-                 sizes: SizeLimits | None = None) -> None:
+                 sizes: SizeLimits | None = None, responses: bool = True) -> None:
         self.name = name
+        #: False for a chat-completions-only upstream (vLLM, Ollama, …): `responses = false`.
+        self.speaks_responses = responses
         self._base = base_url.rstrip("/")
         self._url = self._base + "/chat/completions"
         self._models_url = base_url.rstrip("/") + "/models"
@@ -96,7 +98,8 @@ class OpenAIProvider:
             self._sizes.event)
 
     async def forward(self, request: Passthrough, reader: WireReader) -> Completion | EventStream:
-        """`request.path` is under the base URL (`/responses`, `/embeddings`, …)."""
+        """`request.path` is under the base URL (`/responses`, `/embeddings`, …), with the
+        client's query string; `request.method` is forwarded (GET, DELETE: no body)."""
         url = self._base + request.path
         if request.stream:
             return await open_event_stream(self._session, url, request.body, self.name,
@@ -105,7 +108,8 @@ class OpenAIProvider:
                                            self._sizes.event, headers=request.headers)
         body = await post_for_body(self._session, url, request.body, self.name,
                                    self._error_for, self._timeouts.first_byte,
-                                   self._sizes.response, headers=request.headers)
+                                   self._sizes.response, headers=request.headers,
+                                   method=request.method)
         return reader.completion(body)
 
     async def list_models(self) -> list[str]:

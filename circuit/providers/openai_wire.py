@@ -127,10 +127,14 @@ class OpenAIEvents:
         except orjson.JSONDecodeError:
             raise StreamBroken("upstream sent an event that is not JSON",
                                code="bad_upstream_response") from None
-        event = chunk_event(data, chunk, self._forward_usage)
+        event = self.event(data, chunk)
         if event.error is not None:
             self.failed = True
         return [event]
+
+    def event(self, data: bytes, chunk: Any) -> StreamEvent:
+        """The StreamEvent of one parsed chunk (a subclass reads another chunk shape)."""
+        return chunk_event(data, chunk, self._forward_usage)
 
 
 def wants_usage(body: dict[str, Any]) -> bool:

@@ -32,7 +32,7 @@ KINDS = BUILT_IN_PROVIDERS
 #: The fields of a `[providers.NAME]` table, each with the parser settings use for its kind.
 _FIELDS: dict[str, Callable[[Any], Any]] = {
     "kind": parse_choice(*KINDS), "base_url": parse_http_url, "api_key_env": parse_text,
-    "free": parse_flag,
+    "free": parse_flag, "responses": parse_flag,
     **dict.fromkeys(("connect_timeout", "first_byte_timeout", "idle_timeout",
                      "backoff_initial", "backoff_max", "deadline"), parse_number(0.0)),
     **dict.fromkeys(("max_attempts", "default_max_tokens", "max_connections"),
@@ -53,6 +53,8 @@ class ProviderSpec:
     #: Costs nothing (the mock; a local model): serves unpriced models to budgeted keys.
     free: bool = False
     sizes: SizeLimits = SizeLimits()
+    #: The upstream serves OpenAI's Responses API (`responses = false`: chat completions only).
+    responses: bool = True
 
 
 def provider_specs(settings: Settings) -> dict[str, ProviderSpec]:
@@ -116,7 +118,8 @@ def _spec_from_table(name: str, table: Any, settings: Settings, timeouts: Timeou
                     table.get("deadline", retry.deadline)),
         table.get("default_max_tokens", settings.anthropic_max_tokens),
         table.get("max_connections", 1000),
-        table.get("free", kind == "mock"))
+        table.get("free", kind == "mock"),
+        responses=table.get("responses", kind == "openai"))
 
 
 def route_table(settings: Settings,
@@ -152,4 +155,5 @@ def build_provider(spec: ProviderSpec, counter: Callable[[], TokenCounter]) -> P
                                  default_max_tokens=spec.default_max_tokens,
                                  max_connections=spec.max_connections, sizes=spec.sizes)
     return OpenAIProvider(spec.name, spec.base_url, spec.api_key, spec.timeouts,
-                          max_connections=spec.max_connections, sizes=spec.sizes)
+                          max_connections=spec.max_connections, sizes=spec.sizes,
+                          responses=spec.responses)

@@ -37,13 +37,15 @@ def open_session(headers: Mapping[str, str], connect_timeout: float,
 
 async def post(session: aiohttp.ClientSession | None, url: str, payload: bytes, provider: str,
                error_for: ErrorMapper, *, stream: bool = False,
-               headers: Mapping[str, str] | None = None) -> aiohttp.ClientResponse:
+               headers: Mapping[str, str] | None = None,
+               method: str = "POST") -> aiohttp.ClientResponse:
     """The upstream's 2xx response, headers read and body not yet; else a typed error
     (`error_for` maps the upstream's own error answers). With `stream`, an answer that is one
-    JSON body rather than an event stream is refused (UpstreamNotStreaming)."""
+    JSON body rather than an event stream is refused (UpstreamNotStreaming). `method`: what
+    a passthrough door forwards (GET and DELETE without a body)."""
     assert session is not None, "provider not started"
     try:
-        response = await session.post(url, data=payload, headers=headers)
+        response = await session.request(method, url, data=payload or None, headers=headers)
     except aiohttp.ClientConnectorError as exc:
         raise UpstreamUnreachable(f"{provider} is unreachable: {exc.strerror or exc}") from None
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
@@ -124,12 +126,14 @@ def _give_back_memory() -> None:
 
 async def post_for_body(session: aiohttp.ClientSession | None, url: str, payload: bytes,
                         provider: str, error_for: ErrorMapper, first_byte: float,
-                        limit: int, headers: Mapping[str, str] | None = None) -> bytes:
+                        limit: int, headers: Mapping[str, str] | None = None,
+                        method: str = "POST") -> bytes:
     """The whole body of a (non-streamed) answer, which must arrive within `first_byte` and be
     at most `limit` bytes."""
     try:
         async with asyncio.timeout(first_byte):
-            response = await post(session, url, payload, provider, error_for, headers=headers)
+            response = await post(session, url, payload, provider, error_for, headers=headers,
+                                  method=method)
             try:
                 return await read_bounded(response, limit, provider)
             finally:

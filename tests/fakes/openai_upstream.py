@@ -6,8 +6,11 @@
         ...
         assert upstream.received[0].api_key == "sk-provider"
 
-Endpoints: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``. Both require
-``Authorization: Bearer <non-empty>``, else 401 in OpenAI's error shape.
+Endpoints: ``POST /v1/chat/completions`` (JSON or SSE), ``POST /v1/responses`` (JSON or SSE,
+the Responses wire format: see openai_responses.py), ``GET /v1/models``, and the rest of the
+surface in tests/fakes/openai_surface.py (embeddings, legacy completions, stored chat
+completions, ``GET /v1/models/{id}``, files). All require ``Authorization: Bearer
+<non-empty>``, else 401 in OpenAI's error shape. Scripted behaviours apply to every endpoint.
 
 Replies are deterministic. One word = one token:
 
@@ -39,6 +42,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes import openai_responses as responses_wire
+from tests.fakes.openai_surface import SurfaceRoutes
 from tests.fakes.oversized import write_padded
 from tests.fakes.server_thread import ServerThread
 
@@ -124,6 +129,13 @@ class Behaviour:
     with this many bytes of content. Written a MiB at a time: the fake never holds it."""
     oversized_after_chunks: int = 0
     oversized_declared: bool = False
+    tool_call: dict[str, str] | None = None
+    """Responses: answer one function call (``{"name": ..., "arguments": "..."}``), no text."""
+    raw_body: bytes | None = None
+    """Responses: answer 200 with these bytes as the JSON body, whatever they are."""
+    error_event_after_chunks: int | None = None
+    """Responses stream: after N text deltas, an ``error`` event (``error_code``,
+    ``error_message``) and the end of the stream, as OpenAI does when generation fails."""
 
 
 @dataclass
@@ -136,6 +148,9 @@ class ReceivedRequest:
     api_key: str | None  # the Bearer token, None if absent/empty
     path: str = "/v1/chat/completions"
     behaviour: Behaviour | None = None  # what the fake did (None: rejected before scripting)
+    method: str = "POST"
+    query: str = ""  # the query string as received
+    sent: bytearray = field(default_factory=bytearray)  # a Responses stream's body, as sent
 
     @property
     def authorization(self) -> str | None:
@@ -274,6 +289,7 @@ class FakeOpenAI:
         self._queue: collections.deque[Behaviour] = collections.deque()
         self._lock = threading.Lock()
         self._seq = 0
+        self.surface = SurfaceRoutes(self)
         self._server = ServerThread(self._make_app())
 
     # ------------------------------------------------------------------ control API
@@ -324,6 +340,8 @@ class FakeOpenAI:
             self.connections_closed_by_client = 0
             self.models_calls = 0
             self.default = Behaviour()
+            self.surface.stored.clear()
+            self.surface.stored_messages.clear()
 
     @property
     def last(self) -> ReceivedRequest:
@@ -362,8 +380,47 @@ class FakeOpenAI:
     def _make_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._handle_chat)
+        app.router.add_post("/v1/responses", self._handle_responses)
         app.router.add_get("/v1/models", self._handle_models)
+        self.surface.add_to(app)
         return app
+
+    # ------------------------------------------------------------------ for SurfaceRoutes
+
+    async def record(self, request: web.Request) -> ReceivedRequest:
+        """Keep a request as received (body parsed when it is a JSON object)."""
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+        rec = ReceivedRequest(body=body if isinstance(body, dict) else None, raw=raw,
+                              headers={k.lower(): v for k, v in request.headers.items()},
+                              api_key=self._api_key(request), path=request.path,
+                              method=request.method, query=request.query_string)
+        with self._lock:
+            self.received.append(rec)
+            self.calls += 1
+        return rec
+
+    def next_behaviour(self) -> Behaviour:
+        return self._next_behaviour()
+
+    def unauthorized(self) -> web.Response:
+        return self._unauthorized()
+
+    def json_error(self, status: int, body: dict[str, Any]) -> web.Response:
+        return self._json_error(status, body)
+
+    def error_answer(self, behaviour: Behaviour) -> web.Response:
+        return self._error_response(behaviour, self._next_id()[1])
+
+    async def abort(self, request: web.Request) -> None:
+        """Break the connection mid-body (raises what ends the handler quietly)."""
+        try:
+            await self._abort(request)
+        except _DroppedByServer:
+            raise asyncio.CancelledError() from None
 
     @staticmethod
     def _api_key(request: web.Request) -> str | None:
@@ -490,6 +547,142 @@ class FakeOpenAI:
                 self._count_client_gone()
             raise asyncio.CancelledError() from None
 
+    async def _handle_responses(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        api_key = self._api_key(request)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        rec = ReceivedRequest(body=body if isinstance(body, dict) else None, raw=raw,
+                              headers={k.lower(): v for k, v in request.headers.items()},
+                              api_key=api_key, path=request.path)
+        with self._lock:
+            self.received.append(rec)
+            self.calls += 1
+        if api_key is None:
+            return self._unauthorized()
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return self._json_error(400, error_body(
+                400, message="Missing required parameter: 'model'.",
+                code="missing_required_parameter", param="model"))
+        behaviour = self._next_behaviour()
+        rec.behaviour = behaviour
+        response_id = "resp_" + self._next_id()[0].removeprefix("chatcmpl-")
+        request_id = "req_" + response_id[5:]
+        try:
+            if behaviour.hang > 0:
+                await asyncio.sleep(behaviour.hang)
+            if behaviour.status != 200:
+                return self._error_response(behaviour, request_id)
+            if behaviour.raw_body is not None:
+                return web.Response(body=behaviour.raw_body, content_type="application/json")
+            if body.get("stream") is True and not behaviour.json_for_stream:
+                return await self._responses_stream(request, body, behaviour, response_id,
+                                                    rec.sent)
+            words, cut = responses_wire.reply_words(body, behaviour.reply,
+                                                    behaviour.ignore_max_tokens)
+            if behaviour.tool_call is not None:
+                output = [responses_wire.call_item("fc_" + response_id[5:], behaviour.tool_call)]
+                spent = len(behaviour.tool_call["arguments"].split()) + 1
+            else:
+                output = [responses_wire.message_item("msg_" + response_id[5:], " ".join(words))]
+                spent = len(words)
+            usage = behaviour.usage or responses_wire.usage(body, spent)
+            obj = responses_wire.response_object(
+                body, response_id, status="incomplete" if cut else "completed", output=output,
+                usage_=usage if behaviour.send_usage else None)
+            return web.Response(body=orjson.dumps(obj), content_type="application/json",
+                                headers={"x-request-id": request_id, **behaviour.headers})
+        except _DroppedByServer:
+            raise asyncio.CancelledError() from None
+        except (asyncio.CancelledError, ConnectionResetError):
+            if self._server.running:
+                self._count_client_gone()
+            raise asyncio.CancelledError() from None
+
+    async def _responses_stream(self, request: web.Request, body: dict[str, Any],
+                                behaviour: Behaviour, response_id: str,
+                                sent_bytes: bytearray) -> web.StreamResponse:
+        wire = responses_wire
+        words, cut = wire.reply_words(body, behaviour.reply, behaviour.ignore_max_tokens)
+        event = wire.EventNumbers()
+        created = int(time.time())
+
+        def response(status: str, output: list, usage: dict | None) -> dict[str, Any]:
+            return wire.response_object(body, response_id, status=status, output=output,
+                                        usage_=usage, created=created)
+
+        resp = web.StreamResponse(status=200, headers={
+            "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
+            **behaviour.headers})
+        await resp.prepare(request)
+        sent = 0
+
+        async def send(payload: dict[str, Any] | bytes) -> None:
+            nonlocal sent
+            delay = behaviour.first_chunk_delay if sent == 0 else behaviour.chunk_delay
+            if delay > 0:
+                await asyncio.sleep(delay)
+            frame = payload if isinstance(payload, bytes) else wire.sse(payload)
+            sent_bytes.extend(frame)
+            await resp.write(frame)
+            sent += 1
+
+        await send(event("response.created", response=response("in_progress", [], None)))
+        await send(event("response.in_progress", response=response("in_progress", [], None)))
+        if behaviour.tool_call is not None:
+            item_id = "fc_" + response_id[5:]
+            call = behaviour.tool_call
+            await send(event("response.output_item.added", output_index=0,
+                             item=wire.call_item(item_id, call, "", "in_progress")))
+            pieces = call["arguments"].split(" ")
+            for i, piece in enumerate(pieces):
+                await send(event("response.function_call_arguments.delta", item_id=item_id,
+                                 output_index=0, delta=piece if i == 0 else " " + piece))
+            await send(event("response.function_call_arguments.done", item_id=item_id,
+                             output_index=0, name=call["name"], arguments=call["arguments"]))
+            item = wire.call_item(item_id, call)
+            await send(event("response.output_item.done", output_index=0, item=item))
+            spent = len(pieces) + 1
+        else:
+            item_id = "msg_" + response_id[5:]
+            await send(event("response.output_item.added", output_index=0,
+                             item=wire.message_item(item_id, None, "in_progress")))
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            await send(event("response.content_part.added", item_id=item_id, output_index=0,
+                             content_index=0, part=part))
+            garbage_at = len(words) // 2 if behaviour.malformed_sse else -1
+            for i, word in enumerate(words):
+                if behaviour.drop_after_chunks is not None and i >= behaviour.drop_after_chunks:
+                    await self._abort(request)
+                if i == behaviour.error_event_after_chunks:
+                    await send(event("error", code=behaviour.error_code or "server_error",
+                                     message=behaviour.error_message or "The server had an "
+                                     "error while processing your request.", param=None))
+                    await resp.write_eof()
+                    return resp
+                if i == garbage_at:
+                    await send(b"event: response.output_text.delta\ndata: {\"type\": {{ no\n\n")
+                await send(event("response.output_text.delta", item_id=item_id,
+                                 output_index=0, content_index=0,
+                                 delta=word if i == 0 else " " + word, logprobs=[]))
+            if behaviour.drop_after_chunks is not None:
+                await self._abort(request)
+            text = " ".join(words)
+            await send(event("response.output_text.done", item_id=item_id, output_index=0,
+                             content_index=0, text=text, logprobs=[]))
+            await send(event("response.content_part.done", item_id=item_id, output_index=0,
+                             content_index=0, part={**part, "text": text}))
+            item = wire.message_item(item_id, text)
+            await send(event("response.output_item.done", output_index=0, item=item))
+            spent = len(words)
+        usage = (behaviour.usage or wire.usage(body, spent)) if behaviour.send_usage else None
+        status = "incomplete" if cut else "completed"
+        await send(event("response." + status, response=response(status, [item], usage)))
+        await resp.write_eof()
+        return resp
+
     def _error_response(self, behaviour: Behaviour, request_id: str) -> web.Response:
         headers = {"x-request-id": request_id, **behaviour.headers}
         if behaviour.retry_after is not None:
@@ -533,6 +726,7 @@ class FakeOpenAI:
         }
         if not behaviour.send_usage:
             del obj["usage"]
+        self.surface.keep(body, obj)
         return web.Response(
             body=orjson.dumps(obj),
             content_type="application/json",

@@ -51,15 +51,50 @@ def _registry() -> Registry:
     return Registry().with_resource(_URI, resource)
 
 
-def _checkable(node: Any) -> Any:
+def _checkable(node: Any, parts: frozenset[str] | None = None, part: bool = False) -> Any:
+    """`parts`: the schemas that are members of an `allOf` (the Response object is three):
+    those stay open, and the `allOf` that joins them is closed instead
+    (`unevaluatedProperties` sees the properties of every member)."""
+    if parts is None:
+        parts = frozenset(_all_of_refs(node))
     if isinstance(node, list):
-        return [_checkable(item) for item in node]
+        return [_checkable(item, parts, part) for item in node]
     if not isinstance(node, dict):
         return node
-    node = {key: _checkable(value) for key, value in node.items()}
-    if isinstance(node.get("properties"), dict) and "additionalProperties" not in node \
+    joined = isinstance(node.get("allOf"), list)
+    checked = {}
+    for key, value in node.items():
+        if key == "allOf" and joined:
+            checked[key] = [_checkable(member, parts, True) for member in value]
+        elif key == "schemas" and isinstance(value, dict):
+            checked[key] = {name: _checkable(schema, parts, name in parts)
+                            for name, schema in value.items()}
+        else:
+            checked[key] = _checkable(value, parts)
+    node = checked
+    if joined and "unevaluatedProperties" not in node:
+        node["unevaluatedProperties"] = False
+    elif not part and isinstance(node.get("properties"), dict) \
+            and "additionalProperties" not in node \
             and not any(k in node for k in ("allOf", "anyOf", "oneOf")):
         node["additionalProperties"] = False
     if node.pop("nullable", False) is True:
         return {"anyOf": [node, {"type": "null"}]}
     return node
+
+
+def _all_of_refs(node: Any) -> set[str]:
+    """The names of the schemas some `allOf` refers to."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for member in item.get("allOf") or () if isinstance(item.get("allOf"), list) else ():
+                ref = member.get("$ref") if isinstance(member, dict) else None
+                if isinstance(ref, str):
+                    found.add(ref.rsplit("/", 1)[-1])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found

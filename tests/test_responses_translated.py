@@ -1,0 +1,148 @@
+"""The Responses door in front of upstreams that speak no Responses, over real HTTP: a
+chat-completions-only OpenAI-compatible server (`responses = false`) and Anthropic."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from tests.fakes.anthropic_upstream import Behaviour as AnthropicBehaviour
+from tests.fakes.anthropic_upstream import ToolUse
+from tests.fakes.openai_upstream import Behaviour
+from tests.support.gateway_server import CLIENT_KEY
+from tests.support.responses_routes import WEATHER
+
+
+def _post(gateway, body: dict, request_id: str) -> httpx.Response:
+    return httpx.post(gateway.url + "/v1/responses", content=orjson.dumps(body),
+                      headers={"Authorization": f"Bearer {CLIENT_KEY}",
+                               "x-request-id": request_id}, timeout=10)
+
+
+# -- chat-only OpenAI-compatible upstream ------------------------------------------------------
+
+def test_chat_only_upstream_is_sent_chat_completions_and_answered_as_a_response(
+        door, upstream, request_id):
+    response = door.client().responses.create(
+        model="local-llama", input="Hello from the test", instructions="Be brief.",
+        max_output_tokens=50, extra_headers={"x-request-id": request_id})
+    assert response.output_text.startswith("Echo: Hello from the test")
+    assert response.status == "completed" and response.usage.output_tokens > 0
+    sent = upstream.last
+    assert sent.path == "/v1/chat/completions"
+    assert sent.body["messages"] == [{"role": "system", "content": "Be brief."},
+                                     {"role": "user", "content": "Hello from the test"}]
+    assert sent.body["model"] == "llama-3.1-8b" and sent.body["max_tokens"] == 50
+    row = door.record(request_id)
+    assert (row["api"], row["upstream_api"], row["provider"]) == ("responses", "chat", "local")
+    assert row["tokens_output"] == response.usage.output_tokens
+    assert row["usage_source"] == "provider"
+
+
+def test_chat_only_upstream_answer_cut_by_length_is_incomplete(door, upstream, request_id):
+    response = door.client().responses.create(model="local-llama", input="Hi",
+                                                 max_output_tokens=2)
+    assert response.status == "incomplete"
+    assert response.incomplete_details.reason == "max_output_tokens"
+
+
+def test_chat_only_upstream_failure_is_an_openai_shaped_error(door, upstream, request_id):
+    upstream.script(Behaviour(status=500))
+    with pytest.raises(openai.InternalServerError):
+        door.client().responses.create(model="local-llama", input="Hi",
+                                          extra_headers={"x-request-id": request_id})
+    assert door.record(request_id)["status"] == "failed"
+
+
+def test_previous_response_id_for_a_translated_target_is_a_clear_400(door, upstream,
+                                                                     request_id):
+    with pytest.raises(openai.BadRequestError) as raised:
+        door.client().responses.create(model="local-llama", input="And then?",
+                                          previous_response_id="resp_123",
+                                          extra_headers={"x-request-id": request_id})
+    assert "previous_response_id" in raised.value.message
+    assert "does not speak the Responses API" in raised.value.message
+    assert upstream.calls == 0
+    assert door.record(request_id)["status"] == "rejected"
+
+
+@pytest.mark.parametrize("extra", [{"background": True},
+                                   {"conversation": "conv_1"},
+                                   {"prompt": {"id": "pmpt_1"}}])
+def test_other_stored_state_for_a_translated_target_is_a_400(door, upstream, request_id,
+                                                             extra):
+    answer = _post(door, {"model": "claude", "input": "Hi", **extra}, request_id)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "unsupported_parameter"
+
+
+def test_stored_state_goes_to_the_target_that_speaks_responses_in_a_route(door, upstream,
+                                                                          request_id):
+    answer = _post(door, {"model": "gpt-or-claude", "input": "Hi",
+                             "previous_response_id": "resp_123"}, request_id)
+    assert answer.status_code == 200
+    assert upstream.last.path == "/v1/responses"
+    assert upstream.last.body["previous_response_id"] == "resp_123"
+
+
+def test_hosted_tool_for_a_translated_target_is_a_400_naming_it(door, upstream, request_id):
+    answer = _post(door, {"model": "local-llama", "input": "Hi",
+                             "tools": [{"type": "web_search"}]}, request_id)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "tools[0]"
+    assert upstream.calls == 0
+
+
+# -- Anthropic ---------------------------------------------------------------------------------
+
+def test_anthropic_target_is_sent_messages_and_answered_as_a_response(
+        door, anthropic_upstream, request_id):
+    response = door.client().responses.create(
+        model="claude", input="Hello Claude", instructions="Be brief.",
+        extra_headers={"x-request-id": request_id})
+    assert response.output_text.startswith("Echo: Hello Claude")
+    sent = anthropic_upstream.last.body
+    assert sent["system"] == "Be brief." and sent["model"] == "claude-sonnet-4-5"
+    row = door.record(request_id)
+    assert (row["api"], row["upstream_api"]) == ("responses", "messages")
+    assert row["tokens_input"] == response.usage.input_tokens > 0
+
+
+def test_anthropic_tool_use_is_a_function_call_item_and_its_output_goes_back(
+        door, anthropic_upstream, request_id):
+    anthropic_upstream.script(AnthropicBehaviour(
+        tool_uses=[ToolUse("weather", {"city": "Paris"}, id="toolu_1")]))
+    client = door.client()
+    first = client.responses.create(model="claude", input="Weather in Paris?",
+                                    tools=[WEATHER])
+    [call] = [item for item in first.output if item.type == "function_call"]
+    assert (call.name, orjson.loads(call.arguments), call.call_id) == (
+        "weather", {"city": "Paris"}, "toolu_1")
+    second = client.responses.create(model="claude", tools=[WEATHER], input=[
+        {"role": "user", "content": "Weather in Paris?"},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name,
+         "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    assert second.output_text
+    turns = anthropic_upstream.last.body["messages"]
+    assert turns[1]["content"][0]["type"] == "tool_use"
+    assert turns[2]["content"][0] == {"type": "tool_result", "tool_use_id": "toolu_1",
+                                      "content": "sunny"}
+
+
+# -- the mock ----------------------------------------------------------------------------------
+
+def test_mock_provider_answers_the_responses_door_translated(mock_gateway, request_id):
+    response = mock_gateway.client().responses.create(
+        model="gpt-4o-mini", input="Hello mock", extra_headers={"x-request-id": request_id})
+    assert response.output_text and response.usage.output_tokens > 0
+    row = mock_gateway.record(request_id)
+    assert (row["api"], row["upstream_api"], row["provider"]) == ("responses", "chat", "mock")
+
+
+def test_mock_provider_streams_the_sdk_event_sequence(mock_gateway):
+    with mock_gateway.client().responses.stream(model="gpt-4o-mini", input="Hello") as stream:
+        final = stream.get_final_response()
+    assert final.status == "completed" and final.output_text
