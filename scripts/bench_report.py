@@ -12,6 +12,11 @@ TARGETS = (
     ("sse_c64_vs_bare", "streaming c=64 >= 75% of the bare relay's streams/s", 0.75),
     ("added_latency_c1_vs_bare", "added latency c=1 p50 <= 1.5x the bare relay's", 1.5),
     ("cpu_vs_bare", "(info) gateway CPU per request c=64 JSON, over the bare relay's", None),
+    *((f"{door}_{mode}_c64_vs_bare", f"{door} door {word} c=64 >= 75% of the bare relay's",
+       0.75) for door in ("messages", "responses")
+      for mode, word in (("json", "JSON"), ("sse", "streams"))),
+    *((f"{door}_cpu_vs_chat", f"(info) {door} door CPU per request c=64, over chat's", None)
+      for door in ("messages", "responses")),
     ("json_c64_rps", "non-streaming c=64 >= 3,000 req/s, 0 errors", 3000.0),
     ("added_latency_c1_p50", "added latency c=1 p50 <= 0.5 ms over direct", 0.5),
     ("sse_c64_rate", "streaming c=64 >= 1,500 streams/s", 1500.0),
@@ -49,6 +54,26 @@ def evaluate(results: dict) -> list[dict]:
                 shown = (f"{100 * value:.0f}% ({ours['rps']:,.0f} vs {floor['rps']:,.0f}/s, "
                          f"{ours['errors_total']} errors)")
                 passed = value >= threshold and ours["errors_total"] == 0
+        elif name.endswith("_c64_vs_bare") and name.startswith(("messages", "responses")):
+            door, mode = name.split("_")[:2]
+            ours, floor = (_find(results, key(f"{t}-{door}", mode, 64))
+                           for t in ("circuit", "bare"))
+            if ours and floor and floor["rps"]:
+                value = ours["rps"] / floor["rps"]
+                shown = (f"{100 * value:.0f}% ({ours['rps']:,.0f} vs {floor['rps']:,.0f}/s, "
+                         f"{ours['errors_total']} errors)")
+                passed = value >= threshold and ours["errors_total"] == 0
+        elif name.endswith("_cpu_vs_chat"):
+            door = name.split("_")[0]
+            cells = []
+            for mode in ("json", "sse"):
+                ours, chat = ((_find(results, key(t, mode, 64)) or {}).get("gateway") or {}
+                              for t in (f"circuit-{door}", "circuit"))
+                a, b = ours.get("cpu_us_per_request"), chat.get("cpu_us_per_request")
+                if a and b:
+                    cells.append(f"{mode} {a / b:.2f}x ({a:.0f} vs {b:.0f} us)")
+            if cells:
+                shown = ", ".join(cells)
         elif name == "added_latency_c1_vs_bare":
             g, b, d = (_p50(_find(results, key(t, "json", 1)), "latency_ms")
                        for t in ("circuit", "bare", "direct"))

@@ -190,27 +190,27 @@ class Bench:
 
         gw = self.gateway("main", mock)
         bare = None if args.no_bare else self.bare(mock)
+        # The Messages door passed through to an Anthropic upstream and the Responses door to
+        # an OpenAI one, on the mock: each to cost no more per request than chat completions.
+        doors = (("messages", "/v1/messages", procs.MESSAGES_MODEL),
+                 ("responses", "/v1/responses", None))
+        door_scenarios = ((64, "json"), (64, "sse")) if args.mode != "smoke" else ((4, "sse"),)
         # Scenario by scenario, the bare relay then Circuit, both on the gateway's core: a
         # machine that gets busier during the run skews both sides of each ratio alike.
-        for c, mode in basic:
+        paired = [("", c, mode, "/v1/chat/completions", None) for c, mode in basic]
+        paired += [(f"-{door}", c, mode, path, model) for door, path, model in doors
+                   for c, mode in door_scenarios]
+        for suffix, c, mode, path, model in paired:
             if bare is not None:
-                self.load("bare", mode, c, bare.url, gw=bare, mock=mock, warmup=warmup,
-                          duration=duration)
-            self.load("circuit", mode, c, gw.url, gw=gw, mock=mock, warmup=warmup,
-                      duration=duration)
+                self.load(f"bare{suffix}", mode, c, bare.url, gw=bare, mock=mock,
+                          warmup=warmup, duration=duration, path=path, model=model)
+            self.load(f"circuit{suffix}", mode, c, gw.url, gw=gw, mock=mock, warmup=warmup,
+                      duration=duration, path=path, model=model)
         if bare is not None:
             bare.stop()
         for c, mode in sweep:
             self.load("circuit", mode, c, gw.url, gw=gw, mock=mock, warmup=sweep_warmup,
                       duration=sweep_duration)
-        for c, mode in ((64, "json"), (64, "sse")) if args.mode != "smoke" else ((4, "sse"),):
-            # The Messages door passed through to an Anthropic upstream: its CPU per request
-            # is to be no more than chat completions'.
-            self.load("circuit-messages", mode, c, gw.url, gw=gw, mock=mock, warmup=warmup,
-                      duration=duration, path="/v1/messages", model=procs.MESSAGES_MODEL)
-            # The Responses door passed through to the OpenAI provider on the mock: the same.
-            self.load("circuit-responses", mode, c, gw.url, gw=gw, mock=mock, warmup=warmup,
-                      duration=duration, path="/v1/responses")
         if plan["big_prompt"] and not args.prompt_words:
             # A ~4,000-token prompt: costs that grow with the prompt (token counting).
             self.load("circuit-4k", "json", 64, gw.url, gw=gw, mock=mock, warmup=sweep_warmup,

@@ -144,8 +144,8 @@ def test_end_to_end_every_request_has_its_row(tmp_path: Path) -> None:
         (s["mode"], s["concurrency"]) for s in through], "the bare relay runs each scenario too"
     assert all(s["completed_total"] > 0 and s["gateway"]["cpu_us_per_request"] for s in bare)
     assert all(s["errors_total"] == 0 for s in results["scenarios"])
-    assert [s["mode"] for s in results["scenarios"] if s["target"] == "circuit-messages"] \
-        == ["sse"]
-    assert [s["mode"] for s in results["scenarios"] if s["target"] == "circuit-responses"] \
-        == ["sse"]
+    for door in ("messages", "responses"):
+        for target in (f"circuit-{door}", f"bare-{door}"):
+            assert [s["mode"] for s in results["scenarios"] if s["target"] == target] \
+                == ["sse"], f"{target}: the door's stream, on Circuit and on the bare relay"
     assert "one request row per request sent" in done.stdout
