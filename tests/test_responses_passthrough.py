@@ -152,3 +152,41 @@ def test_a_refused_request_is_recorded_as_the_responses_doors(openai_gateway, up
                                                               request_id):
     _post(openai_gateway, b'{"model": "gpt-4o-mini"}', request_id)
     assert openai_gateway.record(request_id)["api"] == "responses"
+
+
+# -- stored responses (OpenAI keeps them) ------------------------------------------------------
+
+def test_a_stored_response_is_retrieved_listed_and_deleted_through_the_gateway(openai_gateway,
+                                                                               upstream):
+    client = openai_gateway.client()
+    made = client.responses.create(model="gpt-4o-mini", input="Keep this")
+    assert client.responses.retrieve(made.id).output_text == made.output_text
+    assert "Keep this" in repr(client.responses.input_items.list(made.id).data)
+    client.responses.delete(made.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(made.id)
+    assert upstream.last.api_key == PROVIDER_KEY
+
+
+def test_a_background_response_can_be_cancelled(openai_gateway, upstream):
+    client = openai_gateway.client()
+    made = client.responses.create(model="gpt-4o-mini", input="Long job", background=True)
+    assert client.responses.cancel(made.id).status == "cancelled"
+
+
+def test_retrieving_a_stored_response_is_recorded_at_no_cost(openai_gateway, upstream,
+                                                             request_id):
+    made = openai_gateway.client().responses.create(model="gpt-4o-mini", input="Hi")
+    answer = httpx.get(f"{openai_gateway.url}/v1/responses/{made.id}", timeout=10,
+                       headers={"Authorization": f"Bearer {CLIENT_KEY}",
+                                "x-request-id": request_id})
+    assert answer.status_code == 200 and answer.json()["id"] == made.id
+    row = openai_gateway.record(request_id)
+    assert (row["api"], row["upstream_api"], row["status"]) == ("responses", "responses", "ok")
+    assert not row["cost_usd"]
+
+
+def test_input_tokens_are_counted_by_openai(openai_gateway, upstream):
+    count = openai_gateway.client().responses.input_tokens.count(model="gpt-4o-mini",
+                                                                 input="one two three")
+    assert count.input_tokens == 3 + 3 + 3

@@ -146,3 +146,10 @@ def test_mock_provider_streams_the_sdk_event_sequence(mock_gateway):
     with mock_gateway.client().responses.stream(model="gpt-4o-mini", input="Hello") as stream:
         final = stream.get_final_response()
     assert final.status == "completed" and final.output_text
+
+
+def test_without_a_provider_that_speaks_responses_a_stored_response_is_a_clear_404(
+        mock_gateway):
+    with pytest.raises(openai.NotFoundError) as raised:
+        mock_gateway.client().responses.retrieve("resp_123")
+    assert "keeps no responses of its own" in raised.value.message

@@ -18,6 +18,7 @@ from circuit.errors import CircuitError
 from circuit.gateway.openai_surface import UNBOUNDED, forwarded, unbounded_plan
 from circuit.gateway.passthrough import PassthroughDoor, Planner
 from circuit.gateway.responses import error_response, json_response
+from circuit.gateway.responses_store import stored_responses
 from circuit.gateway.runtime import Gateway
 
 #: Stored chat completions (`store: true`): (methods, path, what the route does).
@@ -28,6 +29,14 @@ _CHAT_STORE = (
     (["GET"], "/chat/completions/{completion_id}/messages",
      "List the messages of a stored chat completion"),
 )
+#: Stored responses (OpenAI keeps them: `store`, `background`): passed through to a provider
+#: that speaks Responses (responses_store.py).
+_RESPONSES_STORE = (
+    (["GET", "DELETE"], "/responses/{response_id}", "Get or delete a stored response"),
+    (["POST"], "/responses/{response_id}/cancel", "Cancel a background response"),
+    (["GET"], "/responses/{response_id}/input_items", "List a stored response's input items"),
+    (["POST"], "/responses/input_tokens", "Count a Responses request's input tokens"),
+)
 _ALL_METHODS = ["GET", "POST", "DELETE"]
 
 
@@ -36,6 +45,9 @@ def add_openai_routes(app: FastAPI, gateway: Gateway) -> None:
     for methods, path, summary in _CHAT_STORE:
         _route(app, gateway, "/v1" + path, methods, summary + " (passed through)",
                "chat_store", forwarded("chat_store"))
+    for methods, path, summary in _RESPONSES_STORE:
+        _route(app, gateway, "/v1" + path, methods, summary + " (passed through to OpenAI)",
+               "responses", stored_responses)
     # Free at OpenAI: passed through for every key.
     _route(app, gateway, "/v1/moderations", ["POST"], "Classify text or images (passed "
            "through; billed nothing)", "moderations", forwarded("moderations"))

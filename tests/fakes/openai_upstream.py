@@ -287,6 +287,8 @@ class FakeOpenAI:
         self.connections_closed_by_client = 0
         self.models_calls = 0
         self._queue: collections.deque[Behaviour] = collections.deque()
+        #: Responses kept as OpenAI keeps them (unless `store: false`), by id, with their input.
+        self.stored: dict[str, tuple[dict[str, Any], Any]] = {}
         self._lock = threading.Lock()
         self._seq = 0
         self.surface = SurfaceRoutes(self)
@@ -340,6 +342,7 @@ class FakeOpenAI:
             self.connections_closed_by_client = 0
             self.models_calls = 0
             self.default = Behaviour()
+            self.stored.clear()
             self.surface.stored.clear()
             self.surface.stored_messages.clear()
 
@@ -381,6 +384,11 @@ class FakeOpenAI:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._handle_chat)
         app.router.add_post("/v1/responses", self._handle_responses)
+        app.router.add_post("/v1/responses/input_tokens", self._handle_input_tokens)
+        app.router.add_get("/v1/responses/{id}", self._handle_stored)
+        app.router.add_delete("/v1/responses/{id}", self._handle_stored)
+        app.router.add_post("/v1/responses/{id}/cancel", self._handle_stored)
+        app.router.add_get("/v1/responses/{id}/input_items", self._handle_stored)
         app.router.add_get("/v1/models", self._handle_models)
         self.surface.add_to(app)
         return app
@@ -592,6 +600,8 @@ class FakeOpenAI:
             obj = responses_wire.response_object(
                 body, response_id, status="incomplete" if cut else "completed", output=output,
                 usage_=usage if behaviour.send_usage else None)
+            if body.get("store") is not False:
+                self.stored[response_id] = (obj, body.get("input"))
             return web.Response(body=orjson.dumps(obj), content_type="application/json",
                                 headers={"x-request-id": request_id, **behaviour.headers})
         except _DroppedByServer:
@@ -600,6 +610,43 @@ class FakeOpenAI:
             if self._server.running:
                 self._count_client_gone()
             raise asyncio.CancelledError() from None
+
+    async def _handle_stored(self, request: web.Request) -> web.StreamResponse:
+        """A stored response: GET it, DELETE it, cancel it, list its input items."""
+        self.received.append(ReceivedRequest(
+            body=None, raw=await request.read(), path=request.path,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            api_key=self._api_key(request)))
+        if self._api_key(request) is None:
+            return self._unauthorized()
+        response_id = request.match_info["id"]
+        if response_id not in self.stored:
+            return self._json_error(404, error_body(
+                404, message=f"Response with id '{response_id}' not found.", code=None,
+                param="response_id"))
+        obj, items = self.stored[response_id]
+        if request.method == "DELETE":
+            del self.stored[response_id]
+            answer: dict[str, Any] = {"id": response_id, "object": "response.deleted",
+                                      "deleted": True}
+        elif request.path.endswith("/cancel"):
+            answer = {**obj, "status": "cancelled"}
+        elif request.path.endswith("/input_items"):
+            items = [{"role": "user", "content": items}] if isinstance(items, str) else items
+            answer = {"object": "list", "data": list(items or ()), "has_more": False,
+                      "first_id": None, "last_id": None}
+        else:
+            answer = obj
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+    async def _handle_input_tokens(self, request: web.Request) -> web.StreamResponse:
+        body = orjson.loads(await request.read())
+        self.received.append(ReceivedRequest(body=body, raw=b"", path=request.path,
+                                             headers={}, api_key=self._api_key(request)))
+        return web.Response(body=orjson.dumps({"object": "response.input_tokens",
+                                               "input_tokens": responses_wire.input_tokens(
+                                                   {"model": "", **body})}),
+                            content_type="application/json")
 
     async def _responses_stream(self, request: web.Request, body: dict[str, Any],
                                 behaviour: Behaviour, response_id: str,
