@@ -4,6 +4,8 @@ chat completions, a model's description, and the endpoints Circuit cannot bound.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import pytest
@@ -181,8 +183,18 @@ def test_an_unboundable_endpoint_passes_through_for_a_key_without_one(openai_gat
     assert upload.id == "file-fake1"
     assert upstream.last.headers["content-type"].startswith("multipart/form-data")
     assert b'{"a": 1}' in upstream.last.raw
-    rows = [r for r in openai_gateway.records(expect=0) if r["key_name"] == "unlimited"]
+    rows = _rows_of(openai_gateway, "unlimited", 2)  # the list and the upload
     assert {r["api"] for r in rows} == {"files"}
+
+
+def _rows_of(gateway, key_name: str, count: int, timeout: float = 10.0) -> list[dict]:
+    """The records of one key, once the writer has written `count` of them (or time is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [r for r in gateway.records(expect=0) if r["key_name"] == key_name]
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.02)
 
 
 def test_a_path_that_climbs_out_of_the_api_is_refused(openai_gateway, upstream, unlimited):

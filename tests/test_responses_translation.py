@@ -364,6 +364,7 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**53, 2**53)
 @given(st.dictionaries(st.sampled_from(["input", "instructions", "tools", "tool_choice",
                                         "text", "reasoning", "max_output_tokens", "user",
                                         "parallel_tool_calls"]), JSON, max_size=6))
+@example({"tools": 5})  # truthy and not a list: was a TypeError (a 500), seen once in CI
 def test_any_request_translates_or_is_refused_with_a_400(body):
     try:
         chat_request({"model": "m", **body})

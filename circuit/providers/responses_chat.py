@@ -193,6 +193,8 @@ def _add_format(text: Any, out: dict[str, Any]) -> None:
 
 def _add_tools(body: dict[str, Any], out: dict[str, Any]) -> None:
     tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise reject("'tools' must be an array of tools", "tools")
     if tools:
         translated = []
         for index, tool in enumerate(tools):
