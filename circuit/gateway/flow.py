@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from circuit.accounting.bound import chat_bound
-from circuit.errors import AuthenticationFailed
 from circuit.gateway.chat_request import parse_chat_request, read_body
 from circuit.gateway.door_flow import DoorFlow
 from circuit.gateway.doors import CHAT
@@ -34,12 +33,7 @@ class ChatFlow(DoorFlow):
 
     async def serve(self, request: Request, exchange: Exchange) -> Response:
         gateway = self.gateway
-        try:
-            key = gateway.keys.authenticate(request.headers.get("authorization"))
-        except AuthenticationFailed as refused:
-            exchange.caller(None, refused.key_name)  # a revoked key's name; None if unknown
-            raise
-        exchange.caller(key)
+        key = self.authenticate(request, exchange)
         chat = parse_chat_request(await read_body(request, gateway.settings.max_body_bytes))
         targets = gateway.router.targets(chat.model)
         exchange.asks("chat", chat.model, chat.stream, chat.messages, targets)

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from circuit.accounting.bound import responses_bound
-from circuit.errors import AuthenticationFailed, InvalidRequest, UpstreamFailed
+from circuit.errors import InvalidRequest, UpstreamFailed
 from circuit.gateway.chat_request import read_body
 from circuit.gateway.door_flow import DoorFlow
 from circuit.gateway.doors import RESPONSES, responses_door
@@ -48,12 +48,7 @@ class ResponsesFlow(DoorFlow):
 
     async def serve(self, request: Request, exchange: Exchange) -> Response:
         gateway = self.gateway
-        try:
-            key = gateway.keys.authenticate(request.headers.get("authorization"))
-        except AuthenticationFailed as refused:
-            exchange.caller(None, refused.key_name)
-            raise
-        exchange.caller(key)
+        key = self.authenticate(request, exchange)
         ask = parse_responses_request(await read_body(request, gateway.settings.max_body_bytes))
         targets = gateway.router.targets(ask.model)
         exchange.asks("responses", ask.model, ask.stream, ask.messages(), targets)
