@@ -63,6 +63,44 @@ class SlowLeases:
         return self.store.return_budget(*args)
 
 
+def test_requests_waiting_for_a_lease_all_go_on_together_once_it_arrives(store):
+    """Counted in loop iterations, not seconds: a lock handed from waiter to waiter takes one
+    iteration each, which a loop busy with other requests paces (1,000 streams opened at once
+    waited past the lease deadline that way)."""
+    slow = SlowLeases(store)
+
+    async def scenario():
+        ledger = BudgetLedger(slow)
+        iterations = 0
+        reserved_at: list[int] = []
+
+        async def spin() -> None:  # the rest of a busy loop, one step an iteration
+            nonlocal iterations
+            while True:
+                iterations += 1
+                await asyncio.sleep(0)
+
+        async def one() -> None:
+            await ledger.reserve("k", 1_000_000, 1)  # one lease (a twentieth) covers all
+            reserved_at.append(iterations)
+
+        spinner = asyncio.create_task(spin())
+        waiters = [asyncio.create_task(one()) for _ in range(200)]
+        for _ in range(5):  # every waiter is queued behind the first one's lease
+            await asyncio.sleep(0)
+        leased_at = iterations
+        slow.release.set()
+        await asyncio.gather(*waiters)
+        spinner.cancel()
+        return leased_at, reserved_at
+
+    leased_at, reserved_at = asyncio.run(scenario())
+    assert len(reserved_at) == 200
+    # The lease itself takes a worker thread's round trip; after it, the waiters go at once.
+    first = min(reserved_at)
+    assert max(reserved_at) - first <= 3, (leased_at, first, max(reserved_at))
+
+
 def test_a_lease_the_database_does_not_answer_in_time_is_503_and_given_back_later(store):
     slow = SlowLeases(store)
 

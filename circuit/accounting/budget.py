@@ -62,6 +62,8 @@ class _Lease:
     available: int = 0
     last_used: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Set when the request holding `lock` is done leasing: everyone waiting wakes at once.
+    leased: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class BudgetLedger:
@@ -98,27 +100,48 @@ class BudgetLedger:
             lease.available -= worst_micros  # the fast path: memory only
             return self._hold(Reservation(key_name, day, worst_micros, limit_micros))
         try:
-            # One deadline for the whole wait, the queue behind another request's lease
-            # included: a stalled database answers 503, never a stall as long as its lock.
-            async with asyncio.timeout(self._lease_timeout), lease.lock:
-                if lease.limit != limit_micros:
-                    await self._give_back(key_name, day, lease)
-                    lease.limit = limit_micros
-                while lease.available < worst_micros:
-                    need = worst_micros - lease.available
-                    want = max(need, limit_micros // LEASE_SHARE)
-                    granted, total = await self._lease(key_name, day, want, need, limit_micros)
-                    if not granted:
-                        raise _quota_exceeded(limit_micros, worst_micros,
-                                              limit_micros - total + max(0, lease.available))
-                    lease.available += granted
-                lease.available -= worst_micros
-                return self._hold(Reservation(key_name, day, worst_micros, limit_micros))
+            # One deadline for the whole wait, the wait for another request's lease included:
+            # a stalled database answers 503, never a stall as long as its lock.
+            async with asyncio.timeout(self._lease_timeout):
+                while lease.lock.locked():
+                    # Another request is leasing: wait for it together and try memory again.
+                    # Not in the lock's queue, which hands the lock on one waiter per loop
+                    # iteration: 1,000 streams opened at once on a busy loop waited past the
+                    # deadline behind a lease that had long arrived.
+                    await lease.leased.wait()
+                    if lease.limit == limit_micros and lease.available >= worst_micros:
+                        lease.available -= worst_micros
+                        return self._hold(Reservation(key_name, day, worst_micros,
+                                                      limit_micros))
+                async with lease.lock:
+                    lease.leased = asyncio.Event()
+                    try:
+                        return await self._reserve_leasing(key_name, day, lease, limit_micros,
+                                                           worst_micros)
+                    finally:
+                        lease.leased.set()
         except TimeoutError:
             raise StoreUnavailable(
                 f"The database did not lease this key's budget within "
                 f"{self._lease_timeout:g}s; try again shortly",
                 headers={"retry-after": "1"}) from None
+
+    async def _reserve_leasing(self, key_name: str, day: str, lease: _Lease,
+                               limit_micros: int, worst_micros: int) -> Reservation:
+        """The reservation, leasing from the store what memory lacks (holding the lock)."""
+        if lease.limit != limit_micros:
+            await self._give_back(key_name, day, lease)
+            lease.limit = limit_micros
+        while lease.available < worst_micros:
+            need = worst_micros - lease.available
+            want = max(need, limit_micros // LEASE_SHARE)
+            granted, total = await self._lease(key_name, day, want, need, limit_micros)
+            if not granted:
+                raise _quota_exceeded(limit_micros, worst_micros,
+                                      limit_micros - total + max(0, lease.available))
+            lease.available += granted
+        lease.available -= worst_micros
+        return self._hold(Reservation(key_name, day, worst_micros, limit_micros))
 
     async def _lease(self, key_name: str, day: str, want: int, need: int,
                      limit: int) -> tuple[int, int]:
