@@ -229,7 +229,9 @@ def render(results: dict) -> str:
     if (profile := results.get("profile")) and profile.get("top_own"):
         from bench_profile import format_split, format_table
         scope = "GIL holder only" if profile.get("gil_only") else "all busy threads"
-        what = "streams" if profile.get("mode") == "sse" else "JSON"
+        mode = profile.get("mode") or "json"
+        door, _, wire = mode.rpartition("-")
+        what = ("streams" if wire == "sse" else "JSON") + (f" on the {door} door" if door else "")
         parts += ["", f"Profile of the gateway at c=64 {what}, {scope}, "
                       f"{profile['rps_while_profiled']:,.0f}/s under py-spy "
                       f"({profile['file']}):",

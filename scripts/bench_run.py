@@ -249,8 +249,13 @@ class Bench:
                 errors.append(exc)
 
         thread = threading.Thread(target=sample)
-        r = self.load("circuit", mode, 64, gw.url, gw=gw, mock=mock, warmup=warmup,
-                      duration=duration + 1, keep=False, during=thread.start)
+        door, _, wire_mode = mode.rpartition("-")
+        path, model = {"": ("/v1/chat/completions", None),
+                       "messages": ("/v1/messages", procs.MESSAGES_MODEL),
+                       "responses": ("/v1/responses", None)}[door]
+        r = self.load("circuit" + (f"-{door}" if door else ""), wire_mode, 64, gw.url, gw=gw,
+                      mock=mock, warmup=warmup, duration=duration + 1, keep=False,
+                      during=thread.start, path=path, model=model)
         thread.join()
         if errors or not out.exists():
             say(f"profile failed: {errors[0] if errors else 'no output'}")
@@ -306,9 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, default=20, help="events per stream")
     parser.add_argument("--prompt-words", type=int, default=0,
                         help="a longer prompt: this many words (~tokens) more in each request")
-    parser.add_argument("--profile", nargs="?", const="json", choices=("json", "sse"),
-                        help="also profile the gateway at c=64 with py-spy (JSON requests, "
-                             "or streams with --profile sse)")
+    parser.add_argument("--profile", nargs="?", const="json",
+                        choices=("json", "sse", "messages-json", "messages-sse",
+                                 "responses-json", "responses-sse"),
+                        help="also profile the gateway at c=64 with py-spy (chat JSON requests; "
+                             "or --profile sse, messages-sse, responses-json, ...)")
     parser.add_argument("--native", action="store_true", help="py-spy: include C frames")
     parser.add_argument("--gil", action="store_true",
                         help="py-spy: only samples of the thread holding the GIL")
