@@ -1,8 +1,10 @@
 """POST /v1/chat/completions, top to bottom: the one place the request flow reads in order.
 
-    request id (request_id.py) ─► auth (auth.py) ─► body (chat_request.py)
+    request id (request_id.py) ─► the door's envelope: exchange, errors in its shape
+        (door_flow.py) ─► auth (auth.py) ─► body (chat_request.py)
         ─► admit: rate limit, budget (exchange.py) ─► dispatch: breaker, retry, fallback
-           (dispatch.py) ─► provider (providers/*) ─► relay JSON / SSE (relay.py)
+           (dispatch.py) ─► provider (providers/*) ─► relay JSON / SSE (relay.py, framed
+           as the door declares in doors.py)
         ─► finish: usage, cost, grants settled, breaker told, record (exchange.py)
         ─► record writer (store/writer.py)
 
