@@ -39,7 +39,9 @@ KEY = "sk-ant-provider-secret-0042"
 MODEL = "claude-sonnet-4-5-20250929"
 USER = [{"role": "user", "content": "hello there world"}]
 REPLY = f"Echo: hello there world. {REPLY_SUFFIX}"
-FAST = Timeouts(connect=1.0, first_byte=0.5, idle=0.3)
+#: Short enough to keep the timeout tests quick, long enough that a healthy answer on a machine
+#: under two busy-loop processes is not taken for a timeout (0.5 s was: a 529 came as a 504).
+FAST = Timeouts(connect=1.0, first_byte=3.0, idle=1.5)
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -490,20 +492,20 @@ def test_unreachable_upstream_raises_upstream_unreachable():
 
 
 def test_upstream_that_hangs_before_answering_raises_upstream_timeout(fake):
-    fake.script(Behaviour(hang=2.0))
+    fake.script(Behaviour(hang=FAST.first_byte + 3))
     error = raises(fake, chat(), UpstreamTimeout)
     assert error.retryable is True
 
 
 def test_stream_with_no_first_event_in_time_raises_upstream_timeout_from_open_stream(fake):
-    fake.script(Behaviour(first_event_delay=2.0))
+    fake.script(Behaviour(first_event_delay=FAST.first_byte + 3))
     error = raises(fake, chat(stream=True), UpstreamTimeout)
     assert error.code == "upstream_timeout"  # the first-byte timeout, not the idle one
     assert error.retryable is True
 
 
 def test_stream_idle_mid_way_raises_upstream_timeout(fake):
-    fake.script(Behaviour(event_delay=1.0))
+    fake.script(Behaviour(event_delay=FAST.idle + 1.5))
 
     async def use(provider: AnthropicProvider) -> list[bytes]:
         stream = await provider.open_stream(chat(stream=True))
