@@ -133,6 +133,11 @@ class Behaviour:
     """Responses: answer one function call (``{"name": ..., "arguments": "..."}``), no text."""
     raw_body: bytes | None = None
     """Responses: answer 200 with these bytes as the JSON body, whatever they are."""
+    reasoning: str | None = None
+    """Chat: think first, as DeepSeek and vLLM do: this text as ``message.reasoning_content``,
+    or streamed a word a chunk as ``delta.reasoning_content`` before the reply. Its words are
+    completion tokens (``completion_tokens_details.reasoning_tokens``), and the output limit
+    covers them first, as ``max_completion_tokens`` does."""
     error_event_after_chunks: int | None = None
     """Responses stream: after N text deltas, an ``error`` event (``error_code``,
     ``error_message``) and the end of the stream, as OpenAI does when generation fails."""
@@ -202,17 +207,26 @@ def reply_for(messages: list[Any]) -> str:
 
 def reply_words(body: dict[str, Any], behaviour: Behaviour) -> tuple[list[str], str]:
     """(words to emit, finish_reason) for a request under a behaviour."""
+    _, words, finish = answer_words(body, behaviour)
+    return words, finish
+
+
+def answer_words(body: dict[str, Any], behaviour: Behaviour
+                 ) -> tuple[list[str], list[str], str]:
+    """(reasoning words, reply words, finish_reason): the output limit cuts the reasoning
+    first, then the reply."""
     messages = body.get("messages") or []
     text = behaviour.reply if behaviour.reply is not None else reply_for(messages)
-    words = text.split()
+    thought, words = (behaviour.reasoning or "").split(), text.split()
     if behaviour.ignore_max_tokens:
-        return words, "stop"
+        return thought, words, "stop"
     limit = body.get("max_completion_tokens")
     if limit is None:
         limit = body.get("max_tokens")
-    if isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit < len(words):
-        return words[:limit], "length"
-    return words, "stop"
+    if isinstance(limit, int) and not isinstance(limit, bool) \
+            and 0 <= limit < len(thought) + len(words):
+        return thought[:limit], words[:max(0, limit - len(thought))], "length"
+    return thought, words, "stop"
 
 
 def choices_for(body: dict[str, Any], behaviour: Behaviour) -> int:
@@ -224,14 +238,15 @@ def choices_for(body: dict[str, Any], behaviour: Behaviour) -> int:
     return n if behaviour.honour_n and isinstance(n, int) and n > 1 else 1
 
 
-def usage_object(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def usage_object(prompt_tokens: int, completion_tokens: int,
+                 reasoning_tokens: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": reasoning_tokens,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -746,8 +761,13 @@ class FakeOpenAI:
     def _completion(
         self, body: dict[str, Any], behaviour: Behaviour, completion_id: str, request_id: str
     ) -> web.Response:
-        words, finish_reason = reply_words(body, behaviour)
+        thought, words, finish_reason = answer_words(body, behaviour)
         n = choices_for(body, behaviour)
+        message: dict[str, Any] = {"role": "assistant", "content": " ".join(words),
+                                   "refusal": None, "annotations": []}
+        if thought:
+            message["reasoning_content"] = " ".join(thought)
+        spent = len(thought) + len(words)
         obj: dict[str, Any] = {
             "id": completion_id,
             "object": "chat.completion",
@@ -756,18 +776,14 @@ class FakeOpenAI:
             "choices": [
                 {
                     "index": index,
-                    "message": {
-                        "role": "assistant",
-                        "content": " ".join(words),
-                        "refusal": None,
-                        "annotations": [],
-                    },
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": finish_reason,
                 }
                 for index in range(n)
             ],
-            "usage": behaviour.usage or usage_object(prompt_tokens_for(body), n * len(words)),
+            "usage": behaviour.usage or usage_object(prompt_tokens_for(body), n * spent,
+                                                     n * len(thought)),
             "service_tier": "default",
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
@@ -788,7 +804,7 @@ class FakeOpenAI:
         completion_id: str,
         request_id: str,
     ) -> web.StreamResponse:
-        words, finish_reason = reply_words(body, behaviour)
+        thought, words, finish_reason = answer_words(body, behaviour)
         stream_options = body.get("stream_options")
         include_usage = (
             behaviour.send_usage
@@ -840,6 +856,8 @@ class FakeOpenAI:
             sent_events += 1
 
         await send(_sse(chunk(choice({"role": "assistant", "content": "", "refusal": None}))))
+        for i, word in enumerate(thought):
+            await send(_sse(chunk(choice({"reasoning_content": word if i == 0 else " " + word}))))
         garbage_at = len(words) // 2 if behaviour.malformed_sse else -1
         for i, word in enumerate(words):
             if behaviour.drop_after_chunks is not None and i >= behaviour.drop_after_chunks:
@@ -855,8 +873,8 @@ class FakeOpenAI:
         await send(_sse(chunk(choice({}, finish_reason))))
         if include_usage:
             final = chunk([])
-            final["usage"] = behaviour.usage or usage_object(prompt_tokens_for(body),
-                                                             n * len(words))
+            final["usage"] = behaviour.usage or usage_object(
+                prompt_tokens_for(body), n * (len(thought) + len(words)), n * len(thought))
             await send(_sse(final))
         await send(SSE_DONE)
         await resp.write_eof()
