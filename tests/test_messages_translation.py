@@ -98,7 +98,33 @@ def test_chat_stream_without_usage_is_counted_locally(gateway, upstream):
 def test_max_tokens_cut_is_stop_reason_max_tokens(gateway, upstream):
     message = sdk(gateway).messages.create(model=MODEL, max_tokens=3, messages=HELLO)
     assert message.stop_reason == "max_tokens"
-    assert upstream.last.body["max_tokens"] == 3
+    # OpenAI's word for it: max_tokens is deprecated, and refused by its reasoning models.
+    assert upstream.last.body["max_completion_tokens"] == 3
+    assert "max_tokens" not in upstream.last.body
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_openai_reasoning_model_is_sent_max_completion_tokens(gateway, upstream, stream):
+    request = {"model": "o4-mini", "max_tokens": 3, "messages": HELLO}
+    if stream:
+        with sdk(gateway).messages.stream(**request) as events:
+            message = events.get_final_message()
+    else:
+        message = sdk(gateway).messages.create(**request)
+    assert message.stop_reason == "max_tokens" and message.usage.output_tokens == 3
+    assert upstream.last.body["max_completion_tokens"] == 3
+    assert "max_tokens" not in upstream.last.body
+
+
+def test_the_fake_refuses_max_tokens_for_a_reasoning_model_as_openai_does(gateway, upstream):
+    # The chat door sends the client's own body as it came: OpenAI's 400 comes back.
+    answer = httpx.post(gateway.url + "/v1/chat/completions",
+                        headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+                        json={"model": "o4-mini", "max_tokens": 3, "messages": HELLO})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert (error["code"], error["param"]) == ("unsupported_parameter", "max_tokens")
+    assert "Use 'max_completion_tokens' instead" in error["message"]
 
 
 def test_system_tools_tool_results_and_images_reach_the_chat_upstream(gateway, upstream):

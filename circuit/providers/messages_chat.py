@@ -9,8 +9,10 @@
                                      has no way to send reasoning back)
     tools, tool_choice               function tools, auto/required/none/{function}
     thinking enabled, budget_tokens  reasoning_effort (EFFORTS); disabled, adaptive: none
-    max_tokens, stop_sequences,      max_tokens, stop, temperature, top_p, user;
-    temperature, top_p, metadata     a stream asks for its usage (stream_options)
+    max_tokens, stop_sequences,      max_tokens (the provider sends it as its
+    temperature, top_p, metadata     `max_tokens_field`: OpenAI's max_completion_tokens),
+                                     stop, temperature, top_p, user; a stream asks for its
+                                     usage (stream_options)
 
     chat.completion                  Anthropic message (a thinking block from
                                      reasoning_content, text, tool_use blocks, stop_reason,

@@ -18,7 +18,9 @@ Replies are deterministic. One word = one token:
   ``"Echo: <first 40 chars of last user message>. This is a deterministic reply from the
   fake upstream."``; it is split on whitespace and re-joined with single spaces;
 * ``max_completion_tokens`` (else ``max_tokens``) truncates to that many words, with
-  ``finish_reason="length"``; otherwise ``"stop"``;
+  ``finish_reason="length"``; otherwise ``"stop"``; a reasoning model (``o1``…, ``o4-mini``,
+  ``gpt-5``…: ``REASONING_MODEL``) refuses ``max_tokens`` with OpenAI's own 400
+  (``unsupported_parameter``);
 * ``prompt_tokens = words in all message contents + 3 * len(messages) + 3``
   (see ``count_prompt_tokens``), ``completion_tokens = words emitted``.
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,6 +51,8 @@ from tests.fakes.oversized import write_padded
 from tests.fakes.server_thread import ServerThread
 
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o4-mini")
+#: Models that refuse `max_tokens` in chat completions, as OpenAI's reasoning models do.
+REASONING_MODEL = re.compile(r"(o\d|gpt-5)(\b|-)")
 SYSTEM_FINGERPRINT = "fp_fa4e0000ed"
 REPLY_SUFFIX = "This is a deterministic reply from the fake upstream."
 
@@ -541,6 +546,11 @@ class FakeOpenAI:
                 ),
             )
 
+        if "max_tokens" in body and REASONING_MODEL.match(body["model"]):
+            return self._json_error(400, error_body(
+                400, message="Unsupported parameter: 'max_tokens' is not supported with this "
+                "model. Use 'max_completion_tokens' instead.", code="unsupported_parameter",
+                param="max_tokens"))
         behaviour = self._next_behaviour()
         rec.behaviour = behaviour
         completion_id, request_id = self._next_id()
