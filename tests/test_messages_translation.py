@@ -428,3 +428,18 @@ def test_a_reasoning_chunk_between_texts_opens_blocks_in_index_order():
     assert starts == [(0, "thinking"), (1, "text"), (2, "thinking")]
     assert events[1][1]["content_block"] == {"type": "thinking", "thinking": "",
                                              "signature": ""}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_chat_tool_call_is_a_tool_use_block_through_the_sdk(gateway, upstream, stream):
+    upstream.script(Behaviour(tool_call={"name": "read_file", "arguments": '{"path": "a"}'}))
+    request = {"model": MODEL, "max_tokens": 64, "messages": HELLO, "tools": [
+        {"name": "read_file", "input_schema": {"type": "object"}}]}
+    if stream:
+        with sdk(gateway).messages.stream(**request) as events:
+            message = events.get_final_message()
+    else:
+        message = sdk(gateway).messages.create(**request)
+    assert [(block.type, block.name, block.input) for block in message.content] == [
+        ("tool_use", "read_file", {"path": "a"})]
+    assert message.stop_reason == "tool_use" and message.usage.output_tokens == 3

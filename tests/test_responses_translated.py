@@ -189,3 +189,15 @@ def test_a_chat_only_upstream_is_sent_the_output_limit_its_config_names(tmp_path
             assert upstream.last.body["max_tokens"] == 3
     finally:
         server.stop()
+
+
+def test_a_chat_only_upstreams_streamed_tool_call_is_a_function_call_item(door, upstream):
+    upstream.script(Behaviour(tool_call={"name": "weather", "arguments": '{"city": "Paris"}'}))
+    with door.client().responses.stream(model="local-llama", input="Weather in Paris?",
+                                        tools=[WEATHER]) as stream:
+        done = [event for event in stream
+                if event.type == "response.function_call_arguments.done"]
+        final = stream.get_final_response()
+    assert [event.arguments for event in done] == ['{"city": "Paris"}']
+    assert [(item.type, item.name) for item in final.output] == [("function_call", "weather")]
+    assert upstream.last.body["tools"][0]["function"]["name"] == "weather"

@@ -135,7 +135,10 @@ class Behaviour:
     oversized_after_chunks: int = 0
     oversized_declared: bool = False
     tool_call: dict[str, str] | None = None
-    """Responses: answer one function call (``{"name": ..., "arguments": "..."}``), no text."""
+    """Chat and Responses: answer one function call (``{"name": ..., "arguments": "..."}``),
+    no text (chat: ``tool_calls``, finish_reason ``tool_calls``; a stream sends the call's
+    id and name, then its arguments a space-separated piece a chunk). Billed: one token for
+    the name and one a piece of the arguments."""
     raw_body: bytes | None = None
     """Responses: answer 200 with these bytes as the JSON body, whatever they are."""
     reasoning: str | None = None
@@ -279,6 +282,15 @@ def error_body(
             "code": code if code is not None else d_code,
         }
     }
+
+
+def _call_id(completion_id: str) -> str:
+    return "call_" + completion_id.removeprefix("chatcmpl-")
+
+
+def _call_tokens(call: dict[str, str]) -> int:
+    """What a scripted tool call bills: its name, and each piece of its arguments."""
+    return 1 + len(call["arguments"].split(" "))
 
 
 def _sse(obj: Any) -> bytes:
@@ -778,6 +790,13 @@ class FakeOpenAI:
         if thought:
             message["reasoning_content"] = " ".join(thought)
         spent = len(thought) + len(words)
+        call = behaviour.tool_call
+        if call is not None:
+            message["content"] = None
+            message["tool_calls"] = [{"id": _call_id(completion_id), "type": "function",
+                                      "function": dict(call)}]
+            finish_reason = "tool_calls"
+            spent = len(thought) + _call_tokens(call)
         obj: dict[str, Any] = {
             "id": completion_id,
             "object": "chat.completion",
@@ -868,6 +887,17 @@ class FakeOpenAI:
         await send(_sse(chunk(choice({"role": "assistant", "content": "", "refusal": None}))))
         for i, word in enumerate(thought):
             await send(_sse(chunk(choice({"reasoning_content": word if i == 0 else " " + word}))))
+        spent = len(thought) + len(words)
+        call = behaviour.tool_call
+        if call is not None:
+            words, finish_reason = [], "tool_calls"
+            spent = len(thought) + _call_tokens(call)
+            await send(_sse(chunk(choice({"tool_calls": [{
+                "index": 0, "id": _call_id(completion_id), "type": "function",
+                "function": {"name": call["name"], "arguments": ""}}]}))))
+            for i, piece in enumerate(call["arguments"].split(" ")):
+                await send(_sse(chunk(choice({"tool_calls": [{"index": 0, "function": {
+                    "arguments": piece if i == 0 else " " + piece}}]}))))
         garbage_at = len(words) // 2 if behaviour.malformed_sse else -1
         for i, word in enumerate(words):
             if behaviour.drop_after_chunks is not None and i >= behaviour.drop_after_chunks:
@@ -884,7 +914,7 @@ class FakeOpenAI:
         if include_usage:
             final = chunk([])
             final["usage"] = behaviour.usage or usage_object(
-                prompt_tokens_for(body), n * (len(thought) + len(words)), n * len(thought))
+                prompt_tokens_for(body), n * spent, n * len(thought))
             await send(_sse(final))
         await send(SSE_DONE)
         await resp.write_eof()
