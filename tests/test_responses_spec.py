@@ -45,8 +45,6 @@ def test_function_call_answer_is_a_response_object(door, upstream, anthropic_ups
     upstream.script(Behaviour(tool_call={"name": "weather", "arguments": '{"city": "Paris"}'}))
     anthropic_upstream.script(AnthropicBehaviour(tool_uses=[ToolUse("weather",
                                                                     {"city": "Paris"})]))
-    if model == "local-llama":
-        pytest.skip("the fake's chat endpoint answers no tool calls")
     answer = _post(door, {"model": model, "input": "Weather in Paris?", "tools": [WEATHER]})
     assert [item["type"] for item in answer.json()["output"]][-1] == "function_call"
     assert _errors("Response", answer.json()) == []

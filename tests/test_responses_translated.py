@@ -11,7 +11,7 @@ import pytest
 from tests.fakes.anthropic_upstream import Behaviour as AnthropicBehaviour
 from tests.fakes.anthropic_upstream import ToolUse
 from tests.fakes.openai_upstream import Behaviour
-from tests.support.gateway_server import CLIENT_KEY
+from tests.support.gateway_server import CLIENT_KEY, GatewayServer
 from tests.support.responses_routes import WEATHER
 
 
@@ -153,3 +153,51 @@ def test_without_a_provider_that_speaks_responses_a_stored_response_is_a_clear_4
     with pytest.raises(openai.NotFoundError) as raised:
         mock_gateway.client().responses.retrieve("resp_123")
     assert "keeps no responses of its own" in raised.value.message
+
+
+_REASONER = """
+[providers.reasoner]
+kind = "openai"
+base_url = "{url}"
+api_key_env = "TEST_OPENAI_KEY"
+responses = false
+{field}
+[routes]
+"o4-mini" = ["reasoner:o4-mini"]
+"""
+
+
+@pytest.mark.parametrize("field", ['max_tokens_field = "max_completion_tokens"', ""])
+def test_a_chat_only_upstream_is_sent_the_output_limit_its_config_names(tmp_path, upstream,
+                                                                         field):
+    # A chat-only upstream gets max_tokens unless its table says max_completion_tokens; the
+    # fake refuses max_tokens for o4-mini as OpenAI does, and that 400 reaches the client.
+    (tmp_path / "circuit.toml").write_text(_REASONER.format(url=upstream.base_url, field=field))
+    server = GatewayServer(tmp_path, TEST_OPENAI_KEY="sk-openai-test-key",
+                           CIRCUIT_RETRY_MAX_ATTEMPTS=1).start()
+    try:
+        client = server.client()
+        if field:
+            response = client.responses.create(model="o4-mini", input="Hi", max_output_tokens=3)
+            assert response.status == "incomplete"
+            assert upstream.last.body["max_completion_tokens"] == 3
+            assert "max_tokens" not in upstream.last.body
+        else:
+            with pytest.raises(openai.BadRequestError) as caught:
+                client.responses.create(model="o4-mini", input="Hi", max_output_tokens=3)
+            assert "max_completion_tokens" in caught.value.message
+            assert upstream.last.body["max_tokens"] == 3
+    finally:
+        server.stop()
+
+
+def test_a_chat_only_upstreams_streamed_tool_call_is_a_function_call_item(door, upstream):
+    upstream.script(Behaviour(tool_call={"name": "weather", "arguments": '{"city": "Paris"}'}))
+    with door.client().responses.stream(model="local-llama", input="Weather in Paris?",
+                                        tools=[WEATHER]) as stream:
+        done = [event for event in stream
+                if event.type == "response.function_call_arguments.done"]
+        final = stream.get_final_response()
+    assert [event.arguments for event in done] == ['{"city": "Paris"}']
+    assert [(item.type, item.name) for item in final.output] == [("function_call", "weather")]
+    assert upstream.last.body["tools"][0]["function"]["name"] == "weather"

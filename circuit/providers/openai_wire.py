@@ -44,10 +44,20 @@ def _plausible(count: Any) -> bool:
                              and 0 <= count <= _MAX_TOKENS)
 
 
+def reasoning_of(message: dict) -> str | None:
+    """The reasoning text of a chat message or stream delta, as DeepSeek and vLLM send it
+    (`reasoning_content`; `reasoning` in newer vLLM and OpenRouter), or None."""
+    for name in ("reasoning_content", "reasoning"):
+        value = message.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def output_text(message: dict) -> str:
-    """Everything of one choice's message that its output tokens paid for: the text, a
-    refusal, and the name and arguments of each tool call."""
-    parts = [message.get("content"), message.get("refusal")]
+    """Everything of one choice's message that its output tokens paid for: the reasoning
+    text, the text, a refusal, and the name and arguments of each tool call."""
+    parts = [reasoning_of(message), message.get("content"), message.get("refusal")]
     for call in message.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
@@ -89,9 +99,9 @@ def chunk_event(data: bytes, chunk: Any, forward_usage: bool) -> StreamEvent:
 def _take(delta: dict, pieces: list[str]) -> bool:
     """Keep a delta's output text; whether it had any."""
     before = len(pieces)
-    content = delta.get("content")
-    if isinstance(content, str) and content:
-        pieces.append(content)
+    for part in (reasoning_of(delta), delta.get("content")):
+        if isinstance(part, str) and part:
+            pieces.append(part)
     for call in delta.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):

@@ -10,7 +10,8 @@ What chat has no words for is refused with an UpstreamRejected 400 naming it, be
 network call: hosted and custom tools (web search, file search, …), stored state, file inputs.
 Reasoning items from an earlier turn are dropped: they are another model's encrypted state;
 so are OpenAI-only fields (`metadata`, `include`, `prompt_cache_key`, …), which some chat
-servers refuse. The functions of a `namespace` tool go to chat as `<namespace>__<name>` and
+servers refuse. `max_output_tokens` is written as chat's `max_tokens`; the provider sends it
+under its own `max_tokens_field` (`Call.translated`). The functions of a `namespace` tool go to chat as `<namespace>__<name>` and
 their calls come back split (`split_name`).
 """
 
