@@ -56,6 +56,30 @@ def test_chat_only_upstream_failure_is_an_openai_shaped_error(door, upstream, re
     assert door.record(request_id)["status"] == "failed"
 
 
+def test_chat_only_upstream_reasoning_reaches_the_sdk_as_a_reasoning_item(door, upstream,
+                                                                           request_id):
+    upstream.script(Behaviour(reasoning="Weigh the greeting first"))
+    response = door.client().responses.create(model="local-llama", input="Hello",
+                                              extra_headers={"x-request-id": request_id})
+    reasoning = response.output[0]
+    assert reasoning.type == "reasoning"
+    assert [part.text for part in reasoning.content] == ["Weigh the greeting first"]
+    assert response.output_text.startswith("Echo: Hello")
+    assert door.record(request_id)["tokens_output"] == response.usage.output_tokens
+
+
+def test_chat_only_upstream_reasoning_streams_as_reasoning_text_events(door, upstream):
+    upstream.script(Behaviour(reasoning="Weigh the greeting first"))
+    with door.client().responses.stream(model="local-llama", input="Hello") as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert "".join(part.text for part in final.output[0].content) == \
+        "Weigh the greeting first"
+    assert kinds.index("response.reasoning_text.delta") < \
+        kinds.index("response.output_text.delta")
+    assert final.output_text.startswith("Echo: Hello")
+
+
 def test_previous_response_id_for_a_translated_target_is_a_clear_400(door, upstream,
                                                                      request_id):
     with pytest.raises(openai.BadRequestError) as raised:
