@@ -225,3 +225,39 @@ def test_a_chat_only_upstreams_streamed_tool_call_is_a_function_call_item(door, 
     assert [event.arguments for event in done] == ['{"city": "Paris"}']
     assert [(item.type, item.name) for item in final.output] == [("function_call", "weather")]
     assert upstream.last.body["tools"][0]["function"]["name"] == "weather"
+
+
+_BUDGETED_CHAT_ONLY = """
+[providers.local]
+kind = "openai"
+base_url = "{url}"
+api_key_env = "TEST_OPENAI_KEY"
+responses = false
+
+[routes]
+"thinker" = ["local:gpt-4o-mini"]
+"""
+
+
+def test_reasoning_past_max_output_tokens_is_cut(tmp_path, upstream):
+    # A budget makes the gateway watch a stream's output against what max_output_tokens
+    # reserved; reasoning is output, so an upstream that thinks past the bound is cut.
+    upstream.default = Behaviour(reasoning="hmm " * 3000, ignore_max_tokens=True,
+                                 chunk_delay=0.001)
+    (tmp_path / "circuit.toml").write_text(_BUDGETED_CHAT_ONLY.format(url=upstream.base_url))
+    server = GatewayServer(tmp_path, TEST_OPENAI_KEY="sk-openai-test-key",
+                           CIRCUIT_RETRY_MAX_ATTEMPTS=1, CIRCUIT_DAILY_USD_LIMIT=5).start()
+    try:
+        with httpx.stream("POST", server.url + "/v1/responses", timeout=15,
+                          headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+                          json={"model": "thinker", "input": "Hi", "stream": True,
+                                "max_output_tokens": 20}) as response:
+            raw = b"".join(response.iter_raw())
+        events = [orjson.loads(line[6:]) for line in raw.split(b"\n")
+                  if line.startswith(b"data: ")]
+        assert events[-1]["type"] == "error"
+        assert sum(e["type"] == "response.reasoning_text.delta" for e in events) <= 20 + 32
+        row = server.record(response.headers["x-request-id"])
+        assert (row["status"], row["error_code"]) == ("failed", "upstream_overrun")
+    finally:
+        server.stop()
