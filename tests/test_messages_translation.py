@@ -337,13 +337,21 @@ def test_a_thinking_budget_asks_for_a_reasoning_effort(thinking, effort):
     assert to_chat(body, MODEL).get("reasoning_effort") == effort
 
 
-def test_a_thinking_budget_that_is_no_integer_is_an_anthropic_400(gateway, upstream):
+@pytest.mark.parametrize(("thinking", "named"), [
+    ({"type": "enabled", "budget_tokens": "lots"}, "budget_tokens"),
+    ({"type": "enabled", "budget_tokens": 1023}, "greater than or equal to 1024"),
+    ({"type": "bogus"}, "'bogus'"),
+    ("enabled", "should be an object"),
+])
+def test_a_thinking_anthropic_would_refuse_is_an_anthropic_400(gateway, upstream, thinking,
+                                                               named):
+    # Refused, as Anthropic refuses it, rather than sent on quietly without thinking.
     answer = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": CLIENT_KEY},
                         json={"model": MODEL, "max_tokens": 2048, "messages": HELLO,
-                              "thinking": {"type": "enabled", "budget_tokens": "lots"}})
+                              "thinking": thinking})
     assert answer.status_code == 400
     assert answer.json()["error"]["type"] == "invalid_request_error"
-    assert "budget_tokens" in answer.json()["error"]["message"]
+    assert named in answer.json()["error"]["message"]
     assert upstream.calls == 0
 
 

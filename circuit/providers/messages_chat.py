@@ -46,6 +46,8 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_
 #: under 2,000 ask for "low" too, not "minimal", which only gpt-5 takes (o-series models and
 #: DeepSeek refuse it); Anthropic's own least budget is 1,024.
 EFFORTS = ((10_000, "high"), (5_000, "medium"))
+THINKING_TYPES = ("disabled", "enabled", "adaptive")
+LEAST_THINKING_BUDGET = 1_024
 
 
 def _reject(message: str) -> UpstreamRejected:
@@ -124,11 +126,23 @@ def _assistant_turn(content: Any) -> dict[str, Any]:
 def reasoning_effort(thinking: Any) -> str | None:
     """The chat `reasoning_effort` for a Messages request's `thinking` (None: send none, as
     for `disabled`, absent, or `adaptive`, which leaves the effort to the model)."""
-    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+    # Refused as Anthropic refuses them, rather than quietly sent without thinking.
+    if thinking is None:
+        return None
+    if not isinstance(thinking, dict):
+        raise _reject("thinking: Input should be an object")
+    kind = thinking.get("type")
+    if kind not in THINKING_TYPES:
+        raise _reject(f"thinking: Input tag {kind!r} found using 'type' does not match any of "
+                      f"the expected tags: {', '.join(map(repr, THINKING_TYPES))}")
+    if kind != "enabled":
         return None
     budget = thinking.get("budget_tokens")
     if not isinstance(budget, int) or isinstance(budget, bool):
         raise _reject("thinking.budget_tokens: must be an integer")
+    if budget < LEAST_THINKING_BUDGET:
+        raise _reject("thinking.enabled.budget_tokens: Input should be greater than or equal "
+                      f"to {LEAST_THINKING_BUDGET}")
     return next((effort for least, effort in EFFORTS if budget >= least), "low")
 
 
