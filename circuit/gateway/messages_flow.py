@@ -110,7 +110,7 @@ class MessagesFlow(DoorFlow):
         exchange.served_by(target, permit, "messages" if passed else "chat")
         out_headers = {"x-circuit-provider": target.provider.name}
         if not passed:
-            answer = chat_answer_as_messages(answer, asked.model)
+            answer = await chat_answer_as_messages(answer, asked.model, exchange.count_locally)
         if asked.stream:
             return StreamRelay(answer, exchange.tally(), exchange.stream_ended, out_headers,
                                door=MESSAGES)
