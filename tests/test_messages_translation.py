@@ -488,3 +488,24 @@ def test_a_streams_message_start_reports_the_requests_input_tokens(gateway, upst
     # The upstream's count arrives only at the end: message_start has the local count.
     assert start["message"]["usage"]["input_tokens"] > 0
     assert start["message"]["usage"]["output_tokens"] == 0
+
+
+def test_an_image_in_a_tool_result_is_refused_with_an_anthropic_400(gateway, upstream):
+    # OpenAI's tool message carries text parts only: the image would be dropped.
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        sdk(gateway).messages.create(model=MODEL, max_tokens=16, messages=[
+            {"role": "user", "content": "Look"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                                               "name": "shot", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                          "content": [{"type": "text", "text": "a"},
+                                                      {"type": "image", "source": {
+                                                          "type": "base64",
+                                                          "media_type": "image/png",
+                                                          "data": PIXEL}}]}]}],
+            tools=[{"name": "shot", "input_schema": {"type": "object"}}])
+    error = caught.value.body["error"]
+    assert error["type"] == "invalid_request_error"
+    assert "messages.2.content.0.content.1" in error["message"]
+    assert "image" in error["message"]
+    assert upstream.calls == 0
