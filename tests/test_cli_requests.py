@@ -93,7 +93,34 @@ def test_tail_starts_with_a_header_naming_its_columns(cli):
     cli.seed(record("r1"))
     header = cli("requests", "tail", "--no-follow").stdout.splitlines()[0]
     assert header.split() == ["DATE", "TIME", "REQUEST", "ID", "KEY", "MODEL", "DOOR",
-                              "PROVIDER", "MODE", "STATUS", "TOKENS", "COST", "TIME", "IN"]
+                              "PROVIDER", "MODE", "STATUS", "TOKENS", "COST", "TIME", "IN",
+                              "ERROR"]
+
+
+def test_tail_piped_prints_every_column_and_the_whole_error_code(cli):
+    # Not a terminal and no COLUMNS: a pipe has no width, so nothing is left out or cut.
+    code = "upstream_response_too_large"
+    cli.seed(record("ok-1"), record("failed-1", status="failed", error_code=code))
+    lines = cli("requests", "tail", "--no-follow").stdout.splitlines()
+    assert lines[0].split()[-1] == "ERROR"
+    assert lines[-1].split()[-1] == code
+
+
+def test_tail_through_a_real_pipe_shows_the_error_column(cli):
+    cli.seed(broken_stream())
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["CIRCUIT_DB_PATH"] = str(cli.db_path)
+    piped = subprocess.run([CIRCUIT, "requests", "tail", "--no-follow"], capture_output=True,
+                           text=True, env=env, cwd=cli.folder, timeout=60)
+    header, line = piped.stdout.splitlines()
+    assert header.endswith("ERROR") and line.endswith("upstream_error")
+
+
+def test_tail_with_columns_set_still_fits_them(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")
+    cli.seed(broken_stream())
+    header = cli("requests", "tail", "--no-follow").stdout.splitlines()[0]
+    assert "ERROR" not in header and len(header) <= 160
 
 
 def test_tail_shows_the_door_and_the_wire_that_went_upstream(cli, monkeypatch):

@@ -135,3 +135,41 @@ def test_a_routed_model_is_retrieved_in_either_shape(tmp_path):
         assert (described["object"], described["owned_by"]) == ("model", "circuit")
     finally:
         server.stop()
+
+
+def test_an_anthropic_client_retrieves_every_model_an_openai_client_can(tmp_path):
+    """The mock describes any id (its short list is not what it serves): the Anthropic SDK's
+    retrieve answers for the ids the OpenAI-shaped retrieve answers for."""
+    server = GatewayServer(tmp_path, PROVIDER="mock").start()
+    try:
+        for model in (MODEL, "gpt-4o-mini", "any-model-at-all"):
+            openai_shaped = httpx.get(server.url + f"/v1/models/{model}",
+                                      headers={"authorization": f"Bearer {CLIENT_KEY}"})
+            assert openai_shaped.status_code == 200
+            described = sdk(server).models.retrieve(model)
+            assert (described.type, described.id) == ("model", model)
+        assert sdk(server).messages.create(model=MODEL, max_tokens=16,
+                                           messages=HELLO).model
+    finally:
+        server.stop()
+
+
+def test_with_the_default_provider_down_a_routed_model_is_described_and_errors_are_clean(
+        tmp_path):
+    (tmp_path / "circuit.toml").write_text('[routes]\n"house-model" = ["mock:gpt-4o-mini"]\n')
+    server = GatewayServer(tmp_path, PROVIDER="openai", OPENAI_BASE_URL="http://127.0.0.1:1/v1",
+                           OPENAI_API_KEY="sk-provider-unused-0123456789",
+                           CIRCUIT_RETRY_MAX_ATTEMPTS=1).start()
+    try:
+        assert sdk(server).models.retrieve("house-model").id == "house-model"
+        calls = (lambda: sdk(server).models.retrieve("gpt-4o"), sdk(server).models.list)
+        for call in calls:
+            with pytest.raises(anthropic.APIStatusError) as caught:
+                call()
+            error = caught.value.body["error"]
+            assert caught.value.body["type"] == "error"
+            assert error["type"] == "api_error"
+            assert "ssl:default" not in error["message"]
+            assert "Cannot connect" not in error["message"]
+    finally:
+        server.stop()

@@ -451,3 +451,69 @@ def test_a_chat_tool_call_is_a_tool_use_block_through_the_sdk(gateway, upstream,
     assert [(block.type, block.name, block.input) for block in message.content] == [
         ("tool_use", "read_file", {"path": "a"})]
     assert message.stop_reason == "tool_use" and message.usage.output_tokens == 3
+
+
+def test_without_upstream_usage_the_client_sees_the_local_count_the_record_bills(
+        gateway, upstream):
+    upstream.script(Behaviour(send_usage=False))
+    raw = sdk(gateway).messages.with_raw_response.create(model=MODEL, max_tokens=64,
+                                                         messages=HELLO)
+    usage = raw.parse().usage
+    row = gateway.record(raw.headers["x-request-id"])
+    assert row["usage_source"] == "local"
+    assert (usage.input_tokens, usage.output_tokens) == (row["tokens_input"],
+                                                         row["tokens_output"])
+    assert usage.input_tokens > 0 and usage.output_tokens > 0
+
+
+def _streamed(gateway: GatewayServer) -> tuple[list[dict], str]:
+    with httpx.stream("POST", gateway.url + "/v1/messages", headers={"x-api-key": CLIENT_KEY},
+                      json={"model": MODEL, "max_tokens": 64, "messages": HELLO,
+                            "stream": True}) as response:
+        events = [orjson.loads(line[6:]) for line in response.iter_lines()
+                  if line.startswith("data: ")]
+    return events, response.headers["x-request-id"]
+
+
+def test_a_stream_without_upstream_usage_shows_the_local_count_the_record_bills(
+        gateway, upstream):
+    upstream.script(Behaviour(send_usage=False))
+    events, request_id = _streamed(gateway)
+    start = next(e for e in events if e["type"] == "message_start")
+    delta = next(e for e in events if e["type"] == "message_delta")
+    row = gateway.record(request_id)
+    assert row["usage_source"] == "local"
+    assert start["message"]["usage"]["input_tokens"] == row["tokens_input"] > 0
+    assert (delta["usage"]["input_tokens"], delta["usage"]["output_tokens"]) == (
+        row["tokens_input"], row["tokens_output"])
+
+
+def test_a_streams_message_start_reports_the_requests_input_tokens(gateway, upstream):
+    events, request_id = _streamed(gateway)
+    start = next(e for e in events if e["type"] == "message_start")
+    row = gateway.record(request_id)
+    assert row["usage_source"] == "provider"
+    # The upstream's count arrives only at the end: message_start has the local count.
+    assert start["message"]["usage"]["input_tokens"] > 0
+    assert start["message"]["usage"]["output_tokens"] == 0
+
+
+def test_an_image_in_a_tool_result_is_refused_with_an_anthropic_400(gateway, upstream):
+    # OpenAI's tool message carries text parts only: the image would be dropped.
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        sdk(gateway).messages.create(model=MODEL, max_tokens=16, messages=[
+            {"role": "user", "content": "Look"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                                               "name": "shot", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                          "content": [{"type": "text", "text": "a"},
+                                                      {"type": "image", "source": {
+                                                          "type": "base64",
+                                                          "media_type": "image/png",
+                                                          "data": PIXEL}}]}]}],
+            tools=[{"name": "shot", "input_schema": {"type": "object"}}])
+    error = caught.value.body["error"]
+    assert error["type"] == "invalid_request_error"
+    assert "messages.2.content.0.content.1" in error["message"]
+    assert "image" in error["message"]
+    assert upstream.calls == 0

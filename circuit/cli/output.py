@@ -43,9 +43,15 @@ _PIPE_WIDTH = 160
 def out() -> Console:
     """A console on the current stdout (looked up per call, so test runners can swap it)."""
     console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
+    if unmeasured(console):
         console.width = _PIPE_WIDTH
     return console
+
+
+def unmeasured(console: Console) -> bool:
+    """Whether the console has no width of its own: a pipe or a file (not a terminal) with
+    no COLUMNS set, where Rich would assume 80."""
+    return not console.is_terminal and "COLUMNS" not in os.environ
 
 
 def err() -> Console:

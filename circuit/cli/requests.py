@@ -53,7 +53,8 @@ def tail(
     key, model, door (the API it came in by), provider, stream or json, status, tokens
     in→out, cost, time in the gateway,
     and the error code of a request that did not succeed; on a narrow terminal the columns
-    that matter least are left out (`--json` has everything). Ctrl-C ends it with exit code 0.
+    that matter least are left out (`--json` has everything); piped, with COLUMNS unset,
+    every column is printed. Ctrl-C ends it with exit code 0.
 
     Examples:
 
@@ -63,7 +64,8 @@ def tail(
     """
     api_keys = settings(ctx).api_keys
     console = output.out()
-    layout = TailLayout(console.width)
+    # A pipe has no width: every column, the error code uncut; a terminal's lines are fitted.
+    layout = TailLayout(None if output.unmeasured(console) else console.width)
 
     def show(record: dict) -> None:
         if as_json:

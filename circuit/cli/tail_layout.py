@@ -5,6 +5,7 @@ header line; a value too long for its column is cut with `…`. On a narrow term
 that matter least are left out, so no line wraps: at 80 columns time, request id, key, model and
 status remain; with more room come the door (api, and the upstream wire when it differs), cost,
 tokens, provider, stream, latency, the date, and the error code in whatever width is left.
+Output with no width (a pipe, COLUMNS unset) gets every column and the error code whole.
 """
 
 from __future__ import annotations
@@ -69,9 +70,16 @@ def _fit(text: str, width: int, right: bool = False) -> str:
 
 
 class TailLayout:
-    """The columns that fit `width`, the header line, and one line per record (Rich markup)."""
+    """The columns that fit `width` (None: no width, every column), the header line, and one
+    line per record (Rich markup)."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int | None) -> None:
+        #: The error code's width: 0 for none, None for the whole code.
+        self.error_width: int | None
+        if width is None:
+            self.columns = list(COLUMNS)
+            self.error_width = None
+            return
         chosen: set[str] = set()
         used = -len(GAP)
         for name in KEPT_FIRST:
@@ -86,7 +94,7 @@ class TailLayout:
     def header(self) -> str:
         parts = [_fit(COLUMNS[n].heading, COLUMNS[n].width, COLUMNS[n].right)
                  for n in self.columns]
-        if self.error_width:
+        if self.error_width != 0:
             parts.append("ERROR")
         return f"[bold]{output.text(GAP.join(parts).rstrip())}[/bold]"
 
@@ -99,7 +107,9 @@ class TailLayout:
                 style = output.STATUS_STYLES.get(record["status"] or "")
                 cell = f"[{style}]{cell}[/{style}]" if style else cell
             parts.append(cell)
-        if self.error_width and record["error_code"]:
-            error = _fit(record["error_code"], self.error_width).rstrip()
+        if self.error_width != 0 and record["error_code"]:
+            error = record["error_code"]
+            if self.error_width is not None:
+                error = _fit(error, self.error_width).rstrip()
             parts.append(f"[red]{output.text(error)}[/red]")
         return GAP.join(parts).rstrip()

@@ -13,6 +13,8 @@ from starlette.responses import Response
 from circuit.errors import CircuitError, NotFound
 from circuit.gateway.doors import MESSAGES
 from circuit.gateway.messages_request import authenticate
+from circuit.gateway.openai_surface import has_openai_target
+from circuit.gateway.passthrough import PassthroughDoor
 from circuit.gateway.responses import error_response, json_response
 from circuit.gateway.runtime import Gateway
 
@@ -40,17 +42,38 @@ async def served_models(gateway: Gateway) -> list[str]:
     return [*routed, *(m for m in served if m not in routed)]
 
 
-async def anthropic_models(gateway: Gateway, request: Request,
-                           model: str | None = None) -> Response:
-    """The list, or the one `model` (an unknown one: Anthropic's 404, `not_found_error`);
-    errors in Anthropic's shape."""
+async def anthropic_models(gateway: Gateway, request: Request) -> Response:
+    """The list, errors in Anthropic's shape."""
     try:
         authenticate(gateway.keys, request.headers)
-        models = await served_models(gateway)
-        if model is None:
-            return json_response(anthropic_model_list(models))
-        if model not in models:
-            raise NotFound(f"model: {model}")
+        return json_response(anthropic_model_list(await served_models(gateway)))
     except CircuitError as error:
         return error_response(error, MESSAGES)
-    return json_response(anthropic_model(model))
+
+
+def anthropic_model_describer(gateway: Gateway, door: PassthroughDoor):
+    """GET /v1/models/{id} for an Anthropic client: the ids the OpenAI-shaped call answers
+    for, resolved the same way — a routed model here, without an upstream call; any other
+    by `door` (the OpenAI-compatible provider describes it, as for an OpenAI client), or, with
+    no such provider, by the default provider's list. Anthropic's shape, errors too (an
+    unknown id: 404 `not_found_error`)."""
+
+    async def describe(request: Request, model: str) -> Response:
+        try:
+            if model in gateway.router.routed_models:
+                authenticate(gateway.keys, request.headers)
+                return json_response(anthropic_model(model))
+            if not has_openai_target(gateway):
+                authenticate(gateway.keys, request.headers)
+                if model not in await served_models(gateway):
+                    raise NotFound(f"model: {model}")
+                return json_response(anthropic_model(model))
+        except CircuitError as error:
+            return error_response(error, MESSAGES)
+        described = await door(request)
+        if described.status_code != 200:
+            return described
+        return json_response(anthropic_model(model), headers={
+            k: v for k, v in described.headers.items() if k.startswith("x-circuit-")})
+
+    return describe

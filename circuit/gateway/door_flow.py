@@ -10,6 +10,7 @@ as a 499, and a bug as a 500 without its traceback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -18,12 +19,25 @@ from circuit.errors import AuthenticationFailed, CircuitError
 from circuit.gateway.auth import ClientKey
 from circuit.gateway.doors import Door
 from circuit.gateway.exchange import Exchange
+from circuit.gateway.messages_request import authenticate as anthropic_key
 from circuit.gateway.request_id import SCOPE_KEY, new_request_id
 from circuit.gateway.responses import error_response
 from circuit.gateway.runtime import Gateway
 from circuit.logs import current_request_id
 
 log = logging.getLogger("circuit.gateway")
+
+
+def identify(exchange: Exchange, authenticate: Callable[[], ClientKey]) -> ClientKey:
+    """The caller `authenticate()` finds, named in the record (a revoked key's name too; None
+    if unknown), or AuthenticationFailed."""
+    try:
+        key = authenticate()
+    except AuthenticationFailed as refused:
+        exchange.caller(None, refused.key_name)
+        raise
+    exchange.caller(key)
+    return key
 
 
 class DoorFlow:
@@ -40,13 +54,12 @@ class DoorFlow:
     def authenticate(self, request: Request, exchange: Exchange) -> ClientKey:
         """The caller of a door that takes `Authorization: Bearer`, named in the record (a
         revoked key's name too; None if unknown), or AuthenticationFailed."""
-        try:
-            key = self.gateway.keys.authenticate(request.headers.get("authorization"))
-        except AuthenticationFailed as refused:
-            exchange.caller(None, refused.key_name)
-            raise
-        exchange.caller(key)
-        return key
+        return identify(exchange, lambda: self.gateway.keys.authenticate(
+            request.headers.get("authorization")))
+
+    def authenticate_anthropic(self, request: Request, exchange: Exchange) -> ClientKey:
+        """The same for an Anthropic client: `x-api-key` or `Authorization: Bearer`."""
+        return identify(exchange, lambda: anthropic_key(self.gateway.keys, request.headers))
 
     async def __call__(self, request: Request) -> Response:
         exchange = Exchange(self.gateway, request.scope.get(SCOPE_KEY) or new_request_id())

@@ -13,7 +13,7 @@ and relays a stream with `StreamRelay(..., door=door)` (circuit.gateway.relay).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -124,6 +124,14 @@ def _anthropic_stream_error(error: CircuitError) -> bytes:
 
 MESSAGES = Door("messages", anthropic_error_body, anthropic_status, named_frame, b"",
                 _anthropic_stream_error)
+
+
+def anthropic_client(path: str, headers: Mapping[str, str]) -> bool:
+    """Whether a request the router answers itself (an unknown path, a method a path does not
+    take, a body FastAPI refused) comes from an Anthropic client: a path under /v1/messages,
+    or the `anthropic-version` header the Anthropic SDK always sends."""
+    return path == "/v1/messages" or path.startswith("/v1/messages/") \
+        or "anthropic-version" in headers
 
 
 # -- OpenAI Responses -------------------------------------------------------------------------

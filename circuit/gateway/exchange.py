@@ -171,6 +171,13 @@ class Exchange:
                                 ready=lambda: meter.counter_loaded)
         return StreamTally(guard)
 
+    async def count_locally(self, output_text: str) -> Usage:
+        """What a local count bills for the request with `output_text` (its input: the
+        messages `asks` named, for the target that answered), counted off the event loop; for
+        a door that must show the client the usage its record bills."""
+        return await asyncio.to_thread(self.gateway.meter.count_locally,
+                                       self.record.upstream_model, self._messages, output_text)
+
     def stream_ended(self, tally: StreamTally, outcome: StreamOutcome) -> None:
         """The relay's hook: charge what the stream used, whether it ended well, broke, or
         lost its client."""

@@ -20,9 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from circuit.accounting.bound import RequestBound, messages_bound
-from circuit.errors import AuthenticationFailed
 from circuit.gateway.chat_request import read_body
-from circuit.gateway.door_flow import DoorFlow
+from circuit.gateway.door_flow import DoorFlow, identify
 from circuit.gateway.doors import MESSAGES
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.messages_request import (
@@ -71,12 +70,7 @@ async def admitted(gateway: Gateway, request: Request, exchange: Exchange, api: 
                    ) -> tuple[MessagesRequest, list[Target]]:
     """The first steps of the Messages door's endpoints: auth, body, what is asked (recorded
     under `api`), admission (rate limit, budget reserved for `bound(body)`)."""
-    try:
-        key = authenticate(gateway.keys, request.headers)
-    except AuthenticationFailed as refused:
-        exchange.caller(None, refused.key_name)  # a revoked key's name; None if unknown
-        raise
-    exchange.caller(key)
+    key = identify(exchange, lambda: authenticate(gateway.keys, request.headers))
     asked = parse_messages_request(await read_body(request, gateway.settings.max_body_bytes),
                                    require_max_tokens=require_max_tokens)
     targets = gateway.router.targets(asked.model)
@@ -116,7 +110,7 @@ class MessagesFlow(DoorFlow):
         exchange.served_by(target, permit, "messages" if passed else "chat")
         out_headers = {"x-circuit-provider": target.provider.name}
         if not passed:
-            answer = chat_answer_as_messages(answer, asked.model)
+            answer = await chat_answer_as_messages(answer, asked.model, exchange.count_locally)
         if asked.stream:
             return StreamRelay(answer, exchange.tally(), exchange.stream_ended, out_headers,
                                door=MESSAGES)

@@ -60,12 +60,21 @@ def openai_target(gateway: Gateway) -> Target:
     """The provider of the endpoints that name no model: the default provider when it speaks
     OpenAI's API, else the first provider that does. It bills nothing through these doors
     (`free`), so a budgeted key may read a stored completion or a model."""
-    router = gateway.router
-    candidates = [router.default, *router.providers.values()]
-    provider = next((p for p in candidates if p.wire == "chat"), None)
+    provider = _openai_provider(gateway)
     if provider is None:
         raise NotFound("No OpenAI-compatible provider is configured to serve this endpoint")
     return Target(provider, "", free=True)
+
+
+def _openai_provider(gateway: Gateway):
+    router = gateway.router
+    return next((p for p in (router.default, *router.providers.values()) if p.wire == "chat"),
+                None)
+
+
+def has_openai_target(gateway: Gateway) -> bool:
+    """Whether the endpoints that name no model have a provider (`openai_target`)."""
+    return _openai_provider(gateway) is not None
 
 
 def _routed(gateway: Gateway, model: str, door: str) -> list[Target]:

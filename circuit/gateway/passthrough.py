@@ -20,7 +20,7 @@ from starlette.responses import Response
 from circuit.accounting.bound import RequestBound
 from circuit.gateway.auth import ClientKey
 from circuit.gateway.door_flow import DoorFlow
-from circuit.gateway.doors import CHAT
+from circuit.gateway.doors import CHAT, MESSAGES, Door
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.relay import StreamRelay
 from circuit.gateway.routing import Target
@@ -55,18 +55,23 @@ Planner = Callable[[Gateway, Request, ClientKey], Awaitable[DoorPlan]]
 
 class PassthroughDoor(DoorFlow):
     """One endpoint, recorded as door `api`: `planner` says what is asked; the rest is the
-    same for every door. Errors are in OpenAI's shape (the CHAT door's)."""
+    same for every door. Errors are in OpenAI's shape (the CHAT door's) and the key comes as
+    `Authorization: Bearer`; with `shape=MESSAGES`, Anthropic's errors and its `x-api-key`
+    too (an Anthropic client's GET /v1/models/{id})."""
 
-    def __init__(self, gateway: Gateway, api: str, planner: Planner) -> None:
+    def __init__(self, gateway: Gateway, api: str, planner: Planner,
+                 shape: Door = CHAT) -> None:
         super().__init__(gateway)
-        # OpenAI's error shape and framing (the chat door's), under this door's name: the
-        # record's `api` from the request's first step (DoorFlow sets it).
-        self.door = replace(CHAT, name=api)
+        # The shape's errors and framing under this door's name: the record's `api` from the
+        # request's first step (DoorFlow sets it).
+        self.door = replace(shape, name=api)
+        self._anthropic = shape is MESSAGES
         self.planner = planner
 
     async def serve(self, request: Request, exchange: Exchange) -> Response:
         gateway = self.gateway
-        key = self.authenticate(request, exchange)
+        key = (self.authenticate_anthropic(request, exchange) if self._anthropic
+               else self.authenticate(request, exchange))
         plan = await self.planner(gateway, request, key)
         exchange.asks(plan.api, plan.model, plan.stream, plan.messages, plan.targets)
         await exchange.admit(key, plan.body, plan.bound, plan.targets)

@@ -1,7 +1,9 @@
 """Errors to HTTP, in one place, and the JSON responses the gateway sends.
 
 Each door's error shape and status are declared in circuit.gateway.doors; `error_response`
-answers with the one of the door asked (OpenAI's, the default, for every non-proxy route)."""
+answers with the one of the door asked (OpenAI's, the default, for every non-proxy route).
+What the router answers itself (unknown paths, methods, unreadable bodies, bugs) is in
+Anthropic's shape for an Anthropic client (`doors.anthropic_client`), OpenAI's otherwise."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from circuit.errors import (
     MethodNotAllowed,
     NotFound,
 )
-from circuit.gateway.doors import CHAT, Door
+from circuit.gateway.doors import CHAT, MESSAGES, Door, anthropic_client
 
 log = logging.getLogger("circuit.gateway")
 
@@ -49,36 +51,43 @@ def closing_error_bytes(error: CircuitError, request_id: str) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 
+def _routed_error(request: Request, error: CircuitError) -> Response:
+    """An error the router answers: in the shape of the client's door."""
+    door = MESSAGES if anthropic_client(request.url.path, request.headers) else CHAT
+    return error_response(error, door)
+
+
 async def _circuit_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CircuitError)
-    return error_response(exc)
+    return _routed_error(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        return error_response(NotFound(f"Unknown path {request.url.path}"))
+        return _routed_error(request, NotFound(f"Unknown path {request.url.path}"))
     if exc.status_code == 405:
-        return error_response(MethodNotAllowed(
+        return _routed_error(request, MethodNotAllowed(
             f"Method {request.method} is not allowed on {request.url.path}",
             headers={k.lower(): v for k, v in (exc.headers or {}).items()}))
     error = CircuitError(str(exc.detail), code="http_error")
     error.status = exc.status_code
     error.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
-    return error_response(error)
+    return _routed_error(request, error)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-    return error_response(InvalidRequest(f"{where or 'body'}: {first.get('msg', 'invalid')}"))
+    return _routed_error(request, InvalidRequest(
+        f"{where or 'body'}: {first.get('msg', 'invalid')}"))
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     # A bug, not bad input: the client gets the shape and no traceback; the log gets the detail.
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(CircuitError("The gateway failed unexpectedly; see its log."))
+    return _routed_error(request, CircuitError("The gateway failed unexpectedly; see its log."))
 
 
 EXCEPTION_HANDLERS = {

@@ -34,6 +34,7 @@ from circuit.providers.base import SizeLimits, Timeouts
 from circuit.providers.upstream_errors import upstream_error_fields
 from circuit.providers.upstream_http import (
     ERROR_BODY_LIMIT,
+    client_error,
     open_session,
     post_for_body,
     read_at_most,
@@ -216,6 +217,8 @@ class AnthropicProvider:
                     params = {**params, "after_id": str(page["last_id"])}
         except TimeoutError:
             raise UpstreamTimeout(f"{self.name} did not list its models in time") from None
-        except (aiohttp.ClientError, orjson.JSONDecodeError, AttributeError) as exc:
-            raise UpstreamFailed(f"{self.name} could not list models: {exc}") from None
+        except aiohttp.ClientError as exc:
+            raise client_error(self.name, exc) from None
+        except (orjson.JSONDecodeError, AttributeError):
+            raise UpstreamFailed(f"{self.name} answered its model list unreadably") from None
         return models

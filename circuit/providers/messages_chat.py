@@ -4,7 +4,8 @@
     Messages request                 chat completions request
     system (string or text blocks)   a first `system` message
     user text / image blocks         content parts (text, image_url: data URL or URL)
-    user tool_result blocks          `tool` messages (before the user's other content)
+    user tool_result blocks          `tool` messages (before the user's other content;
+                                     text only: chat's tool messages carry no images)
     assistant text / tool_use        content + tool_calls (thinking blocks dropped: chat
                                      has no way to send reasoning back)
     tools, tool_choice               function tools, auto/required/none/{function}
@@ -63,6 +64,20 @@ def _text_of(content: Any) -> str:
     return ""
 
 
+def _tool_result_text(content: Any, where: str) -> str:
+    """A tool_result's content as a chat `tool` message's text: OpenAI's tool message takes
+    text parts only (ChatCompletionRequestToolMessageContentPart), so any other block (an
+    image, a document) would be dropped, and is refused instead."""
+    if isinstance(content, list):
+        for index, block in enumerate(content):
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind != "text":
+                raise _reject(f"{where}.content.{index}: a {kind!r} block in a tool_result "
+                              "cannot be sent to a chat-completions model (its tool messages "
+                              "carry text only); route this model to an Anthropic provider")
+    return _text_of(content)
+
+
 def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
     source = block.get("source")
     if not isinstance(source, dict):
@@ -90,7 +105,7 @@ def _user_turn(content: Any, where: str) -> list[dict[str, Any]]:
         elif kind == "image":
             parts.append(_image_part(block, at))
         elif kind == "tool_result":
-            text = _text_of(block.get("content"))
+            text = _tool_result_text(block.get("content"), at)
             if block.get("is_error"):
                 text = "Error: " + text
             tools.append({"role": "tool", "tool_call_id": str(block.get("tool_use_id")),

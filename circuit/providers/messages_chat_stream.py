@@ -1,7 +1,8 @@
 """A chat-completions stream as Anthropic's Messages stream, event by event.
 
     chat chunk                      Messages events
-    (first read)                    message_start (usage: zeros; the chat usage comes last)
+    (first read)                    message_start (usage: the request's input tokens as
+                                    counted locally; the chat usage comes last)
     delta.reasoning_content         content_block_start thinking (signature ""), then
                                     content_block_delta thinking_delta (no signature_delta:
                                     see messages_chat)
@@ -13,8 +14,9 @@
     finish_reason                   (kept for message_delta)
     usage chunk                     (kept for message_delta)
     an error payload                event: error (the relay ends the stream there)
-    end of the chat stream          content_block_stop, message_delta {stop_reason, usage},
-                                    message_stop
+    end of the chat stream          content_block_stop, message_delta {stop_reason, usage:
+                                    the upstream's, else the local count of the request and
+                                    of the text relayed}, message_stop
 
 Each event carries what the chat provider already read (text, usage), so nothing is counted
 twice and accounting sees the same stream whatever the door.
@@ -22,6 +24,8 @@ twice and accounting sees the same stream whatever the door.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -35,6 +39,10 @@ from circuit.providers.messages_chat import (
 from circuit.providers.openai_wire import reasoning_of
 from circuit.wire import Completion, EventStream, StreamEvent, Usage
 
+#: Counts a request's tokens locally, as the record bills them when the upstream reports no
+#: usage: given the output text, the Usage (input: the request's prompt).
+LocalCounter = Callable[[str], Awaitable[Usage]]
+
 
 def _event(name: str, body: dict[str, Any], **fields: Any) -> StreamEvent:
     return StreamEvent(orjson.dumps({"type": name, **body}), event=name.encode(), **fields)
@@ -43,8 +51,12 @@ def _event(name: str, body: dict[str, Any], **fields: Any) -> StreamEvent:
 class MessagesFromChat:
     """The EventStream of Anthropic events made from a chat provider's EventStream."""
 
-    def __init__(self, chat: EventStream, model: str) -> None:
+    def __init__(self, chat: EventStream, model: str, count: LocalCounter | None = None
+                 ) -> None:
         self._chat = chat
+        self._count = count
+        self._input_tokens = 0  # message_start's: the local count of the request
+        self._text: list[str] = []  # the output text relayed, for a local count at the end
         self._iterator = aiter(chat)
         self._model = model
         self._started = False
@@ -67,10 +79,21 @@ class MessagesFromChat:
             read = await anext(self._iterator)
         except StopAsyncIteration:
             self._ended = True
+            if not self._started:
+                await self._count_input()
+            if self._usage is None and self._count is not None:
+                self._usage = await self._count("".join(self._text))
             return self._start() + self._finish()
         # Translated first, so message_start can carry the id the first chunk brought.
         translated = [out for event in read for out in self._translate(event)]
+        self._text.extend(event.text for event in translated if event.text)
+        if not self._started:
+            await self._count_input()
         return self._start() + translated
+
+    async def _count_input(self) -> None:
+        if self._count is not None:
+            self._input_tokens = (await self._count("")).input_tokens
 
     async def aclose(self) -> None:
         await self._chat.aclose()
@@ -82,7 +105,7 @@ class MessagesFromChat:
         return [_event("message_start", {"message": {
             "id": "msg_" + self._id, "type": "message", "role": "assistant",
             "model": self._model, "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0}}})]
+            "usage": {"input_tokens": self._input_tokens, "output_tokens": 0}}})]
 
     def _open(self, block: dict[str, Any]) -> list[StreamEvent]:
         out = self._close()
@@ -170,9 +193,13 @@ class MessagesFromChat:
                 _event("message_stop", {}, usage=self._usage)]
 
 
-def chat_answer_as_messages(answer: Completion | EventStream, model: str
-                            ) -> Completion | EventStream:
-    """A chat provider's answer (JSON or stream) in the Messages format, under `model`."""
+async def chat_answer_as_messages(answer: Completion | EventStream, model: str,
+                                  count: LocalCounter) -> Completion | EventStream:
+    """A chat provider's answer (JSON or stream) in the Messages format, under `model`; the
+    usage the client sees is the one the record bills (`count`ed when the upstream sent
+    none)."""
     if isinstance(answer, Completion):
+        if answer.usage is None:
+            answer = replace(answer, usage=await count(answer.text))
         return message_from_chat(answer, model)
-    return MessagesFromChat(answer, model)
+    return MessagesFromChat(answer, model, count)

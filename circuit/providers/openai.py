@@ -19,6 +19,7 @@ from circuit.providers.openai_wire import OpenAIEvents, output_text, usage_from_
 from circuit.providers.upstream_errors import error_from_upstream
 from circuit.providers.upstream_http import (
     ERROR_BODY_LIMIT,
+    client_error,
     open_session,
     post_for_body,
     read_at_most,
@@ -133,5 +134,7 @@ class OpenAIProvider:
                 return [m["id"] for m in data if isinstance(m, dict) and "id" in m]
         except TimeoutError:
             raise UpstreamTimeout(f"{self.name} did not list its models in time") from None
-        except (aiohttp.ClientError, orjson.JSONDecodeError, AttributeError) as exc:
-            raise UpstreamFailed(f"{self.name} could not list models: {exc}") from None
+        except aiohttp.ClientError as exc:
+            raise client_error(self.name, exc) from None
+        except (orjson.JSONDecodeError, AttributeError):
+            raise UpstreamFailed(f"{self.name} answered its model list unreadably") from None

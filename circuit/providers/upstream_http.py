@@ -35,6 +35,16 @@ def open_session(headers: Mapping[str, str], connect_timeout: float,
                                  auto_decompress=True)
 
 
+def client_error(provider: str, exc: aiohttp.ClientError) -> UpstreamError:
+    """A connection failure as the typed error a client may see: the provider's name and the
+    OS's reason, never aiohttp's own text (which names its SSL context and the address)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamUnreachable(f"{provider} is unreachable: {exc.strerror or exc}")
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+        return UpstreamUnreachable(f"{provider} closed the connection: {exc}")
+    return UpstreamFailed(f"{provider} request failed: {exc}")
+
+
 async def post(session: aiohttp.ClientSession | None, url: str, payload: bytes, provider: str,
                error_for: ErrorMapper, *, stream: bool = False,
                headers: Mapping[str, str] | None = None,
@@ -46,12 +56,8 @@ async def post(session: aiohttp.ClientSession | None, url: str, payload: bytes, 
     assert session is not None, "provider not started"
     try:
         response = await session.request(method, url, data=payload or None, headers=headers)
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamUnreachable(f"{provider} is unreachable: {exc.strerror or exc}") from None
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-        raise UpstreamUnreachable(f"{provider} closed the connection: {exc}") from None
     except aiohttp.ClientError as exc:
-        raise UpstreamFailed(f"{provider} request failed: {exc}") from None
+        raise client_error(provider, exc) from None
     if response.status >= 300:
         body = b""
         try:
