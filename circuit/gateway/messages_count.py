@@ -20,7 +20,8 @@ from circuit.gateway.door_flow import DoorFlow
 from circuit.gateway.doors import MESSAGES
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.messages_flow import (
-    admitted,
+    asked_for,
+    passes_through,
     passthrough_headers,
     upstream_body,
     upstream_path,
@@ -51,9 +52,10 @@ class CountTokensFlow(DoorFlow):
 
     async def serve(self, request: Request, exchange: Exchange) -> Response:
         gateway = self.gateway
-        asked, routed = await admitted(gateway, request, exchange, "count_tokens",
-                                       lambda _body: _FREE, require_max_tokens=False)
-        targets = [t for t in routed if t.provider.wire == "messages"]
+        key, asked, routed = await asked_for(gateway, request, exchange, "count_tokens",
+                                             require_max_tokens=False)
+        await exchange.admit(key, asked.body, _FREE, routed)
+        targets = [t for t in routed if passes_through(t)]
         if not targets:
             return await self._count_locally(exchange, asked, routed[0])
         headers = passthrough_headers(request)
