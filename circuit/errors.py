@@ -158,9 +158,22 @@ class RateLimitExceeded(CircuitError):
 
 
 class QuotaExceeded(CircuitError):
+    """Said in two parts, why and when the budget resets; a door puts its advice on how to
+    reserve less between them (`advised`, from circuit.gateway.doors)."""
+
     status = 429
     type = "insufficient_quota"
     code = "quota_exceeded"
+
+    def __init__(self, why: str, resets: str = "", *, advice: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(" ".join(part for part in (why, advice, resets) if part),
+                         headers=headers)
+        self.why, self.resets = why, resets
+
+    def advised(self, advice: str | None) -> QuotaExceeded:
+        """The same refusal, with `advice` (None: none)."""
+        return QuotaExceeded(self.why, self.resets, advice=advice, headers=self.headers)
 
 
 class ServiceUnavailable(CircuitError):

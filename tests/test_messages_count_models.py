@@ -11,6 +11,7 @@ import pytest
 
 from tests.fakes.anthropic_upstream import Behaviour, FakeAnthropic, count_input_tokens
 from tests.support.gateway_server import CLIENT_KEY, GatewayServer
+from tests.support.keys import live_key
 
 MODEL = "claude-sonnet-4-5"
 HELLO = [{"role": "user", "content": "How many tokens is this?"}]
@@ -50,6 +51,18 @@ def test_count_tokens_leaves_a_record_that_costs_nothing(gateway, upstream):
     assert (row["api"], row["upstream_api"], row["status"]) == ("count_tokens",
                                                                 "count_tokens", "ok")
     assert row["cost_micros"] == 0
+
+
+def test_count_tokens_needs_no_price_on_a_key_with_a_daily_limit(gateway, upstream):
+    # A count bills nothing: an unpriced model is counted, where a message would be a 403.
+    key = live_key(gateway, "counting", daily_limit_usd=1.0)
+    count = sdk(gateway, key).messages.count_tokens(model="my-unpriced-finetune",
+                                                    messages=HELLO)
+    assert count.input_tokens == count_input_tokens({"messages": HELLO})
+    assert upstream.last.body["model"] == "my-unpriced-finetune"
+    with pytest.raises(anthropic.PermissionDeniedError, match="has no price"):
+        sdk(gateway, key).messages.create(model="my-unpriced-finetune", max_tokens=16,
+                                          messages=HELLO)
 
 
 def test_count_tokens_upstream_failure_raises_typed_error(gateway, upstream):

@@ -25,8 +25,9 @@ def test_the_configuration_error_the_readme_quotes_is_what_uvicorn_and_serve_pri
 
 def test_the_quota_refusal_the_readme_quotes_has_the_programs_wording():
     from circuit.accounting.budget import _quota_exceeded
+    from circuit.gateway.doors import CHAT, worded
 
-    message = _quota_exceeded(2_000, 615, 11).message
+    message = worded(_quota_exceeded(2_000, 615, 11), CHAT).message
     head = message.split(" The budget resets")[0]
     assert head in README, head
 

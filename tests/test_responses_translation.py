@@ -7,7 +7,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from circuit.errors import StreamBroken, UpstreamFailed, UpstreamRejected
+from circuit.errors import InvalidRequest, StreamBroken, UpstreamFailed
 from circuit.providers.responses_chat import chat_request, response_from_chat, responses_usage
 from circuit.providers.responses_chat_stream import ResponsesWriter
 from circuit.providers.responses_wire import ResponsesEvents, ResponsesReader, usage_from_responses
@@ -90,7 +90,7 @@ def test_function_tools_tool_choice_and_output_limit_are_translated():
     ({"input": []}, "input"),
 ])
 def test_what_chat_cannot_express_is_refused_naming_the_field(body, param):
-    with pytest.raises(UpstreamRejected) as raised:
+    with pytest.raises(InvalidRequest) as raised:
         chat_request({"model": "m", **body})
     assert raised.value.status == 400 and raised.value.param == param
 
@@ -368,7 +368,7 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**53, 2**53)
 def test_any_request_translates_or_is_refused_with_a_400(body):
     try:
         chat_request({"model": "m", **body})
-    except UpstreamRejected as refused:
+    except InvalidRequest as refused:
         assert refused.status == 400 and refused.message
 
 

@@ -222,9 +222,9 @@ def _quota_exceeded(limit: int, worst: int, remaining: int) -> QuotaExceeded:
     now = datetime.now(UTC)
     reset = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     minutes = int((reset - now).total_seconds() // 60)
+    # The advice on how to reserve less is the door's (circuit.gateway.doors.worded).
     return QuotaExceeded(
         f"Daily budget of {usd_text(limit)} for this key would be exceeded: this request "
-        f"may cost up to {usd_text(worst)} and {usd_text(max(0, remaining))} remains. "
-        "Send max_tokens to reserve less. "
+        f"may cost up to {usd_text(worst)} and {usd_text(max(0, remaining))} remains.",
         f"The budget resets at 00:00 UTC (in {minutes // 60}h {minutes % 60:02d}m).",
         headers={"retry-after": str(max(1, int((reset - now).total_seconds())))})

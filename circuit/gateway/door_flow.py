@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from circuit.errors import AuthenticationFailed, CircuitError
 from circuit.gateway.auth import ClientKey
-from circuit.gateway.doors import Door
+from circuit.gateway.doors import Door, worded
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.messages_request import authenticate as anthropic_key
 from circuit.gateway.request_id import SCOPE_KEY, new_request_id
@@ -70,6 +70,7 @@ class DoorFlow:
         try:
             return await self.serve(request, exchange)
         except CircuitError as error:
+            error = worded(error, self.door)
             exchange.refuse(error)
             return error_response(error, self.door)
         except ClientDisconnect:

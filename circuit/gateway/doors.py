@@ -8,7 +8,8 @@ shape here and nowhere else.
                     `event: <name>` + `data: …` frames, no end marker, `event: error` at a break
 
 A door's flow answers an error with `error_response(error, door)` (circuit.gateway.responses)
-and relays a stream with `StreamRelay(..., door=door)` (circuit.gateway.relay).
+and relays a stream with `StreamRelay(..., door=door)` (circuit.gateway.relay), once the error
+is in the door's words (`worded`: a budget refusal names the door's own output limit).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from circuit.errors import CircuitError, ServiceUnavailable
+from circuit.errors import CircuitError, QuotaExceeded, ServiceUnavailable
 from circuit.wire import StreamEvent
 
 
@@ -151,3 +152,22 @@ def responses_door(next_sequence: Callable[[], int]) -> Door:
 
 #: The Responses door's JSON answers (a stream gets a door of its own: `responses_door`).
 RESPONSES = responses_door(lambda: 0)
+
+
+# -- words ------------------------------------------------------------------------------------
+
+#: How a budget refusal tells the client to reserve less, by door (`Door.name`): with the
+#: door's own output limit. A door absent has none to limit (embeddings).
+RESERVE_LESS = {
+    "chat": "Send max_completion_tokens or max_tokens to reserve less.",
+    "completions": "Send max_tokens to reserve less.",
+    "responses": "Send max_output_tokens to reserve less.",
+    "messages": "Send a lower max_tokens to reserve less.",  # required there: always sent
+}
+
+
+def worded(error: CircuitError, door: Door) -> CircuitError:
+    """The error in the door's words."""
+    if isinstance(error, QuotaExceeded):
+        return error.advised(RESERVE_LESS.get(door.name))
+    return error

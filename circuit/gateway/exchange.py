@@ -107,16 +107,17 @@ class Exchange:
         self._messages = messages
 
     async def admit(self, key: ClientKey, body: dict[str, Any], bound: RequestBound,
-                    targets: list[Target]) -> None:
+                    targets: list[Target], *, bills: bool = True) -> None:
         """Take the request's tokens and reserve its worst case, or raise the refusal.
 
         `bound` is the door's bound of the body (circuit/accounting/bound.py), from its byte
         size; when that alone would be refused (a small tokens-per-minute limit, the last of
         a budget) and the door's text can be counted exactly (`bound.countable`), it is, off
-        the loop, and admission is decided on the count."""
+        the loop, and admission is decided on the count. A request that `bills` nothing (a
+        token count) is only rate limited: it needs no price and reserves no budget."""
         gateway = self.gateway
         meter = gateway.meter
-        limit = gateway.daily_limit_micros(key)
+        limit = gateway.daily_limit_micros(key) if bills else None
         if limit is not None:
             for target in targets:
                 if not target.free and meter.prices.lookup(target.model) is None:

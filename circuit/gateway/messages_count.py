@@ -1,9 +1,9 @@
 """POST /v1/messages/count_tokens: passed through to an Anthropic target, else counted here.
 
-A count costs nothing upstream, so it borrows no budget (its bound has no output and no text),
-but it is a request like any other: it is authenticated, rate limited (requests per minute),
-goes through the breaker, retries and fallback across the route's Anthropic targets, and leaves
-one record (`api = 'count_tokens'`). When the route has no Anthropic target, the gateway counts
+A count costs nothing upstream, so it needs no price and borrows no budget (admitted with
+`bills=False`), but it is a request like any other: it is authenticated, rate limited (requests
+per minute), goes through the breaker, retries and fallback across the route's Anthropic
+targets, and leaves one record (`api = 'count_tokens'`). When the route has no Anthropic target, the gateway counts
 with its own tokenizer and says so: `x-circuit-token-count: local` (`provider` otherwise).
 """
 
@@ -20,7 +20,8 @@ from circuit.gateway.door_flow import DoorFlow
 from circuit.gateway.doors import MESSAGES
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.messages_flow import (
-    admitted,
+    asked_for,
+    passes_through,
     passthrough_headers,
     upstream_body,
     upstream_path,
@@ -28,7 +29,7 @@ from circuit.gateway.messages_flow import (
 from circuit.gateway.routing import Target
 from circuit.wire import Completion, Passthrough, Usage
 
-#: What a count reserves: nothing but the gateway's margin (a count bills no tokens).
+#: What a count borrows of the key's tokens per minute: nothing but the gateway's margin.
 _FREE = RequestBound(text_tokens=0, max_output=0, exact=True)
 
 COUNT_HEADER = "x-circuit-token-count"
@@ -51,9 +52,10 @@ class CountTokensFlow(DoorFlow):
 
     async def serve(self, request: Request, exchange: Exchange) -> Response:
         gateway = self.gateway
-        asked, routed = await admitted(gateway, request, exchange, "count_tokens",
-                                       lambda _body: _FREE, require_max_tokens=False)
-        targets = [t for t in routed if t.provider.wire == "messages"]
+        key, asked, routed = await asked_for(gateway, request, exchange, "count_tokens",
+                                             require_max_tokens=False)
+        await exchange.admit(key, asked.body, _FREE, routed, bills=False)
+        targets = [t for t in routed if passes_through(t)]
         if not targets:
             return await self._count_locally(exchange, asked, routed[0])
         headers = passthrough_headers(request)

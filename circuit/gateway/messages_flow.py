@@ -1,6 +1,7 @@
 """POST /v1/messages: the Anthropic Messages door, in the order of the chat door (flow.py).
 
-    auth (x-api-key or Bearer) ─► body (messages_request.py) ─► admit: rate limit, budget
+    auth (x-api-key or Bearer) ─► body (messages_request.py) ─► the targets that can take it
+    (a chat target only if it translates: routing.able_targets) ─► admit: rate limit, budget
     bound from max_tokens and the whole prompt ─► dispatch: breaker, retry, fallback
         ─► an Anthropic target: passthrough (provider.forward, bytes unchanged)
         ─► any other target: translated to chat completions and back (messages_translation)
@@ -13,13 +14,13 @@ exceptions.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from circuit.accounting.bound import RequestBound, messages_bound
+from circuit.accounting.bound import messages_bound
+from circuit.gateway.auth import ClientKey
 from circuit.gateway.chat_request import read_body
 from circuit.gateway.door_flow import DoorFlow, identify
 from circuit.gateway.doors import MESSAGES
@@ -30,7 +31,7 @@ from circuit.gateway.messages_request import (
     parse_messages_request,
 )
 from circuit.gateway.relay import StreamRelay
-from circuit.gateway.routing import Target
+from circuit.gateway.routing import Target, able_targets
 from circuit.gateway.runtime import Gateway
 from circuit.providers.anthropic_wire import MessagesReader
 from circuit.providers.messages_chat import to_chat
@@ -65,18 +66,22 @@ def upstream_body(asked: MessagesRequest, model: str) -> bytes:
     return orjson.dumps({**asked.body, "model": model})
 
 
-async def admitted(gateway: Gateway, request: Request, exchange: Exchange, api: str,
-                   bound: Callable[[dict], RequestBound], *, require_max_tokens: bool = True
-                   ) -> tuple[MessagesRequest, list[Target]]:
+async def asked_for(gateway: Gateway, request: Request, exchange: Exchange, api: str, *,
+                    require_max_tokens: bool = True
+                    ) -> tuple[ClientKey, MessagesRequest, list[Target]]:
     """The first steps of the Messages door's endpoints: auth, body, what is asked (recorded
-    under `api`), admission (rate limit, budget reserved for `bound(body)`)."""
+    under `api`) and the route's targets; admission is the endpoint's next step."""
     key = identify(exchange, lambda: authenticate(gateway.keys, request.headers))
     asked = parse_messages_request(await read_body(request, gateway.settings.max_body_bytes),
                                    require_max_tokens=require_max_tokens)
     targets = gateway.router.targets(asked.model)
     exchange.asks(api, asked.model, asked.stream, asked.counted, targets)
-    await exchange.admit(key, asked.body, bound(asked.body), targets)
-    return asked, targets
+    return key, asked, targets
+
+
+def passes_through(target: Target) -> bool:
+    """Whether the target's upstream speaks the Messages API itself (Anthropic)."""
+    return target.provider.wire == "messages"
 
 
 class MessagesFlow(DoorFlow):
@@ -86,19 +91,23 @@ class MessagesFlow(DoorFlow):
 
     async def serve(self, request: Request, exchange: Exchange) -> Response:
         gateway = self.gateway
-        asked, targets = await admitted(gateway, request, exchange, "messages", messages_bound)
+        key, asked, targets = await asked_for(gateway, request, exchange, "messages")
+        targets, chat = able_targets(targets, passes_through,
+                                     lambda: to_chat(asked.body, asked.model))
+        await exchange.admit(key, asked.body, messages_bound(asked.body), targets)
         headers = passthrough_headers(request)
         path = upstream_path(request, "/v1/messages")
         request_id = exchange.record.request_id
 
         def attempt(target: Target):
             provider = target.provider
-            if provider.wire == "messages":
+            if passes_through(target):
                 return provider.forward(Passthrough(
                     path, upstream_body(asked, target.model), asked.stream,
                     request_id, headers), MessagesReader(provider.name))
-            chat = to_chat(asked.body, target.model)
-            call = Call(chat, orjson.dumps(chat), target.model, asked.stream, request_id,
+            assert chat is not None, "a chat target is only kept when the request translates"
+            body = {**chat, "model": target.model}
+            call = Call(body, orjson.dumps(body), target.model, asked.stream, request_id,
                         translated=True)
             if asked.stream:
                 return provider.open_stream(call)
@@ -106,7 +115,7 @@ class MessagesFlow(DoorFlow):
 
         target, answer, permit = await gateway.dispatcher.call(
             targets, attempt, exchange.trace, exchange.started)
-        passed = target.provider.wire == "messages"
+        passed = passes_through(target)
         exchange.served_by(target, permit, "messages" if passed else "chat")
         out_headers = {"x-circuit-provider": target.provider.name}
         if not passed:

@@ -8,8 +8,10 @@
         Ollama, the mock)             (which may translate on to Anthropic), and back
     ─► relay JSON / SSE ─► finish: usage, cost, grants, breaker, record (exchange.py)
 
-A request that needs OpenAI's stored state (`previous_response_id`, …) is only sent to targets
-that speak Responses; with none, it is refused with a 400 that says why.
+A request a chat-only target cannot take — one that needs OpenAI's stored state
+(`previous_response_id`, …), hosted tools, file inputs — is only sent to the route's targets
+that speak Responses (routing.able_targets, before admission); with none, it is refused with a
+400 that says why, and nothing is sent.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from circuit.gateway.doors import RESPONSES, responses_door
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.relay import StreamRelay
 from circuit.gateway.responses_request import ResponsesRequest, parse_responses_request
-from circuit.gateway.routing import Target
+from circuit.gateway.routing import Target, able_targets
 from circuit.providers.responses_chat import chat_request, translated_body
 from circuit.providers.responses_chat_stream import ResponsesWriter, TranslatedStream
 from circuit.providers.responses_wire import ResponsesReader
@@ -52,10 +54,10 @@ class ResponsesFlow(DoorFlow):
         ask = parse_responses_request(await read_body(request, gateway.settings.max_body_bytes))
         targets = gateway.router.targets(ask.model)
         exchange.asks("responses", ask.model, ask.stream, ask.messages(), targets)
-        targets = _able(ask, targets)
+        targets, chat = able_targets(targets, passes_through, lambda: _chat(ask, targets))
         await exchange.admit(key, ask.body, responses_bound(ask.body), targets)
         request_id = exchange.record.request_id
-        translation = _Translation(ask, request_id)
+        translation = _Translation(ask, chat, request_id)
         reader = _Readers()
 
         def attempt(target: Target):
@@ -79,21 +81,17 @@ class ResponsesFlow(DoorFlow):
         return Response(answer.body, media_type="application/json", headers=headers)
 
 
-def _able(ask: ResponsesRequest, targets: list[Target]) -> list[Target]:
-    """The targets that can serve the request: all of them, unless it needs OpenAI's stored
-    state, which only a target speaking Responses has."""
-    if ask.stateful is None:
-        return targets
-    able = [target for target in targets if passes_through(target)]
-    if not able:
+def _chat(ask: ResponsesRequest, targets: list[Target]) -> dict[str, Any]:
+    """The request in chat completions, for the targets that speak no Responses, or the
+    InvalidRequest saying what they cannot take (OpenAI's stored state, first)."""
+    if ask.stateful is not None:
         served = ", ".join(str(target) for target in targets)
-        error = InvalidRequest(
+        raise InvalidRequest(
             f"{ask.stateful}, but model {ask.model!r} is served by {served}, which does not "
             "speak the Responses API; Circuit keeps no responses of its own. Send the whole "
             "conversation in 'input' (with 'store': false), or use a model routed to OpenAI.",
             code="unsupported_parameter")
-        raise error
-    return able
+    return chat_request(ask.body)
 
 
 class _Readers:
@@ -117,21 +115,19 @@ class _Readers:
 
 
 class _Translation:
-    """The request in chat completions, for targets that speak no Responses: translated
-    once, on the first such target (a request that only OpenAI can serve, with hosted tools
-    say, is not refused while an OpenAI target may still take it)."""
+    """The calls to targets that speak no Responses: the request translated to chat
+    completions once, before admission (`_chat`), each answer translated back."""
 
-    def __init__(self, ask: ResponsesRequest, request_id: str) -> None:
+    def __init__(self, ask: ResponsesRequest, chat: dict[str, Any] | None,
+                 request_id: str) -> None:
         self._ask = ask
+        self._chat = chat
+        self._raw = orjson.dumps(chat) if chat is not None else b""
         self._request_id = request_id
-        self._chat: dict[str, Any] | None = None
-        self._raw = b""
 
     async def call(self, target: Target) -> Completion | EventStream:
         ask = self._ask
-        if self._chat is None:
-            self._chat = chat_request(ask.body)
-            self._raw = orjson.dumps(self._chat)
+        assert self._chat is not None, "a chat target is only kept when the request translates"
         call = Call(self._chat, self._raw, target.model, ask.stream, self._request_id,
                     translated=True)
         provider = target.provider

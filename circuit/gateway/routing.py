@@ -1,11 +1,16 @@
-"""Routing: which upstream targets may serve a requested model, in order."""
+"""Routing: which upstream targets may serve a requested model, in order, and which of them
+can take a given request."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
+from circuit.errors import InvalidRequest
 from circuit.providers.base import Provider
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +44,23 @@ class Router:
     @property
     def routed_models(self) -> list[str]:
         return list(self._routes)
+
+
+def able_targets(targets: list[Target], native: Callable[[Target], bool],
+                 translate: Callable[[], T]) -> tuple[list[Target], T | None]:
+    """The targets that can take a door's request, in route order, and its translation.
+
+    A target that speaks the door's API (`native`) takes the request as it is; any other takes
+    it translated, so only when `translate()` (called once, and only if such a target is in
+    the route) succeeds. A target that cannot take it is dropped before any call: no attempt,
+    nothing for its breaker. When no target can, the translation's InvalidRequest (the door's
+    400, naming the field) is raised, before admission: the request is recorded `rejected`."""
+    natives = [target for target in targets if native(target)]
+    if len(natives) == len(targets):
+        return targets, None
+    try:
+        return targets, translate()
+    except InvalidRequest:
+        if not natives:
+            raise
+        return natives, None

@@ -24,7 +24,8 @@ proof over its own model's thinking, which Circuit has none of and does not inve
 stream sends no `signature_delta`).
 
 What has no chat counterpart and changes the answer (documents, server tools) is refused with
-a 400 rather than silently dropped. The stream's translation is messages_chat_stream.py.
+a 400 rather than silently dropped, before any call: the door serves such a request from the
+route's Anthropic targets only (routing.able_targets). The stream's translation is messages_chat_stream.py.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from circuit.errors import UpstreamFailed, UpstreamRejected
+from circuit.errors import InvalidRequest, UpstreamFailed
 from circuit.providers.openai_wire import reasoning_of
 from circuit.wire import Completion, Usage
 
@@ -51,8 +52,8 @@ THINKING_TYPES = ("disabled", "enabled", "adaptive")
 LEAST_THINKING_BUDGET = 1_024
 
 
-def _reject(message: str) -> UpstreamRejected:
-    return UpstreamRejected(400, message, type="invalid_request_error", code="invalid_request")
+def _reject(message: str) -> InvalidRequest:
+    return InvalidRequest(message)
 
 
 def _text_of(content: Any) -> str:
@@ -186,8 +187,8 @@ def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
 
 
 def to_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
-    """The chat-completions body for a Messages request (UpstreamRejected for what cannot be
-    translated)."""
+    """The chat-completions body for a Messages request (InvalidRequest for what cannot be
+    translated: the door then leaves chat targets out of the route, routing.able_targets)."""
     try:
         return _to_chat(body, model)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:

@@ -6,8 +6,8 @@
 
 For targets that speak no Responses: OpenAI-compatible chat-only upstreams (vLLM, Ollama,
 `responses = false`), the mock, and Anthropic (whose provider translates chat on to Messages).
-What chat has no words for is refused with an UpstreamRejected 400 naming it, before any
-network call: hosted and custom tools (web search, file search, …), stored state, file inputs.
+What chat has no words for is refused with an InvalidRequest 400 naming it, before any
+network call (the door then leaves such targets out of the route, routing.able_targets): hosted and custom tools (web search, file search, …), stored state, file inputs.
 Reasoning items from an earlier turn are dropped: they are another model's encrypted state;
 reasoning text a chat upstream sends (`reasoning_content`) comes back as a `reasoning` item
 with `reasoning_text` content, as vLLM's Responses server answers for open models;
@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from circuit.errors import UpstreamRejected
+from circuit.errors import InvalidRequest
 from circuit.providers.openai_wire import reasoning_of
 from circuit.wire import Usage
 
@@ -36,9 +36,8 @@ _STATUS = {"length": ("incomplete", "max_output_tokens"),
            "content_filter": ("incomplete", "content_filter")}
 
 
-def reject(message: str, param: str | None = None) -> UpstreamRejected:
-    return UpstreamRejected(400, message, type="invalid_request_error",
-                            code="unsupported_parameter", param=param)
+def reject(message: str, param: str | None = None) -> InvalidRequest:
+    return InvalidRequest(message, code="unsupported_parameter", param=param)
 
 
 # ---------------------------------------------------------------------- request
@@ -211,7 +210,6 @@ def _add_tools(body: dict[str, Any], out: dict[str, Any]) -> None:
                                                 tool["name"]))
                 continue
             translated.append(_function(tool, f"tools[{index}]"))
-        out["tools"] = translated
         out["tools"] = translated
         if isinstance(body.get("parallel_tool_calls"), bool):  # chat refuses it without tools
             out["parallel_tool_calls"] = body["parallel_tool_calls"]

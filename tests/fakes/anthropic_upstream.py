@@ -366,6 +366,12 @@ def _validate_block(block: Any, role: str, where: str, tool_names: set[str],
         elif stype != "url" or not isinstance(source.get("url"), str):
             raise InvalidRequest(f"{where}.source: Input tag does not match any of the "
                                  "expected tags: 'base64', 'url'")
+    elif kind == "document":
+        source = block.get("source")
+        stype = source.get("type") if isinstance(source, dict) else None
+        if role != "user" or stype not in ("base64", "text", "url", "content"):
+            raise InvalidRequest(f"{where}.source: Input tag does not match any of the "
+                                 "expected tags: 'base64', 'text', 'url', 'content'")
     elif kind == "tool_use":
         if role != "assistant":
             raise InvalidRequest(f"{where}: tool_use blocks may only appear in assistant "

@@ -1,6 +1,6 @@
 """A gateway whose routes reach the Responses door's translated targets: a chat-only
-OpenAI-compatible provider (`responses = false`), Anthropic, and a route mixing OpenAI with
-Anthropic; both upstreams are the session's fakes."""
+OpenAI-compatible provider (`responses = false`), Anthropic, a route mixing OpenAI with
+Anthropic, and routes whose first target is chat-only; both upstreams are the session's fakes."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ api_key_env = "TEST_ANTHROPIC_KEY"
 "local-llama" = ["local:llama-3.1-8b"]
 "claude" = ["anthropic:claude-sonnet-4-5"]
 "gpt-or-claude" = ["openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5"]
+"chat-then-openai" = ["local:llama-3.1-8b", "openai:gpt-4o-mini"]
+"chat-then-claude" = ["local:llama-3.1-8b", "anthropic:claude-sonnet-4-5"]
 """
 
 WEATHER = {"type": "function", "name": "weather", "description": "Weather in a city",
