@@ -93,3 +93,47 @@ def test_a_request_the_chat_target_can_take_is_still_sent_there_first(door, upst
     assert raw.headers["x-circuit-provider"] == "local"
     assert [(r.path, r.body["model"]) for r in upstream.received] == [
         ("/v1/chat/completions", "llama-3.1-8b")]
+
+
+# -- what the Anthropic provider cannot express (it translates chat to Messages itself) ---------
+
+def _chat(door, body: dict, request_id: str) -> httpx.Response:
+    return httpx.post(door.url + "/v1/chat/completions", content=orjson.dumps(body),
+                      timeout=10, headers={"Authorization": f"Bearer {CLIENT_KEY}",
+                                           "x-request-id": request_id})
+
+
+TWO_CHOICES = {"messages": [{"role": "user", "content": "Hi"}], "n": 2}
+
+
+def test_n_choices_skip_the_anthropic_target_and_are_served_by_the_chat_target(
+        door, upstream, anthropic_upstream, request_id):
+    answer = _chat(door, {**TWO_CHOICES, "model": "claude-then-chat"}, request_id)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-circuit-provider"] == "local"
+    assert anthropic_upstream.calls == 0 and upstream.calls == 1
+    assert upstream.last.body["n"] == 2
+    row = door.record(request_id)
+    assert (row["status"], row["provider"], row["attempts"], row["attempt_errors"]) == (
+        "ok", "local", 1, None)
+
+
+def test_n_choices_only_anthropic_could_serve_are_a_400_recorded_rejected(
+        door, anthropic_upstream, request_id):
+    answer = _chat(door, {**TWO_CHOICES, "model": "claude"}, request_id)
+    assert answer.status_code == 400
+    assert "'n'" in answer.json()["error"]["message"]
+    assert anthropic_upstream.calls == 0
+    row = door.record(request_id)
+    assert (row["status"], row["attempts"], row["attempt_errors"]) == ("rejected", 0, None)
+
+
+def test_a_json_schema_format_skips_the_anthropic_target_on_the_responses_door(
+        door, upstream, anthropic_upstream, request_id):
+    schema = {"type": "json_schema", "name": "answer", "schema": {"type": "object"}}
+    answer = _responses(door, {"model": "claude-then-chat", "input": "Hi",
+                               "text": {"format": schema}}, request_id)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-circuit-provider"] == "local"
+    assert anthropic_upstream.calls == 0
+    assert door.record(request_id)["attempts"] == 1

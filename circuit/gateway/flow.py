@@ -24,7 +24,7 @@ from circuit.gateway.door_flow import DoorFlow
 from circuit.gateway.doors import CHAT
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.relay import StreamRelay
-from circuit.gateway.routing import Target
+from circuit.gateway.routing import Target, takers
 from circuit.wire import Call
 
 
@@ -39,6 +39,9 @@ class ChatFlow(DoorFlow):
         chat = parse_chat_request(await read_body(request, gateway.settings.max_body_bytes))
         targets = gateway.router.targets(chat.model)
         exchange.asks("chat", chat.model, chat.stream, chat.messages, targets)
+        # A target whose provider cannot express the body (Anthropic and `n` > 1) is passed
+        # over before any call; with none left, the 400 is the gateway's own.
+        targets = takers(targets, lambda target: target.provider.takes(chat.body))
         await exchange.admit(key, chat.body, chat_bound(chat.body), targets)
 
         def attempt(target: Target):

@@ -59,8 +59,27 @@ def able_targets(targets: list[Target], native: Callable[[Target], bool],
     if len(natives) == len(targets):
         return targets, None
     try:
-        return targets, translate()
+        translated = translate()
     except InvalidRequest:
         if not natives:
             raise
         return natives, None
+    return takers(targets, lambda target: native(target) or
+                  target.provider.takes(translated)), translated
+
+
+def takers(targets: list[Target], takes: Callable[[Target], object]) -> list[Target]:
+    """The targets whose `takes(target)` raises no InvalidRequest, in route order; when none
+    does, the first target's refusal is raised (before admission: recorded `rejected`)."""
+    able: list[Target] = []
+    refusal: InvalidRequest | None = None
+    for target in targets:
+        try:
+            takes(target)
+        except InvalidRequest as refused:
+            refusal = refusal or refused
+        else:
+            able.append(target)
+    if not able and refusal is not None:
+        raise refusal
+    return able

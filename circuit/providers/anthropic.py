@@ -23,6 +23,7 @@ import aiohttp
 import orjson
 
 from circuit.errors import (
+    InvalidRequest,
     UpstreamError,
     UpstreamFailed,
     UpstreamRejected,
@@ -150,6 +151,15 @@ class AnthropicProvider:
     def _payload(self, call: Call) -> bytes:
         return orjson.dumps(to_anthropic(call.body, call.model, stream=call.stream,
                                          default_max_tokens=self._default_max_tokens))
+
+    def takes(self, body: dict) -> None:
+        """What `to_anthropic` refuses (`n` > 1, a JSON schema response format, …), refused
+        before any call as the gateway's own 400, so a route's next target may take it."""
+        try:
+            to_anthropic(body, "-", stream=False, default_max_tokens=self._default_max_tokens)
+        except UpstreamRejected as refused:
+            raise InvalidRequest(refused.message, code=refused.code,
+                                 param=refused.param) from None
 
     def _error_for(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
         return error_from_anthropic(status, body, headers, self.name, self._api_key)

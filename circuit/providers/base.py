@@ -33,6 +33,10 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Close pools."""
 
+    def takes(self, body: dict) -> None:
+        """Raise InvalidRequest (naming the field) when this provider cannot express a chat
+        body upstream: checked before any call, so a route's other targets may take it."""
+
     async def complete(self, call: Call) -> Completion: ...
 
     async def open_stream(self, call: Call) -> EventStream: ...

@@ -64,6 +64,9 @@ class MockProvider:
             return await asyncio.to_thread(compose, body, call.model, self._counter)
         return compose(body, call.model, self._counter)
 
+    def takes(self, body: dict) -> None:
+        """Every chat body goes upstream as it came."""
+
     async def complete(self, call: Call) -> Completion:
         reply = await self._reply(call)
         return Completion(body=completion_body(reply, call.model), usage=reply.usage,

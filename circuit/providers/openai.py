@@ -85,6 +85,9 @@ class OpenAIProvider:
     def _error_for(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
         return error_from_upstream(status, body, headers, self.name, self._api_key)
 
+    def takes(self, body: dict) -> None:
+        """Every chat body goes upstream as it came."""
+
     async def complete(self, call: Call) -> Completion:
         body = await post_for_body(self._session, self._url, self._payload(call), self.name,
                                    self._error_for, self._timeouts.first_byte,

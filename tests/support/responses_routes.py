@@ -34,6 +34,7 @@ api_key_env = "TEST_ANTHROPIC_KEY"
 "gpt-or-claude" = ["openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5"]
 "chat-then-openai" = ["local:llama-3.1-8b", "openai:gpt-4o-mini"]
 "chat-then-claude" = ["local:llama-3.1-8b", "anthropic:claude-sonnet-4-5"]
+"claude-then-chat" = ["anthropic:claude-sonnet-4-5", "local:llama-3.1-8b"]
 """
 
 WEATHER = {"type": "function", "name": "weather", "description": "Weather in a city",
