@@ -14,9 +14,13 @@ Instrumentation is switched on only around the measured requests.
 
 Without `--door` the chat door is served by the in-process mock provider (no HTTP at all). With
 `--door chat|messages|responses|all` every door goes over HTTP to scripts/bench_upstream.py (the
-fast fake upstream of scripts/bench, in a process of its own that callgrind does not count):
-chat and Responses to it as an OpenAI upstream, Messages passed through to it as an Anthropic
-one — so the doors' counts compare side by side (the aiohttp client's work is in each of them).
+fast fake upstream of scripts/bench): chat and Responses to it as an OpenAI upstream, Messages
+passed through to it as an Anthropic one — so the doors' counts compare side by side (the
+aiohttp client's work is in each of them). The fake upstream is served on the gateway's own
+event loop, in the counted process: in a process of its own, how its answers met the gateway's
+loop depended on the machine's load, and the count with it (±8 % on JSON); on one loop the
+order of everything is the same each run. Its share (precomputed bytes written) is the same
+for every tree measured.
 Streams are of 20 text deltas: 22 events for chat, 26 for Messages, 28 for Responses.
 """
 
@@ -24,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -79,10 +82,11 @@ async def _one(app, raw: bytes, path: str) -> bytes:
     return b"".join(answer)
 
 
-async def _child(requests: int, stream: bool, door: str, upstream: str | None) -> None:
+async def _child(requests: int, stream: bool, door: str, http: bool) -> None:
     from circuit.config import load_settings
     from circuit.gateway.app import create_app
 
+    upstream = await _serve_upstream() if http else None
     folder = Path(tempfile.mkdtemp(prefix="circuit-ir-"))
     environ = {
         "CIRCUIT_DB_PATH": str(folder / "circuit.db"), "CIRCUIT_API_KEYS": KEY,
@@ -122,23 +126,27 @@ async def _child(requests: int, stream: bool, door: str, upstream: str | None) -
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_upstream() -> tuple[subprocess.Popen, str]:
-    """scripts/bench_upstream.py on a free port (20-event streams), outside valgrind."""
-    process = subprocess.Popen([sys.executable, str(UPSTREAM), "--port", "0", "--chunks", "20"],
-                               stdout=subprocess.PIPE, text=True)
-    port = json.loads(process.stdout.readline())["port"]
-    return process, f"http://127.0.0.1:{port}"
+async def _serve_upstream() -> str:
+    """scripts/bench_upstream.py's server (20-event streams) on this loop; its URL."""
+    sys.path.insert(0, str(UPSTREAM.parent))
+    import bench_upstream
+
+    up = bench_upstream.Upstream(bench_upstream.Answers(20), 0.0, 0.0)
+    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(bench_upstream.serve("127.0.0.1", 0, up, port.set_result))
+    _serve_upstream.task = task  # type: ignore[attr-defined]  # kept from the collector
+    return f"http://127.0.0.1:{await port}"
 
 
 def measure(tree: Path, requests: int, stream: bool, door: str = "chat",
-            upstream: str | None = None) -> int:
+            http: bool = False) -> int:
     """Instructions callgrind counted for `requests` requests, all threads."""
     out = Path(tempfile.mkdtemp(prefix="circuit-cg-")) / "callgrind.out"
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
     command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                f"--callgrind-out-file={out}", sys.executable, __file__, "--child",
                "--requests", str(requests), "--door", door,
-               *(["--upstream", upstream] if upstream else []),
+               *(["--http"] if http else []),
                *(["--stream"] if stream else [])]
     child = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True)
@@ -177,26 +185,20 @@ def main() -> None:
                         help="count this door (or all three) through the fake HTTP upstream "
                              "(default: chat on the in-process mock provider)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--upstream", help=argparse.SUPPRESS)
+    parser.add_argument("--http", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        asyncio.run(_child(args.requests, args.stream, args.door or "chat", args.upstream))
+        asyncio.run(_child(args.requests, args.stream, args.door or "chat", args.http))
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed (apt install valgrind)")
     doors = [None] if args.door is None else list(DOORS) if args.door == "all" else [args.door]
-    upstream, url = start_upstream() if args.door else (None, None)
-    try:
-        for door in doors:
-            for stream in (True,) if args.stream else (False, True):
-                count = measure(args.tree, args.requests, stream, door or "chat", url)
-                label = f"{door or 'mock'} {'stream' if stream else 'json'}"
-                print(f"{label:16}  {count / args.requests:>12,.0f} instructions per request "
-                      f"({args.requests} requests, {args.tree})", flush=True)
-    finally:
-        if upstream is not None:
-            upstream.terminate()
-            upstream.wait(10)
+    for door in doors:
+        for stream in (True,) if args.stream else (False, True):
+            count = measure(args.tree, args.requests, stream, door or "chat", door is not None)
+            label = f"{door or 'mock'} {'stream' if stream else 'json'}"
+            print(f"{label:16}  {count / args.requests:>12,.0f} instructions per request "
+                  f"({args.requests} requests, {args.tree})", flush=True)
 
 
 if __name__ == "__main__":
