@@ -82,8 +82,8 @@ def chunk_event(data: bytes, chunk: Any, forward_usage: bool) -> StreamEvent:
             outputs += 1
         if choice.get("finish_reason"):
             finish = choice["finish_reason"]
-    return StreamEvent(data, text="".join(pieces), outputs=outputs, usage=usage,
-                       finish_reason=finish)
+    # Positional, as on every per-event path (circuit/wire.py StreamEvent says why).
+    return StreamEvent(data, None, True, "".join(pieces), outputs, usage, finish)
 
 
 def _take(delta: dict, pieces: list[str]) -> bool:

@@ -156,16 +156,16 @@ class ResponsesEvents:
             data = redact(data.decode("utf-8", "replace"), self._secret).encode()
         kind = _kind(data, name)
         if kind is None:
-            return [StreamEvent(data, event=name)]
+            return [StreamEvent(data, name)]
         if kind in _DELTAS:
             delta = self._load(data).get("delta")
             text = delta if isinstance(delta, str) else ""
-            return [StreamEvent(data, event=name, text=text, outputs=1 if text else 0)]
+            return [StreamEvent(data, name, True, text, 1 if text else 0)]
         if kind in _ENDS:
             return [self._end(data, name)]
         event = self._load(data)
         if event.get("type") != "error":
-            return [StreamEvent(data, event=name)]
+            return [StreamEvent(data, name)]
         self.failed = True
         error = event.get("error") if isinstance(event.get("error"), dict) else event
         return [StreamEvent(data, event=name, error=upstream_error_fields(error, None))]
