@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from circuit.errors import StreamBroken, UpstreamFailed
-from circuit.providers.anthropic_stream import merge_usage, parse_event
+from circuit.providers.anthropic_stream import merge_usage
 from circuit.providers.anthropic_translate import usage_from_anthropic
 from circuit.providers.upstream_errors import WINDOW, quotes_secret, redact, upstream_error_fields
 from circuit.wire import Completion, StreamEvent
@@ -88,7 +88,12 @@ class MessagesEvents:
             return [StreamEvent(data, name)]  # nothing in it to read
         if name == _STOP and data == _STOP_DATA:
             return [self._stop(StreamEvent(data, name))]
-        event, kind = parse_event(self._provider, data)
+        try:
+            event = orjson.loads(data)  # parse_event's, inline: this runs for every event
+            kind = event["type"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise StreamBroken(f"{self._provider} sent an unreadable stream event",
+                               code="bad_upstream_response") from None
         try:
             if kind == "content_block_delta":  # most of a stream: read here, in one step
                 delta = event["delta"]

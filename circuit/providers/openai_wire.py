@@ -78,20 +78,25 @@ def chunk_event(data: bytes, chunk: Any, forward_usage: bool) -> StreamEvent:
         if not isinstance(choice, dict):
             continue
         delta = choice.get("delta")
-        if isinstance(delta, dict) and _take(delta, pieces):
-            outputs += 1
+        if isinstance(delta, dict):
+            # A content delta (most of a stream) is read here; tool calls by _take_tools.
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                pieces.append(content)
+                outputs += 1
+                if delta.get("tool_calls"):
+                    _take_tools(delta, pieces)
+            elif delta.get("tool_calls") and _take_tools(delta, pieces):
+                outputs += 1
         if choice.get("finish_reason"):
             finish = choice["finish_reason"]
     # Positional, as on every per-event path (circuit/wire.py StreamEvent says why).
     return StreamEvent(data, None, True, "".join(pieces), outputs, usage, finish)
 
 
-def _take(delta: dict, pieces: list[str]) -> bool:
-    """Keep a delta's output text; whether it had any."""
+def _take_tools(delta: dict, pieces: list[str]) -> bool:
+    """Keep the output text of a delta's tool calls; whether they had any."""
     before = len(pieces)
-    content = delta.get("content")
-    if isinstance(content, str) and content:
-        pieces.append(content)
     for call in delta.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
