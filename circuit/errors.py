@@ -72,6 +72,12 @@ class InvalidRequest(CircuitError):
     type = "invalid_request_error"
     code = "invalid_request"
 
+    def __init__(self, message: str, *, code: str | None = None,
+                 param: str | None = None) -> None:
+        super().__init__(message, code=code)
+        #: The field at fault, as OpenAI names it (`messages[0]`), for the SDK's `param`.
+        self.param = param
+
 
 class AuthenticationFailed(CircuitError):
     status = 401

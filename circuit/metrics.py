@@ -63,44 +63,66 @@ class GatewayMetrics:
         return model if self._known_model(model) else "other"
 
     def observe(self, records: Sequence[RequestRecord]) -> None:
-        """Count a batch of finished requests (runs on the record writer's thread)."""
+        """Count a batch of finished requests (runs on the record writer's thread).
+
+        The batch is summed first and each labelled series touched once: a `labels()` lookup
+        takes a lock and hashes its tuple, and a batch of a busy second holds hundreds of
+        requests on a handful of series (the GIL this thread holds, the event loop waits for).
+        """
+        counts: dict[tuple, dict[tuple, float]] = {}
+
+        def add(metric: Counter, labels: tuple, amount: float = 1) -> None:
+            series = counts.setdefault(metric, {})
+            series[labels] = series.get(labels, 0) + amount
+
+        timings: dict[tuple, list[float]] = {}
         for r in records:
             key, provider, api = r.key_name or "-", r.provider or "-", r.api or "-"
             model = self.model_label(r.model)
             stream = "true" if r.stream else "false"
-            self.requests.labels(key, model, provider, api, r.status).inc()
+            add(self.requests, (key, model, provider, api, r.status))
             if r.latency_ms is not None:
-                self.latency.labels(provider, stream).observe(r.latency_ms / 1000)
+                timings.setdefault((self.latency, provider, stream), []).append(
+                    r.latency_ms / 1000)
             if r.ttfb_ms is not None:
-                self.ttft.labels(provider, stream).observe(r.ttfb_ms / 1000)
+                timings.setdefault((self.ttft, provider, stream), []).append(r.ttfb_ms / 1000)
             if r.tokens_input or r.tokens_output:
-                self.tokens.labels(key, model, provider, api, "input").inc(r.tokens_input)
-                self.tokens.labels(key, model, provider, api, "output").inc(r.tokens_output)
+                add(self.tokens, (key, model, provider, api, "input"), r.tokens_input)
+                add(self.tokens, (key, model, provider, api, "output"), r.tokens_output)
             if r.cost_micros:
-                self.cost.labels(key, model, provider, api).inc(usd(r.cost_micros))
+                add(self.cost, (key, model, provider, api), r.cost_micros)
             if r.usage_anomaly:
-                self.anomalies.labels(provider, r.usage_anomaly.partition(":")[0]).inc()
-            self._observe_attempts(r)
+                add(self.anomalies, (provider, r.usage_anomaly.partition(":")[0]))
+            self._observe_attempts(r, add)
+        for metric, series in counts.items():
+            for labels, amount in series.items():
+                # Cost is summed in micro-dollars and turned into dollars once per series.
+                metric.labels(*labels).inc(usd(amount) if metric is self.cost else amount)
+        for (histogram, *labels), values in timings.items():
+            child = histogram.labels(*labels)
+            for value in values:
+                child.observe(value)
 
-    def _observe_attempts(self, r: RequestRecord) -> None:
+    def _observe_attempts(self, r: RequestRecord,
+                          add: Callable[[Counter, tuple], None]) -> None:
         failures = orjson.loads(r.attempt_errors) if r.attempt_errors else []
         tried = [f for f in failures if f.get("error") != "breaker_open"]
         for failure in tried:
-            self.attempts.labels(failure.get("provider") or "-", "error").inc()
+            add(self.attempts, (failure.get("provider") or "-", "error"))
         if r.attempts > len(tried) and r.provider:
-            self.attempts.labels(r.provider, "ok").inc()
+            add(self.attempts, (r.provider, "ok"))
         seen: set[tuple] = set()
         calls = [(f.get("provider"), f.get("model")) for f in tried]
         if r.attempts > len(tried):
             calls.append((r.provider, r.upstream_model))
         for call in calls:
             if call in seen:
-                self.retries.labels(call[0] or "-").inc()
+                add(self.retries, (call[0] or "-",))
             seen.add(call)
         if failures and r.attempts > len(tried) and (failures[0].get("provider"),
                                                      failures[0].get("model")) != (
                 r.provider, r.upstream_model):
-            self.fallbacks.labels(r.provider or "-").inc()
+            add(self.fallbacks, (r.provider or "-",))
 
     def add_live(self, collect: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
         """Gauges computed at scrape time."""

@@ -37,6 +37,9 @@ class Call:
     model: str  # upstream model name
     stream: bool
     request_id: str
+    #: The body is a door's translation (Messages or Responses to chat), not the client's:
+    #: the provider writes it in its upstream's dialect (`max_completion_tokens` for OpenAI).
+    translated: bool = False
 
 
 @dataclass(slots=True)

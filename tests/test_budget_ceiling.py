@@ -211,7 +211,8 @@ def test_an_unpriced_model_is_served_to_a_key_without_a_limit(gateway, upstream)
 
 def test_models_the_table_lacks_are_priced_from_the_catalog(gateway, upstream):
     secret = _key(gateway, limit=5)
-    response = _post(gateway, secret, {"model": "o1-pro", "messages": HELLO, "max_tokens": 20})
+    response = _post(gateway, secret, {"model": "o1-pro", "messages": HELLO,
+                                       "max_completion_tokens": 20})
     assert response.status_code == 200
     assert gateway.record(response.headers["x-request-id"])["cost_micros"] > 0
 

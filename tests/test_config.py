@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from circuit.config import ConfigError, declared_settings, load_settings
+from circuit.providers.registry import provider_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,3 +136,22 @@ def test_bad_configuration_stops_start_up_with_one_line_and_no_traceback(tmp_pat
     assert "OPENAI_API_KEY is required when PROVIDER=openai" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_providers_output_limit_is_max_completion_tokens_unless_it_is_chat_only(tmp_path):
+    (tmp_path / "circuit.toml").write_text(
+        '[providers.openai]\nkind = "openai"\napi_key_env = "K"\n'
+        '[providers.local]\nkind = "openai"\napi_key_env = "K"\nresponses = false\n'
+        '[providers.azure]\nkind = "openai"\napi_key_env = "K"\nresponses = false\n'
+        'max_tokens_field = "max_completion_tokens"\n')
+    specs = provider_specs(load_settings(environ={"K": "sk-test-key"}, cwd=tmp_path))
+    assert {name: spec.max_tokens_field for name, spec in specs.items() if name != "mock"} == {
+        "openai": "max_completion_tokens", "local": "max_tokens",
+        "azure": "max_completion_tokens"}
+
+
+def test_a_providers_output_limit_is_one_of_two_names(tmp_path):
+    (tmp_path / "circuit.toml").write_text(
+        '[providers.local]\nkind = "openai"\napi_key_env = "K"\nmax_tokens_field = "limit"\n')
+    with pytest.raises(ConfigError, match=r"\[providers.local\] max_tokens_field must be one"):
+        provider_specs(load_settings(environ={"K": "sk-test-key"}, cwd=tmp_path))

@@ -72,18 +72,21 @@ def test_deeply_nested_json_gets_400(mock_gateway, request_id):
     _assert_openai_error(_call(mock_gateway, request_id, content=body), 400, "invalid_json")
 
 
-@pytest.mark.parametrize("body, code", [
-    ({"messages": [{"role": "user", "content": "hi"}]}, "missing_required_parameter"),
-    ({"model": 42, "messages": [{"role": "user", "content": "hi"}]}, "invalid_type"),
-    ({"model": "", "messages": [{"role": "user", "content": "hi"}]}, "invalid_type"),
-    ({"model": "gpt-4o-mini"}, "missing_required_parameter"),
-    ({"model": "gpt-4o-mini", "messages": "hi"}, "invalid_type"),
-    ({"model": "gpt-4o-mini", "messages": []}, "invalid_type"),
-    ({"model": "gpt-4o-mini", "messages": ["hi"]}, "invalid_type"),
-    ({**GOOD, "stream": "yes"}, "invalid_type"),
+@pytest.mark.parametrize("body, code, param", [
+    ({"messages": [{"role": "user", "content": "hi"}]}, "missing_required_parameter", "model"),
+    ({"model": 42, "messages": [{"role": "user", "content": "hi"}]}, "invalid_type", "model"),
+    ({"model": "", "messages": [{"role": "user", "content": "hi"}]}, "invalid_type", "model"),
+    ({"model": "gpt-4o-mini"}, "missing_required_parameter", "messages"),
+    ({"model": "gpt-4o-mini", "messages": "hi"}, "invalid_type", "messages"),
+    ({"model": "gpt-4o-mini", "messages": []}, "invalid_type", "messages"),
+    ({"model": "gpt-4o-mini", "messages": ["hi"]}, "invalid_type", "messages[0]"),
+    ({**GOOD, "stream": "yes"}, "invalid_type", "stream"),
+    ({**GOOD, "stream_options": []}, "invalid_type", "stream_options"),
 ])
-def test_missing_or_ill_typed_fields_get_400(mock_gateway, request_id, body, code):
-    _assert_openai_error(_call(mock_gateway, request_id, json=body), 400, code)
+def test_missing_or_ill_typed_fields_get_400_naming_the_field(mock_gateway, request_id, body,
+                                                              code, param):
+    error = _assert_openai_error(_call(mock_gateway, request_id, json=body), 400, code)
+    assert error["param"] == param
     assert mock_gateway.record(request_id)["status_code"] == 400
 
 

@@ -102,6 +102,26 @@ def test_json_without_upstream_usage_is_counted_locally(openai_gateway, upstream
                                                                              "alpha beta")
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_content_without_usage_is_counted_as_output(openai_gateway, upstream,
+                                                              request_id, stream):
+    # DeepSeek's and vLLM's reasoning text is output the upstream bills: counted with the
+    # answer when the upstream reports no usage (the chat door relays it unchanged).
+    upstream.script(Behaviour(send_usage=False, reasoning="think it over", reply="one two"))
+    answer = openai_gateway.client().chat.completions.create(
+        model="gpt-4o-mini", messages=HELLO, stream=stream,
+        extra_headers={"x-request-id": request_id})
+    if stream:
+        assert "".join(chunk.choices[0].delta.model_extra.get("reasoning_content") or ""
+                       for chunk in answer if chunk.choices) == "think it over"
+    else:
+        assert answer.choices[0].message.model_extra["reasoning_content"] == "think it over"
+    row = openai_gateway.record(request_id)
+    assert row["usage_source"] == "local"
+    assert row["tokens_output"] == openai_gateway.gateway.meter.counter.count_text(
+        "gpt-4o-mini", "think it over" + "one two")
+
+
 def test_unpriced_model_is_refused_for_a_budgeted_key_and_recorded(openai_gateway, upstream,
                                                                    request_id):
     # This gateway's key has the default $10 limit; what an unlimited key gets is in

@@ -103,3 +103,35 @@ def test_count_tokens_for_a_chat_target_is_local_and_says_so(tmp_path):
         assert (row["api"], row["status"]) == ("count_tokens", "ok")
     finally:
         server.stop()
+
+
+def test_a_model_is_retrieved_in_anthropic_shape_by_an_anthropic_client(gateway, upstream):
+    model = sdk(gateway).models.retrieve(upstream.models[0])
+    assert (model.type, model.id, model.display_name) == ("model", upstream.models[0],
+                                                         upstream.models[0])
+    assert model.created_at.year == 1970
+
+
+def test_an_unknown_model_is_anthropics_404(gateway, upstream):
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        sdk(gateway).models.retrieve("claude-none-9")
+    assert caught.value.body == {"type": "error", "error": {
+        "type": "not_found_error", "message": "model: claude-none-9"}}
+
+
+def test_retrieving_a_model_refuses_an_anthropic_client_in_anthropic_shape(gateway, upstream):
+    with pytest.raises(anthropic.AuthenticationError) as caught:
+        sdk(gateway, key="sk-wrong").models.retrieve(upstream.models[0])
+    assert caught.value.body["error"]["type"] == "authentication_error"
+
+
+def test_a_routed_model_is_retrieved_in_either_shape(tmp_path):
+    (tmp_path / "circuit.toml").write_text('[routes]\n"house-model" = ["mock:gpt-4o-mini"]\n')
+    server = GatewayServer(tmp_path, PROVIDER="mock").start()
+    try:
+        assert sdk(server).models.retrieve("house-model").id == "house-model"
+        described = httpx.get(server.url + "/v1/models/house-model",
+                              headers={"authorization": f"Bearer {CLIENT_KEY}"}).json()
+        assert (described["object"], described["owned_by"]) == ("model", "circuit")
+    finally:
+        server.stop()

@@ -98,7 +98,33 @@ def test_chat_stream_without_usage_is_counted_locally(gateway, upstream):
 def test_max_tokens_cut_is_stop_reason_max_tokens(gateway, upstream):
     message = sdk(gateway).messages.create(model=MODEL, max_tokens=3, messages=HELLO)
     assert message.stop_reason == "max_tokens"
-    assert upstream.last.body["max_tokens"] == 3
+    # OpenAI's word for it: max_tokens is deprecated, and refused by its reasoning models.
+    assert upstream.last.body["max_completion_tokens"] == 3
+    assert "max_tokens" not in upstream.last.body
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_openai_reasoning_model_is_sent_max_completion_tokens(gateway, upstream, stream):
+    request = {"model": "o4-mini", "max_tokens": 3, "messages": HELLO}
+    if stream:
+        with sdk(gateway).messages.stream(**request) as events:
+            message = events.get_final_message()
+    else:
+        message = sdk(gateway).messages.create(**request)
+    assert message.stop_reason == "max_tokens" and message.usage.output_tokens == 3
+    assert upstream.last.body["max_completion_tokens"] == 3
+    assert "max_tokens" not in upstream.last.body
+
+
+def test_the_fake_refuses_max_tokens_for_a_reasoning_model_as_openai_does(gateway, upstream):
+    # The chat door sends the client's own body as it came: OpenAI's 400 comes back.
+    answer = httpx.post(gateway.url + "/v1/chat/completions",
+                        headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+                        json={"model": "o4-mini", "max_tokens": 3, "messages": HELLO})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert (error["code"], error["param"]) == ("unsupported_parameter", "max_tokens")
+    assert "Use 'max_completion_tokens' instead" in error["message"]
 
 
 def test_system_tools_tool_results_and_images_reach_the_chat_upstream(gateway, upstream):
@@ -286,3 +312,142 @@ def test_odd_blocks_for_a_chat_target_are_sent_or_refused_never_a_500(gateway, u
     assert answer.status_code == status, answer.text
     if status == 400:
         assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+# -- thinking ------------------------------------------------------------------------------
+
+THOUGHT = "The user says hello, so I greet them back."
+
+
+@pytest.mark.parametrize(("thinking", "effort"), [
+    ({"type": "enabled", "budget_tokens": 1024}, "low"),
+    ({"type": "enabled", "budget_tokens": 4999}, "low"),
+    ({"type": "enabled", "budget_tokens": 5000}, "medium"),
+    ({"type": "enabled", "budget_tokens": 9999}, "medium"),
+    ({"type": "enabled", "budget_tokens": 10_000}, "high"),
+    ({"type": "enabled", "budget_tokens": 64_000}, "high"),
+    ({"type": "disabled"}, None),
+    ({"type": "adaptive"}, None),
+    (None, None),
+])
+def test_a_thinking_budget_asks_for_a_reasoning_effort(thinking, effort):
+    body = {"messages": HELLO, "max_tokens": 70_000}
+    if thinking is not None:
+        body["thinking"] = thinking
+    assert to_chat(body, MODEL).get("reasoning_effort") == effort
+
+
+@pytest.mark.parametrize(("thinking", "named"), [
+    ({"type": "enabled", "budget_tokens": "lots"}, "budget_tokens"),
+    ({"type": "enabled", "budget_tokens": 1023}, "greater than or equal to 1024"),
+    ({"type": "bogus"}, "'bogus'"),
+    ("enabled", "should be an object"),
+])
+def test_a_thinking_anthropic_would_refuse_is_an_anthropic_400(gateway, upstream, thinking,
+                                                               named):
+    # Refused, as Anthropic refuses it, rather than sent on quietly without thinking.
+    answer = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": CLIENT_KEY},
+                        json={"model": MODEL, "max_tokens": 2048, "messages": HELLO,
+                              "thinking": thinking})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+    assert named in answer.json()["error"]["message"]
+    assert upstream.calls == 0
+
+
+def test_reasoning_content_comes_back_as_a_thinking_block_before_the_text(gateway, upstream):
+    upstream.script(Behaviour(reasoning=THOUGHT))
+    message = sdk(gateway).messages.create(
+        model=MODEL, max_tokens=2048, messages=HELLO,
+        thinking={"type": "enabled", "budget_tokens": 1024})
+    assert upstream.last.body["reasoning_effort"] == "low"
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    assert message.content[0].thinking == THOUGHT and message.content[0].signature == ""
+    assert message.content[1].text == REPLY
+    assert message.usage.output_tokens == len(THOUGHT.split()) + len(REPLY.split())
+
+
+def test_streamed_reasoning_is_a_thinking_block_with_thinking_deltas(gateway, upstream):
+    upstream.script(Behaviour(reasoning=THOUGHT))
+    with sdk(gateway).messages.stream(
+            model=MODEL, max_tokens=2048, messages=HELLO,
+            thinking={"type": "enabled", "budget_tokens": 12_000}) as stream:
+        events = [(event.type, getattr(event, "index", None),
+                   getattr(getattr(event, "delta", None), "type", None)) for event in stream
+                  if event.type.startswith(("content_block", "message_"))]
+        final = stream.get_final_message()
+    assert upstream.last.body["reasoning_effort"] == "high"
+    thought, words = len(THOUGHT.split()), len(REPLY.split())
+    assert events == [
+        ("message_start", None, None),
+        ("content_block_start", 0, None), *[("content_block_delta", 0, "thinking_delta")]
+        * thought, ("content_block_stop", 0, None),
+        ("content_block_start", 1, None), *[("content_block_delta", 1, "text_delta")] * words,
+        ("content_block_stop", 1, None), ("message_delta", None, None),
+        ("message_stop", None, None)]
+    assert [block.type for block in final.content] == ["thinking", "text"]
+    assert final.content[0].thinking == THOUGHT and final.content[0].signature == ""
+    assert final.content[1].text == REPLY
+    assert final.usage.output_tokens == thought + words
+
+
+def test_streamed_reasoning_without_usage_is_counted_as_output(gateway, upstream):
+    upstream.script(Behaviour(reasoning=THOUGHT, reply="Hi.", send_usage=False))
+    with httpx.stream("POST", gateway.url + "/v1/messages", headers={"x-api-key": CLIENT_KEY},
+                      json={"model": MODEL, "max_tokens": 2048, "messages": HELLO,
+                            "stream": True}) as response:
+        b"".join(response.iter_raw())
+    row = gateway.record(response.headers["x-request-id"])
+    assert row["usage_source"] == "local"
+    assert row["tokens_output"] >= len(THOUGHT.split())
+
+
+def test_reasoning_past_the_reservation_is_cut(tmp_path, fake_openai):
+    # A budget makes the gateway watch the output against what max_tokens reserved; the
+    # reasoning is output, so an upstream that thinks past max_tokens is cut.
+    fake_openai.reset()
+    fake_openai.default = Behaviour(reasoning="hmm " * 3000, ignore_max_tokens=True,
+                                    chunk_delay=0.001)
+    server = GatewayServer(tmp_path, PROVIDER="openai", OPENAI_BASE_URL=fake_openai.base_url,
+                           OPENAI_API_KEY="sk-openai-provider-0123456789",
+                           CIRCUIT_RETRY_MAX_ATTEMPTS=1, CIRCUIT_DAILY_USD_LIMIT=5).start()
+    try:
+        with httpx.stream("POST", server.url + "/v1/messages", timeout=15,
+                          headers={"x-api-key": CLIENT_KEY},
+                          json={"model": MODEL, "max_tokens": 20, "messages": HELLO,
+                                "stream": True, "thinking": {"type": "enabled",
+                                                             "budget_tokens": 1024}}) as response:
+            raw = b"".join(response.iter_raw())
+        assert raw.rsplit(b"\n\n", 2)[-2].startswith(b"event: error\n")
+        assert raw.count(b'"thinking_delta"') <= 20 + 32, "cut at the bound"
+        row = server.record(response.headers["x-request-id"])
+        assert (row["status"], row["error_code"]) == ("failed", "upstream_overrun")
+    finally:
+        server.stop()
+        fake_openai.reset()
+
+
+def test_a_reasoning_chunk_between_texts_opens_blocks_in_index_order():
+    events = _translated([[
+        _chunk({"reasoning_content": "think"}), _chunk({"content": "say"}),
+        _chunk({"reasoning": "more"}), _chunk({}, "stop")]])
+    starts = [(body["index"], body["content_block"]["type"]) for name, body in events
+              if name == "content_block_start"]
+    assert starts == [(0, "thinking"), (1, "text"), (2, "thinking")]
+    assert events[1][1]["content_block"] == {"type": "thinking", "thinking": "",
+                                             "signature": ""}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_chat_tool_call_is_a_tool_use_block_through_the_sdk(gateway, upstream, stream):
+    upstream.script(Behaviour(tool_call={"name": "read_file", "arguments": '{"path": "a"}'}))
+    request = {"model": MODEL, "max_tokens": 64, "messages": HELLO, "tools": [
+        {"name": "read_file", "input_schema": {"type": "object"}}]}
+    if stream:
+        with sdk(gateway).messages.stream(**request) as events:
+            message = events.get_final_message()
+    else:
+        message = sdk(gateway).messages.create(**request)
+    assert [(block.type, block.name, block.input) for block in message.content] == [
+        ("tool_use", "read_file", {"path": "a"})]
+    assert message.stop_reason == "tool_use" and message.usage.output_tokens == 3

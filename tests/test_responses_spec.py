@@ -45,8 +45,6 @@ def test_function_call_answer_is_a_response_object(door, upstream, anthropic_ups
     upstream.script(Behaviour(tool_call={"name": "weather", "arguments": '{"city": "Paris"}'}))
     anthropic_upstream.script(AnthropicBehaviour(tool_uses=[ToolUse("weather",
                                                                     {"city": "Paris"})]))
-    if model == "local-llama":
-        pytest.skip("the fake's chat endpoint answers no tool calls")
     answer = _post(door, {"model": model, "input": "Weather in Paris?", "tools": [WEATHER]})
     assert [item["type"] for item in answer.json()["output"]][-1] == "function_call"
     assert _errors("Response", answer.json()) == []
@@ -80,3 +78,22 @@ def test_the_error_event_ending_a_broken_stream_is_a_response_error_event(
     error = _events(_post(door, {"model": model, "input": "Hi", "stream": True}).text)[-1]
     assert error["type"] == "error"
     assert _errors("ResponseErrorEvent", error) == []
+
+
+def test_reasoning_from_a_chat_upstream_is_a_reasoning_item_of_the_response(door, upstream):
+    upstream.script(Behaviour(reasoning="First I think it through"))
+    answer = _post(door, {"model": "local-llama", "input": "Hi"}).json()
+    assert [item["type"] for item in answer["output"]] == ["reasoning", "message"]
+    assert answer["output"][0]["content"] == [{"type": "reasoning_text",
+                                               "text": "First I think it through"}]
+    assert _errors("Response", answer) == []
+
+
+def test_reasoning_stream_events_from_a_chat_upstream_are_response_stream_events(door,
+                                                                                 upstream):
+    upstream.script(Behaviour(reasoning="First I think it through"))
+    events = _events(_post(door, {"model": "local-llama", "input": "Hi", "stream": True}).text)
+    kinds = [event["type"] for event in events]
+    assert kinds.index("response.reasoning_text.done") < kinds.index("response.output_text.delta")
+    assert {f"{event['type']}: {error}" for event in events
+            for error in _errors("ResponseStreamEvent", event)} == set()

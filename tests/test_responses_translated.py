@@ -11,7 +11,7 @@ import pytest
 from tests.fakes.anthropic_upstream import Behaviour as AnthropicBehaviour
 from tests.fakes.anthropic_upstream import ToolUse
 from tests.fakes.openai_upstream import Behaviour
-from tests.support.gateway_server import CLIENT_KEY
+from tests.support.gateway_server import CLIENT_KEY, GatewayServer
 from tests.support.responses_routes import WEATHER
 
 
@@ -54,6 +54,30 @@ def test_chat_only_upstream_failure_is_an_openai_shaped_error(door, upstream, re
         door.client().responses.create(model="local-llama", input="Hi",
                                           extra_headers={"x-request-id": request_id})
     assert door.record(request_id)["status"] == "failed"
+
+
+def test_chat_only_upstream_reasoning_reaches_the_sdk_as_a_reasoning_item(door, upstream,
+                                                                           request_id):
+    upstream.script(Behaviour(reasoning="Weigh the greeting first"))
+    response = door.client().responses.create(model="local-llama", input="Hello",
+                                              extra_headers={"x-request-id": request_id})
+    reasoning = response.output[0]
+    assert reasoning.type == "reasoning"
+    assert [part.text for part in reasoning.content] == ["Weigh the greeting first"]
+    assert response.output_text.startswith("Echo: Hello")
+    assert door.record(request_id)["tokens_output"] == response.usage.output_tokens
+
+
+def test_chat_only_upstream_reasoning_streams_as_reasoning_text_events(door, upstream):
+    upstream.script(Behaviour(reasoning="Weigh the greeting first"))
+    with door.client().responses.stream(model="local-llama", input="Hello") as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert "".join(part.text for part in final.output[0].content) == \
+        "Weigh the greeting first"
+    assert kinds.index("response.reasoning_text.delta") < \
+        kinds.index("response.output_text.delta")
+    assert final.output_text.startswith("Echo: Hello")
 
 
 def test_previous_response_id_for_a_translated_target_is_a_clear_400(door, upstream,
@@ -153,3 +177,87 @@ def test_without_a_provider_that_speaks_responses_a_stored_response_is_a_clear_4
     with pytest.raises(openai.NotFoundError) as raised:
         mock_gateway.client().responses.retrieve("resp_123")
     assert "keeps no responses of its own" in raised.value.message
+
+
+_REASONER = """
+[providers.reasoner]
+kind = "openai"
+base_url = "{url}"
+api_key_env = "TEST_OPENAI_KEY"
+responses = false
+{field}
+[routes]
+"o4-mini" = ["reasoner:o4-mini"]
+"""
+
+
+@pytest.mark.parametrize("field", ['max_tokens_field = "max_completion_tokens"', ""])
+def test_a_chat_only_upstream_is_sent_the_output_limit_its_config_names(tmp_path, upstream,
+                                                                         field):
+    # A chat-only upstream gets max_tokens unless its table says max_completion_tokens; the
+    # fake refuses max_tokens for o4-mini as OpenAI does, and that 400 reaches the client.
+    (tmp_path / "circuit.toml").write_text(_REASONER.format(url=upstream.base_url, field=field))
+    server = GatewayServer(tmp_path, TEST_OPENAI_KEY="sk-openai-test-key",
+                           CIRCUIT_RETRY_MAX_ATTEMPTS=1).start()
+    try:
+        client = server.client()
+        if field:
+            response = client.responses.create(model="o4-mini", input="Hi", max_output_tokens=3)
+            assert response.status == "incomplete"
+            assert upstream.last.body["max_completion_tokens"] == 3
+            assert "max_tokens" not in upstream.last.body
+        else:
+            with pytest.raises(openai.BadRequestError) as caught:
+                client.responses.create(model="o4-mini", input="Hi", max_output_tokens=3)
+            assert "max_completion_tokens" in caught.value.message
+            assert upstream.last.body["max_tokens"] == 3
+    finally:
+        server.stop()
+
+
+def test_a_chat_only_upstreams_streamed_tool_call_is_a_function_call_item(door, upstream):
+    upstream.script(Behaviour(tool_call={"name": "weather", "arguments": '{"city": "Paris"}'}))
+    with door.client().responses.stream(model="local-llama", input="Weather in Paris?",
+                                        tools=[WEATHER]) as stream:
+        done = [event for event in stream
+                if event.type == "response.function_call_arguments.done"]
+        final = stream.get_final_response()
+    assert [event.arguments for event in done] == ['{"city": "Paris"}']
+    assert [(item.type, item.name) for item in final.output] == [("function_call", "weather")]
+    assert upstream.last.body["tools"][0]["function"]["name"] == "weather"
+
+
+_BUDGETED_CHAT_ONLY = """
+[providers.local]
+kind = "openai"
+base_url = "{url}"
+api_key_env = "TEST_OPENAI_KEY"
+responses = false
+
+[routes]
+"thinker" = ["local:gpt-4o-mini"]
+"""
+
+
+def test_reasoning_past_max_output_tokens_is_cut(tmp_path, upstream):
+    # A budget makes the gateway watch a stream's output against what max_output_tokens
+    # reserved; reasoning is output, so an upstream that thinks past the bound is cut.
+    upstream.default = Behaviour(reasoning="hmm " * 3000, ignore_max_tokens=True,
+                                 chunk_delay=0.001)
+    (tmp_path / "circuit.toml").write_text(_BUDGETED_CHAT_ONLY.format(url=upstream.base_url))
+    server = GatewayServer(tmp_path, TEST_OPENAI_KEY="sk-openai-test-key",
+                           CIRCUIT_RETRY_MAX_ATTEMPTS=1, CIRCUIT_DAILY_USD_LIMIT=5).start()
+    try:
+        with httpx.stream("POST", server.url + "/v1/responses", timeout=15,
+                          headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+                          json={"model": "thinker", "input": "Hi", "stream": True,
+                                "max_output_tokens": 20}) as response:
+            raw = b"".join(response.iter_raw())
+        events = [orjson.loads(line[6:]) for line in raw.split(b"\n")
+                  if line.startswith(b"data: ")]
+        assert events[-1]["type"] == "error"
+        assert sum(e["type"] == "response.reasoning_text.delta" for e in events) <= 20 + 32
+        row = server.record(response.headers["x-request-id"])
+        assert (row["status"], row["error_code"]) == ("failed", "upstream_overrun")
+    finally:
+        server.stop()

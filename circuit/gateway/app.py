@@ -15,13 +15,11 @@ from starlette.types import Receive, Scope, Send
 from circuit import __version__
 from circuit.config import Settings, load_settings
 from circuit.errors import AuthenticationFailed, CircuitError
-from circuit.gateway.anthropic_models import anthropic_model_list
+from circuit.gateway.anthropic_models import anthropic_models
 from circuit.gateway.connections import lifespan_state
-from circuit.gateway.doors import CHAT, MESSAGES
 from circuit.gateway.flow import ChatFlow
 from circuit.gateway.messages_count import CountTokensFlow
 from circuit.gateway.messages_flow import MessagesFlow
-from circuit.gateway.messages_request import authenticate as authenticate_messages
 from circuit.gateway.openai_routes import add_openai_routes
 from circuit.gateway.openai_surface import completions_plan, embeddings_plan
 from circuit.gateway.passthrough import PassthroughDoor
@@ -218,19 +216,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/v1/models", summary="List the models the gateway serves")
     async def list_models(request: Request) -> Response:
         # A client that sends anthropic-version is answered as Anthropic would answer it.
-        anthropic_client = "anthropic-version" in request.headers
+        if "anthropic-version" in request.headers:
+            return await anthropic_models(gateway, request)
         try:
-            if anthropic_client:
-                authenticate_messages(gateway.keys, request.headers)
-            else:
-                gateway.keys.authenticate(request.headers.get("authorization"))
+            gateway.keys.authenticate(request.headers.get("authorization"))
             routed = gateway.router.routed_models
             served = await gateway.router.default.list_models()
         except CircuitError as error:
-            return error_response(error, MESSAGES if anthropic_client else CHAT)
-        if anthropic_client:
-            return json_response(anthropic_model_list(
-                [*routed, *(m for m in served if m not in routed)]))
+            return error_response(error)
         owner = gateway.router.default.name
         return json_response({"object": "list", "data": [
             *({"id": m, "object": "model", "created": 0, "owned_by": "circuit"} for m in routed),

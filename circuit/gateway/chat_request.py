@@ -63,25 +63,29 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     body = json_object(raw, "chat-completion")
     model = body.get("model")
     if model is None:
-        raise InvalidRequest("Missing required parameter: 'model'", code="missing_required_parameter")
+        raise InvalidRequest("Missing required parameter: 'model'",
+                             code="missing_required_parameter", param="model")
     if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest("'model' must be a non-empty string", code="invalid_type")
+        raise InvalidRequest("'model' must be a non-empty string", code="invalid_type",
+                             param="model")
     messages = body.get("messages")
     if messages is None:
         raise InvalidRequest("Missing required parameter: 'messages'",
-                             code="missing_required_parameter")
+                             code="missing_required_parameter", param="messages")
     if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("'messages' must be a non-empty array", code="invalid_type")
+        raise InvalidRequest("'messages' must be a non-empty array", code="invalid_type",
+                             param="messages")
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise InvalidRequest(f"'messages[{index}]' must be an object with a string 'role'",
-                                 code="invalid_type")
+                                 code="invalid_type", param=f"messages[{index}]")
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
-        raise InvalidRequest("'stream' must be a boolean", code="invalid_type")
+        raise InvalidRequest("'stream' must be a boolean", code="invalid_type", param="stream")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
-        raise InvalidRequest("'stream_options' must be an object", code="invalid_type")
+        raise InvalidRequest("'stream_options' must be an object", code="invalid_type",
+                             param="stream_options")
     # Output knobs (`max_tokens`, `n`, …) are the upstream's to judge: the budget reads them
     # leniently, as the most lenient upstream would (accounting.bound).
     return ChatRequest(body=body, raw=raw, model=model, stream=bool(stream), messages=messages)

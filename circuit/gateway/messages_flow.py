@@ -104,7 +104,8 @@ class MessagesFlow(DoorFlow):
                     path, upstream_body(asked, target.model), asked.stream,
                     request_id, headers), MessagesReader(provider.name))
             chat = to_chat(asked.body, target.model)
-            call = Call(chat, orjson.dumps(chat), target.model, asked.stream, request_id)
+            call = Call(chat, orjson.dumps(chat), target.model, asked.stream, request_id,
+                        translated=True)
             if asked.stream:
                 return provider.open_stream(call)
             return provider.complete(call)

@@ -116,6 +116,4 @@ def parse_completions_request(raw: bytes) -> DoorRequest:
 
 
 def _invalid(message: str, param: str, code: str = "invalid_type") -> InvalidRequest:
-    error = InvalidRequest(message, code=code)
-    error.param = param
-    return error
+    return InvalidRequest(message, code=code, param=param)

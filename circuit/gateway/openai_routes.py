@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from circuit.errors import CircuitError
+from circuit.gateway.anthropic_models import anthropic_models
 from circuit.gateway.openai_surface import UNBOUNDED, forwarded, unbounded_plan
 from circuit.gateway.passthrough import PassthroughDoor, Planner
 from circuit.gateway.responses import error_response, json_response
@@ -64,11 +65,14 @@ def add_openai_routes(app: FastAPI, gateway: Gateway) -> None:
 
 def _describe_models(app: FastAPI, gateway: Gateway) -> None:
     """GET /v1/models/{id}: a routed model is the gateway's own, described as GET /v1/models
-    lists it; any other is the provider's to describe."""
+    lists it; any other is the provider's to describe. A client that sends
+    `anthropic-version` is answered in Anthropic's shape, as GET /v1/models answers it."""
     door = PassthroughDoor(gateway, "models", forwarded("models"))
 
     async def describe(request: Request) -> Response:
         model = request.path_params["model_id"]
+        if "anthropic-version" in request.headers:
+            return await anthropic_models(gateway, request, model)
         if model not in gateway.router.routed_models:
             return await door(request)
         try:

@@ -132,7 +132,8 @@ class _Translation:
         if self._chat is None:
             self._chat = chat_request(ask.body)
             self._raw = orjson.dumps(self._chat)
-        call = Call(self._chat, self._raw, target.model, ask.stream, self._request_id)
+        call = Call(self._chat, self._raw, target.model, ask.stream, self._request_id,
+                    translated=True)
         provider = target.provider
         if ask.stream:
             return TranslatedStream(await provider.open_stream(call),

@@ -94,6 +94,4 @@ def _stateful(body: dict[str, Any]) -> str | None:
 
 
 def _invalid(message: str, param: str, code: str = "invalid_type") -> InvalidRequest:
-    error = InvalidRequest(message, code=code)
-    error.param = param
-    return error
+    return InvalidRequest(message, code=code, param=param)

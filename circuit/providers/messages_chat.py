@@ -5,13 +5,22 @@
     system (string or text blocks)   a first `system` message
     user text / image blocks         content parts (text, image_url: data URL or URL)
     user tool_result blocks          `tool` messages (before the user's other content)
-    assistant text / tool_use        content + tool_calls (thinking blocks dropped)
+    assistant text / tool_use        content + tool_calls (thinking blocks dropped: chat
+                                     has no way to send reasoning back)
     tools, tool_choice               function tools, auto/required/none/{function}
-    max_tokens, stop_sequences,      max_tokens, stop, temperature, top_p, user;
-    temperature, top_p, metadata     a stream asks for its usage (stream_options)
+    thinking enabled, budget_tokens  reasoning_effort (EFFORTS); disabled, adaptive: none
+    max_tokens, stop_sequences,      max_tokens (the provider sends it as its
+    temperature, top_p, metadata     `max_tokens_field`: OpenAI's max_completion_tokens),
+                                     stop, temperature, top_p, user; a stream asks for its
+                                     usage (stream_options)
 
-    chat.completion                  Anthropic message (text, tool_use blocks, stop_reason,
+    chat.completion                  Anthropic message (a thinking block from
+                                     reasoning_content, text, tool_use blocks, stop_reason,
                                      usage with cache reads split out)
+
+A thinking block made from chat reasoning has `"signature": ""`: a signature is Anthropic's
+proof over its own model's thinking, which Circuit has none of and does not invent (so a
+stream sends no `signature_delta`).
 
 What has no chat counterpart and changes the answer (documents, server tools) is refused with
 a 400 rather than silently dropped. The stream's translation is messages_chat_stream.py.
@@ -24,11 +33,21 @@ from typing import Any
 import orjson
 
 from circuit.errors import UpstreamFailed, UpstreamRejected
+from circuit.providers.openai_wire import reasoning_of
 from circuit.wire import Completion, Usage
 
 #: OpenAI `finish_reason` → Anthropic `stop_reason`.
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "function_call": "tool_use", "content_filter": "refusal"}
+
+
+#: Anthropic `thinking.budget_tokens` → chat `reasoning_effort`: the least budget of each
+#: effort, "low" below them. LiteLLM's thresholds (its Messages adapter), except that budgets
+#: under 2,000 ask for "low" too, not "minimal", which only gpt-5 takes (o-series models and
+#: DeepSeek refuse it); Anthropic's own least budget is 1,024.
+EFFORTS = ((10_000, "high"), (5_000, "medium"))
+THINKING_TYPES = ("disabled", "enabled", "adaptive")
+LEAST_THINKING_BUDGET = 1_024
 
 
 def _reject(message: str) -> UpstreamRejected:
@@ -104,6 +123,29 @@ def _assistant_turn(content: Any) -> dict[str, Any]:
     return turn
 
 
+def reasoning_effort(thinking: Any) -> str | None:
+    """The chat `reasoning_effort` for a Messages request's `thinking` (None: send none, as
+    for `disabled`, absent, or `adaptive`, which leaves the effort to the model)."""
+    # Refused as Anthropic refuses them, rather than quietly sent without thinking.
+    if thinking is None:
+        return None
+    if not isinstance(thinking, dict):
+        raise _reject("thinking: Input should be an object")
+    kind = thinking.get("type")
+    if kind not in THINKING_TYPES:
+        raise _reject(f"thinking: Input tag {kind!r} found using 'type' does not match any of "
+                      f"the expected tags: {', '.join(map(repr, THINKING_TYPES))}")
+    if kind != "enabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or isinstance(budget, bool):
+        raise _reject("thinking.budget_tokens: must be an integer")
+    if budget < LEAST_THINKING_BUDGET:
+        raise _reject("thinking.enabled.budget_tokens: Input should be greater than or equal "
+                      f"to {LEAST_THINKING_BUDGET}")
+    return next((effort for least, effort in EFFORTS if budget >= least), "low")
+
+
 def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
     tools = body.get("tools")
     if tools:
@@ -162,6 +204,9 @@ def _to_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
         if isinstance(body.get("metadata"), dict) else None
     if isinstance(user, str):
         out["user"] = user
+    effort = reasoning_effort(body.get("thinking"))
+    if effort is not None:
+        out["reasoning_effort"] = effort
     _tools(body, out)
     if body.get("stream") is True:
         out["stream"] = True
@@ -183,6 +228,11 @@ def anthropic_usage(usage: Usage | None) -> dict[str, int]:
             "output_tokens": usage.output_tokens}
 
 
+def thinking_block(thought: str = "") -> dict[str, Any]:
+    """A thinking block for chat reasoning text: no signature (see the module's docstring)."""
+    return {"type": "thinking", "thinking": thought, "signature": ""}
+
+
 def tool_input(arguments: Any) -> dict[str, Any]:
     """A tool call's arguments as the object Anthropic's `input` is ({} when unreadable)."""
     try:
@@ -199,6 +249,9 @@ def message_from_chat(answer: Completion, model: str) -> Completion:
         choice = completion["choices"][0]
         reply = choice.get("message") or {}
         content: list[dict[str, Any]] = []
+        thought = reasoning_of(reply)
+        if thought:
+            content.append(thinking_block(thought))
         if reply.get("content"):
             content.append({"type": "text", "text": reply["content"]})
         for call in reply.get("tool_calls") or ():

@@ -2,7 +2,11 @@
 
     chat chunk                      Messages events
     (first read)                    message_start (usage: zeros; the chat usage comes last)
-    delta.content                   content_block_start text (once), content_block_delta text
+    delta.reasoning_content         content_block_start thinking (signature ""), then
+                                    content_block_delta thinking_delta (no signature_delta:
+                                    see messages_chat)
+    delta.content                   content_block_stop (of an open thinking block),
+                                    content_block_start text (once), content_block_delta text
     delta.tool_calls[i] with id     content_block_stop (of the open block),
                                     content_block_start tool_use {id, name, input: {}}
     delta.tool_calls[i].arguments   content_block_delta input_json_delta
@@ -22,7 +26,13 @@ from typing import Any
 
 import orjson
 
-from circuit.providers.messages_chat import STOP_REASONS, anthropic_usage, message_from_chat
+from circuit.providers.messages_chat import (
+    STOP_REASONS,
+    anthropic_usage,
+    message_from_chat,
+    thinking_block,
+)
+from circuit.providers.openai_wire import reasoning_of
 from circuit.wire import Completion, EventStream, StreamEvent, Usage
 
 
@@ -40,8 +50,8 @@ class MessagesFromChat:
         self._started = False
         self._ended = False
         self._block: int | None = None  # index of the open content block
+        self._kind: str | None = None  # and its type
         self._blocks = 0
-        self._text_block: int | None = None
         self._tools: dict[int, int] = {}  # chat tool call index → block index
         self._stop: str | None = None
         self._usage: Usage | None = None
@@ -77,6 +87,7 @@ class MessagesFromChat:
     def _open(self, block: dict[str, Any]) -> list[StreamEvent]:
         out = self._close()
         self._block = self._blocks
+        self._kind = block["type"]
         self._blocks += 1
         out.append(_event("content_block_start", {"index": self._block,
                                                   "content_block": block}))
@@ -85,7 +96,7 @@ class MessagesFromChat:
     def _close(self) -> list[StreamEvent]:
         if self._block is None:
             return []
-        index, self._block = self._block, None
+        index, self._block, self._kind = self._block, None, None
         return [_event("content_block_stop", {"index": index})]
 
     def _translate(self, event: StreamEvent) -> list[StreamEvent]:
@@ -107,17 +118,28 @@ class MessagesFromChat:
             self._id = chunk["id"]
         out: list[StreamEvent] = []
         delta = choice.get("delta") or {}
+        if not isinstance(delta, dict):
+            return out
+        thought = reasoning_of(delta)
+        if thought:
+            out.extend(self._delta(thinking_block(), {"type": "thinking_delta",
+                                                      "thinking": thought}, thought))
         text = delta.get("content")
         if isinstance(text, str) and text:
-            if self._text_block is None or self._block != self._text_block:
-                out.extend(self._open({"type": "text", "text": ""}))
-                self._text_block = self._block
-            out.append(_event("content_block_delta", {"index": self._block, "delta": {
-                "type": "text_delta", "text": text}}, text=text, outputs=1))
+            out.extend(self._delta({"type": "text", "text": ""},
+                                   {"type": "text_delta", "text": text}, text))
         for call in delta.get("tool_calls") or ():
             out.extend(self._tool_delta(call))
         if choice.get("finish_reason"):
             self._stop = STOP_REASONS.get(choice["finish_reason"], "end_turn")
+        return out
+
+    def _delta(self, block: dict[str, Any], delta: dict[str, Any], text: str
+               ) -> list[StreamEvent]:
+        """A text or thinking delta, in a block of its type (opened unless it is open)."""
+        out = self._open(block) if self._kind != block["type"] else []
+        out.append(_event("content_block_delta", {"index": self._block, "delta": delta},
+                          text=text, outputs=1))
         return out
 
     def _tool_delta(self, call: Any) -> list[StreamEvent]:
@@ -132,7 +154,6 @@ class MessagesFromChat:
                                    "name": name, "input": {}}))
             out[-1].text, out[-1].outputs = name, 1 if name else 0
             self._tools[number] = self._block  # type: ignore[assignment]
-            self._text_block = None
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments and self._tools[number] == self._block:
             out.append(_event("content_block_delta", {"index": self._block, "delta": {

@@ -37,10 +37,13 @@ class OpenAIProvider:
 
     def __init__(self, name: str, base_url: str, api_key: str | None,
                  timeouts: Timeouts | None = None, max_connections: int = 1000,
-                 sizes: SizeLimits | None = None, responses: bool = True) -> None:
+                 sizes: SizeLimits | None = None, responses: bool = True,
+                 max_tokens_field: str = "max_completion_tokens") -> None:
         self.name = name
         #: False for a chat-completions-only upstream (vLLM, Ollama, …): `responses = false`.
         self.speaks_responses = responses
+        #: What a translated request's `max_tokens` is sent as (`max_tokens_field`).
+        self.max_tokens_field = max_tokens_field
         self._base = base_url.rstrip("/")
         self._url = self._base + "/chat/completions"
         self._models_url = base_url.rstrip("/") + "/models"
@@ -64,14 +67,19 @@ class OpenAIProvider:
     def _payload(self, call: Call) -> bytes:
         # Forward the client's bytes untouched unless the gateway must change something.
         changes: dict[str, Any] = {}
+        body = call.body
         if call.body.get("model") != call.model:
             changes["model"] = call.model
+        if call.translated and self.max_tokens_field != "max_tokens" and "max_tokens" in body:
+            # The gateway's own body: its output limit in this upstream's word for it.
+            body = {name: value for name, value in body.items() if name != "max_tokens"}
+            changes[self.max_tokens_field] = call.body["max_tokens"]
         if call.stream:
             options = call.body.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage") is True):
                 changes["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                              "include_usage": True}
-        return orjson.dumps({**call.body, **changes}) if changes else call.raw
+        return orjson.dumps({**body, **changes}) if changes else call.raw
 
     def _error_for(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
         return error_from_upstream(status, body, headers, self.name, self._api_key)

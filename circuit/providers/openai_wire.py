@@ -44,10 +44,20 @@ def _plausible(count: Any) -> bool:
                              and 0 <= count <= _MAX_TOKENS)
 
 
+def reasoning_of(message: dict) -> str | None:
+    """The reasoning text of a chat message or stream delta, as DeepSeek and vLLM send it
+    (`reasoning_content`; `reasoning` in newer vLLM and OpenRouter), or None."""
+    for name in ("reasoning_content", "reasoning"):
+        value = message.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def output_text(message: dict) -> str:
-    """Everything of one choice's message that its output tokens paid for: the text, a
-    refusal, and the name and arguments of each tool call."""
-    parts = [message.get("content"), message.get("refusal")]
+    """Everything of one choice's message that its output tokens paid for: the reasoning
+    text, the text, a refusal, and the name and arguments of each tool call."""
+    parts = [reasoning_of(message), message.get("content"), message.get("refusal")]
     for call in message.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
@@ -78,25 +88,25 @@ def chunk_event(data: bytes, chunk: Any, forward_usage: bool) -> StreamEvent:
         if not isinstance(choice, dict):
             continue
         delta = choice.get("delta")
-        if isinstance(delta, dict):
-            # A content delta (most of a stream) is read here; tool calls by _take_tools.
-            content = delta.get("content")
-            if isinstance(content, str) and content:
-                pieces.append(content)
-                outputs += 1
-                if delta.get("tool_calls"):
-                    _take_tools(delta, pieces)
-            elif delta.get("tool_calls") and _take_tools(delta, pieces):
-                outputs += 1
+        if isinstance(delta, dict) and _take(delta, pieces):
+            outputs += 1
         if choice.get("finish_reason"):
             finish = choice["finish_reason"]
     # Positional, as on every per-event path (circuit/wire.py StreamEvent says why).
     return StreamEvent(data, None, True, "".join(pieces), outputs, usage, finish)
 
 
-def _take_tools(delta: dict, pieces: list[str]) -> bool:
-    """Keep the output text of a delta's tool calls; whether they had any."""
+def _take(delta: dict, pieces: list[str]) -> bool:
+    """Keep a delta's output text; whether it had any."""
     before = len(pieces)
+    # Runs for every chunk: reasoning_of (a call and a loop) only when a delta has its keys.
+    if "reasoning_content" in delta or "reasoning" in delta:
+        reasoning = reasoning_of(delta)
+        if reasoning:
+            pieces.append(reasoning)
+    content = delta.get("content")
+    if isinstance(content, str) and content:
+        pieces.append(content)
     for call in delta.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):

@@ -33,6 +33,7 @@ KINDS = BUILT_IN_PROVIDERS
 _FIELDS: dict[str, Callable[[Any], Any]] = {
     "kind": parse_choice(*KINDS), "base_url": parse_http_url, "api_key_env": parse_text,
     "free": parse_flag, "responses": parse_flag,
+    "max_tokens_field": parse_choice("max_completion_tokens", "max_tokens"),
     **dict.fromkeys(("connect_timeout", "first_byte_timeout", "idle_timeout",
                      "backoff_initial", "backoff_max", "deadline"), parse_number(0.0)),
     **dict.fromkeys(("max_attempts", "default_max_tokens", "max_connections"),
@@ -55,6 +56,9 @@ class ProviderSpec:
     sizes: SizeLimits = SizeLimits()
     #: The upstream serves OpenAI's Responses API (`responses = false`: chat completions only).
     responses: bool = True
+    #: The output limit of a translated request: `max_completion_tokens`, OpenAI's (it refuses
+    #: `max_tokens` for o-series and gpt-5 models), unless the upstream is chat-only.
+    max_tokens_field: str = "max_completion_tokens"
 
 
 def provider_specs(settings: Settings) -> dict[str, ProviderSpec]:
@@ -107,6 +111,7 @@ def _spec_from_table(name: str, table: Any, settings: Settings, timeouts: Timeou
                               "which is not set")
     elif kind != "mock":
         raise ConfigError(f"{where} needs api_key_env (the variable that holds its key)")
+    responses = table.get("responses", kind == "openai")
     return ProviderSpec(
         name, kind, base_url, api_key,
         Timeouts(table.get("connect_timeout", timeouts.connect),
@@ -119,7 +124,9 @@ def _spec_from_table(name: str, table: Any, settings: Settings, timeouts: Timeou
         table.get("default_max_tokens", settings.anthropic_max_tokens),
         table.get("max_connections", 1000),
         table.get("free", kind == "mock"),
-        responses=table.get("responses", kind == "openai"))
+        responses=responses,
+        max_tokens_field=table.get("max_tokens_field",
+                                   "max_completion_tokens" if responses else "max_tokens"))
 
 
 def route_table(settings: Settings,
@@ -156,4 +163,4 @@ def build_provider(spec: ProviderSpec, counter: Callable[[], TokenCounter]) -> P
                                  max_connections=spec.max_connections, sizes=spec.sizes)
     return OpenAIProvider(spec.name, spec.base_url, spec.api_key, spec.timeouts,
                           max_connections=spec.max_connections, sizes=spec.sizes,
-                          responses=spec.responses)
+                          responses=spec.responses, max_tokens_field=spec.max_tokens_field)

@@ -9,8 +9,11 @@ For targets that speak no Responses: OpenAI-compatible chat-only upstreams (vLLM
 What chat has no words for is refused with an UpstreamRejected 400 naming it, before any
 network call: hosted and custom tools (web search, file search, …), stored state, file inputs.
 Reasoning items from an earlier turn are dropped: they are another model's encrypted state;
+reasoning text a chat upstream sends (`reasoning_content`) comes back as a `reasoning` item
+with `reasoning_text` content, as vLLM's Responses server answers for open models;
 so are OpenAI-only fields (`metadata`, `include`, `prompt_cache_key`, …), which some chat
-servers refuse. The functions of a `namespace` tool go to chat as `<namespace>__<name>` and
+servers refuse. `max_output_tokens` is written as chat's `max_tokens`; the provider sends it
+under its own `max_tokens_field` (`Call.translated`). The functions of a `namespace` tool go to chat as `<namespace>__<name>` and
 their calls come back split (`split_name`).
 """
 
@@ -22,6 +25,7 @@ from typing import Any
 import orjson
 
 from circuit.errors import UpstreamRejected
+from circuit.providers.openai_wire import reasoning_of
 from circuit.wire import Usage
 
 #: Fields of a Responses request passed to chat as they are (others, like `metadata` or
@@ -244,6 +248,15 @@ def message_item(item_id: str, text: str, status: str = "completed") -> dict[str
             "content": content if text or status == "completed" else []}
 
 
+def reasoning_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    """A `reasoning` output item holding a chat upstream's reasoning text (no summary: the
+    upstream made none; no encrypted_content: there is no state to carry to a next turn)."""
+    content = [{"type": "reasoning_text", "text": text}] if text or status == "completed" \
+        else []
+    return {"id": item_id, "type": "reasoning", "status": status, "summary": [],
+            "content": content}
+
+
 def call_item(item_id: str, call_id: str, name: str, arguments: str,
               status: str = "completed", namespace: str | None = None) -> dict[str, Any]:
     item = {"id": item_id, "type": "function_call", "status": status, "call_id": call_id,
@@ -300,6 +313,9 @@ def response_from_chat(completion: dict[str, Any], request: dict[str, Any],
     message = choice["message"]
     suffix = str(completion.get("id") or "").removeprefix("chatcmpl-") or str(time.time_ns())
     output: list[dict[str, Any]] = []
+    thought = reasoning_of(message)
+    if thought:
+        output.append(reasoning_item("rs_" + suffix, thought))
     text = message.get("content")
     if isinstance(message.get("refusal"), str) and not text:
         text = message["refusal"]
@@ -311,7 +327,7 @@ def response_from_chat(completion: dict[str, Any], request: dict[str, Any],
         namespace, name = split_name(function["name"], known)
         output.append(call_item(f"fc_{suffix}_{index}", call["id"], name,
                                 function.get("arguments") or "{}", namespace=namespace))
-    if not output:
+    if not any(item["type"] != "reasoning" for item in output):
         output.append(message_item("msg_" + suffix, ""))
     model = completion.get("model") if isinstance(completion.get("model"), str) else None
     return response_object(request, "resp_" + suffix, int(completion.get("created") or

@@ -2,13 +2,17 @@
 
     chat chunk                         Responses events (each with its sequence_number)
     (before the first)                 response.created, response.in_progress
-    delta.content                      [output_item.added (message), content_part.added]
+    delta.reasoning_content            [output_item.added (reasoning), content_part.added]
+                                       response.reasoning_text.delta
+    delta.content                      [the reasoning closed] [output_item.added (message),
+                                       content_part.added]
                                        response.output_text.delta
     delta.tool_calls[i] with id/name   [the message closed] output_item.added (function_call)
     delta.tool_calls[i].arguments      response.function_call_arguments.delta
     usage-only chunk                   (kept for the end)
     an error payload                   error
-    the stream's end                   the open items closed (output_text.done,
+    the stream's end                   the open items closed (reasoning_text.done,
+                                       output_text.done,
                                        content_part.done, function_call_arguments.done,
                                        output_item.done), then response.completed — or
                                        response.incomplete when cut by length — with usage
@@ -28,10 +32,12 @@ from typing import Any
 import orjson
 
 from circuit.errors import StreamBroken
+from circuit.providers.openai_wire import reasoning_of
 from circuit.providers.responses_chat import (
     call_item,
     message_item,
     namespaces,
+    reasoning_item,
     response_object,
     split_name,
 )
@@ -63,6 +69,8 @@ class ResponsesWriter:
         self.sequence = 0
         self._output: list[dict[str, Any]] = []
         self._text: list[str] | None = None  # the open message's text
+        self._thought: list[str] | None = None  # the open reasoning item's text
+        self._reasoning_index = -1
         self._message_index = -1
         self._calls: dict[int, _Call] = {}
         self._open_calls: list[_Call] = []
@@ -119,8 +127,18 @@ class ResponsesWriter:
 
     def _delta(self, delta: dict[str, Any]) -> list[StreamEvent]:
         out: list[StreamEvent] = []
+        thought = reasoning_of(delta)
+        if thought:
+            if self._thought is None:
+                out += self._open_reasoning()
+            self._thought.append(thought)
+            out.append(self._event("response.reasoning_text.delta", counted=thought,
+                                   item_id=self._reasoning_id,
+                                   output_index=self._reasoning_index, content_index=0,
+                                   delta=thought))
         content = delta.get("content") or delta.get("refusal")
         if isinstance(content, str) and content:
+            out += self._close_reasoning()
             if self._text is None:
                 out += self._open_message()
             self._text.append(content)
@@ -134,7 +152,7 @@ class ResponsesWriter:
             index = piece.get("index", 0)
             call = self._calls.get(index)
             if call is None:
-                out += self._close_message()
+                out += self._close_reasoning() + self._close_message()
                 full = function.get("name") if isinstance(function.get("name"), str) else ""
                 namespace, name = split_name(full, self._namespaces)
                 call = _Call(f"fc_{self._suffix}_{index}", len(self._output),
@@ -158,6 +176,34 @@ class ResponsesWriter:
     @property
     def _message_id(self) -> str:
         return f"msg_{self._suffix}_{self._message_index}"
+
+    @property
+    def _reasoning_id(self) -> str:
+        return f"rs_{self._suffix}_{self._reasoning_index}"
+
+    def _open_reasoning(self) -> list[StreamEvent]:
+        self._thought = []
+        self._reasoning_index = len(self._output)
+        item = reasoning_item(self._reasoning_id, "", "in_progress")
+        self._output.append(item)
+        return [self._event("response.output_item.added", output_index=self._reasoning_index,
+                            item=item),
+                self._event("response.content_part.added", item_id=self._reasoning_id,
+                            output_index=self._reasoning_index, content_index=0,
+                            part={"type": "reasoning_text", "text": ""})]
+
+    def _close_reasoning(self) -> list[StreamEvent]:
+        if self._thought is None:
+            return []
+        text, self._thought = "".join(self._thought), None
+        index, item_id = self._reasoning_index, self._reasoning_id
+        item = reasoning_item(item_id, text)
+        self._output[index] = item
+        return [self._event("response.reasoning_text.done", item_id=item_id,
+                            output_index=index, content_index=0, text=text),
+                self._event("response.content_part.done", item_id=item_id, output_index=index,
+                            content_index=0, part=item["content"][0]),
+                self._event("response.output_item.done", output_index=index, item=item)]
 
     def _open_message(self) -> list[StreamEvent]:
         self._text = []
@@ -202,7 +248,7 @@ class ResponsesWriter:
         """The events that end the stream well: open items closed, then the terminal event
         with the whole response and its usage."""
         out = [] if self.started else self.start()
-        out += self._close_message() + self._close_calls()
+        out += self._close_reasoning() + self._close_message() + self._close_calls()
         response = self._response("completed", self.usage)
         terminal = self._event("response." + response["status"], response=response)
         terminal.usage, terminal.finish_reason = self.usage, self.finish_reason or "stop"

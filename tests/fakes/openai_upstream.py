@@ -18,7 +18,9 @@ Replies are deterministic. One word = one token:
   ``"Echo: <first 40 chars of last user message>. This is a deterministic reply from the
   fake upstream."``; it is split on whitespace and re-joined with single spaces;
 * ``max_completion_tokens`` (else ``max_tokens``) truncates to that many words, with
-  ``finish_reason="length"``; otherwise ``"stop"``;
+  ``finish_reason="length"``; otherwise ``"stop"``; a reasoning model (``o1``…, ``o4-mini``,
+  ``gpt-5``…: ``REASONING_MODEL``) refuses ``max_tokens`` with OpenAI's own 400
+  (``unsupported_parameter``);
 * ``prompt_tokens = words in all message contents + 3 * len(messages) + 3``
   (see ``count_prompt_tokens``), ``completion_tokens = words emitted``.
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,6 +51,8 @@ from tests.fakes.oversized import write_padded
 from tests.fakes.server_thread import ServerThread
 
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o4-mini")
+#: Models that refuse `max_tokens` in chat completions, as OpenAI's reasoning models do.
+REASONING_MODEL = re.compile(r"(o\d|gpt-5)(\b|-)")
 SYSTEM_FINGERPRINT = "fp_fa4e0000ed"
 REPLY_SUFFIX = "This is a deterministic reply from the fake upstream."
 
@@ -130,9 +135,17 @@ class Behaviour:
     oversized_after_chunks: int = 0
     oversized_declared: bool = False
     tool_call: dict[str, str] | None = None
-    """Responses: answer one function call (``{"name": ..., "arguments": "..."}``), no text."""
+    """Chat and Responses: answer one function call (``{"name": ..., "arguments": "..."}``),
+    no text (chat: ``tool_calls``, finish_reason ``tool_calls``; a stream sends the call's
+    id and name, then its arguments a space-separated piece a chunk). Billed: one token for
+    the name and one a piece of the arguments."""
     raw_body: bytes | None = None
     """Responses: answer 200 with these bytes as the JSON body, whatever they are."""
+    reasoning: str | None = None
+    """Chat: think first, as DeepSeek and vLLM do: this text as ``message.reasoning_content``,
+    or streamed a word a chunk as ``delta.reasoning_content`` before the reply. Its words are
+    completion tokens (``completion_tokens_details.reasoning_tokens``), and the output limit
+    covers them first, as ``max_completion_tokens`` does."""
     error_event_after_chunks: int | None = None
     """Responses stream: after N text deltas, an ``error`` event (``error_code``,
     ``error_message``) and the end of the stream, as OpenAI does when generation fails."""
@@ -202,17 +215,26 @@ def reply_for(messages: list[Any]) -> str:
 
 def reply_words(body: dict[str, Any], behaviour: Behaviour) -> tuple[list[str], str]:
     """(words to emit, finish_reason) for a request under a behaviour."""
+    _, words, finish = answer_words(body, behaviour)
+    return words, finish
+
+
+def answer_words(body: dict[str, Any], behaviour: Behaviour
+                 ) -> tuple[list[str], list[str], str]:
+    """(reasoning words, reply words, finish_reason): the output limit cuts the reasoning
+    first, then the reply."""
     messages = body.get("messages") or []
     text = behaviour.reply if behaviour.reply is not None else reply_for(messages)
-    words = text.split()
+    thought, words = (behaviour.reasoning or "").split(), text.split()
     if behaviour.ignore_max_tokens:
-        return words, "stop"
+        return thought, words, "stop"
     limit = body.get("max_completion_tokens")
     if limit is None:
         limit = body.get("max_tokens")
-    if isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit < len(words):
-        return words[:limit], "length"
-    return words, "stop"
+    if isinstance(limit, int) and not isinstance(limit, bool) \
+            and 0 <= limit < len(thought) + len(words):
+        return thought[:limit], words[:max(0, limit - len(thought))], "length"
+    return thought, words, "stop"
 
 
 def choices_for(body: dict[str, Any], behaviour: Behaviour) -> int:
@@ -224,14 +246,15 @@ def choices_for(body: dict[str, Any], behaviour: Behaviour) -> int:
     return n if behaviour.honour_n and isinstance(n, int) and n > 1 else 1
 
 
-def usage_object(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def usage_object(prompt_tokens: int, completion_tokens: int,
+                 reasoning_tokens: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": reasoning_tokens,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -259,6 +282,15 @@ def error_body(
             "code": code if code is not None else d_code,
         }
     }
+
+
+def _call_id(completion_id: str) -> str:
+    return "call_" + completion_id.removeprefix("chatcmpl-")
+
+
+def _call_tokens(call: dict[str, str]) -> int:
+    """What a scripted tool call bills: its name, and each piece of its arguments."""
+    return 1 + len(call["arguments"].split(" "))
 
 
 def _sse(obj: Any) -> bytes:
@@ -526,6 +558,11 @@ class FakeOpenAI:
                 ),
             )
 
+        if "max_tokens" in body and REASONING_MODEL.match(body["model"]):
+            return self._json_error(400, error_body(
+                400, message="Unsupported parameter: 'max_tokens' is not supported with this "
+                "model. Use 'max_completion_tokens' instead.", code="unsupported_parameter",
+                param="max_tokens"))
         behaviour = self._next_behaviour()
         rec.behaviour = behaviour
         completion_id, request_id = self._next_id()
@@ -746,8 +783,20 @@ class FakeOpenAI:
     def _completion(
         self, body: dict[str, Any], behaviour: Behaviour, completion_id: str, request_id: str
     ) -> web.Response:
-        words, finish_reason = reply_words(body, behaviour)
+        thought, words, finish_reason = answer_words(body, behaviour)
         n = choices_for(body, behaviour)
+        message: dict[str, Any] = {"role": "assistant", "content": " ".join(words),
+                                   "refusal": None, "annotations": []}
+        if thought:
+            message["reasoning_content"] = " ".join(thought)
+        spent = len(thought) + len(words)
+        call = behaviour.tool_call
+        if call is not None:
+            message["content"] = None
+            message["tool_calls"] = [{"id": _call_id(completion_id), "type": "function",
+                                      "function": dict(call)}]
+            finish_reason = "tool_calls"
+            spent = len(thought) + _call_tokens(call)
         obj: dict[str, Any] = {
             "id": completion_id,
             "object": "chat.completion",
@@ -756,18 +805,14 @@ class FakeOpenAI:
             "choices": [
                 {
                     "index": index,
-                    "message": {
-                        "role": "assistant",
-                        "content": " ".join(words),
-                        "refusal": None,
-                        "annotations": [],
-                    },
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": finish_reason,
                 }
                 for index in range(n)
             ],
-            "usage": behaviour.usage or usage_object(prompt_tokens_for(body), n * len(words)),
+            "usage": behaviour.usage or usage_object(prompt_tokens_for(body), n * spent,
+                                                     n * len(thought)),
             "service_tier": "default",
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
@@ -788,7 +833,7 @@ class FakeOpenAI:
         completion_id: str,
         request_id: str,
     ) -> web.StreamResponse:
-        words, finish_reason = reply_words(body, behaviour)
+        thought, words, finish_reason = answer_words(body, behaviour)
         stream_options = body.get("stream_options")
         include_usage = (
             behaviour.send_usage
@@ -840,6 +885,19 @@ class FakeOpenAI:
             sent_events += 1
 
         await send(_sse(chunk(choice({"role": "assistant", "content": "", "refusal": None}))))
+        for i, word in enumerate(thought):
+            await send(_sse(chunk(choice({"reasoning_content": word if i == 0 else " " + word}))))
+        spent = len(thought) + len(words)
+        call = behaviour.tool_call
+        if call is not None:
+            words, finish_reason = [], "tool_calls"
+            spent = len(thought) + _call_tokens(call)
+            await send(_sse(chunk(choice({"tool_calls": [{
+                "index": 0, "id": _call_id(completion_id), "type": "function",
+                "function": {"name": call["name"], "arguments": ""}}]}))))
+            for i, piece in enumerate(call["arguments"].split(" ")):
+                await send(_sse(chunk(choice({"tool_calls": [{"index": 0, "function": {
+                    "arguments": piece if i == 0 else " " + piece}}]}))))
         garbage_at = len(words) // 2 if behaviour.malformed_sse else -1
         for i, word in enumerate(words):
             if behaviour.drop_after_chunks is not None and i >= behaviour.drop_after_chunks:
@@ -855,8 +913,8 @@ class FakeOpenAI:
         await send(_sse(chunk(choice({}, finish_reason))))
         if include_usage:
             final = chunk([])
-            final["usage"] = behaviour.usage or usage_object(prompt_tokens_for(body),
-                                                             n * len(words))
+            final["usage"] = behaviour.usage or usage_object(
+                prompt_tokens_for(body), n * spent, n * len(thought))
             await send(_sse(final))
         await send(SSE_DONE)
         await resp.write_eof()

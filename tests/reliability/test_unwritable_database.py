@@ -86,10 +86,11 @@ def small_disk(folder: Path, size: str) -> Iterator[Path]:
 
 def _fill(disk: Path) -> Path:
     filler = disk / "filler"
-    with open(filler, "wb") as handle, contextlib.suppress(OSError):
+    # Unbuffered: a buffered file that met ENOSPC raises it again when closed, with the bytes
+    # it still holds (seen when the gateway wrote in the same moment).
+    with open(filler, "wb", buffering=0) as handle, contextlib.suppress(OSError):
         while True:
             handle.write(b"\0" * 65536)
-            handle.flush()
     return filler
 
 
