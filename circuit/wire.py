@@ -54,7 +54,11 @@ class Completion:
 
 @dataclass(slots=True)
 class StreamEvent:
-    """One event of a stream: the `data` to relay, and what the provider read in it."""
+    """One event of a stream: the `data` to relay, and what the provider read in it.
+
+    Made once per event, so the per-event paths pass its fields by position, in this order:
+    in CPython 3.11 keyword arguments cost a dataclass' `__init__` ~1,200 instructions more a
+    call (callgrind), as much as reading a text delta's JSON."""
 
     data: bytes  # one SSE `data:` value, as the client is to receive it
     #: Its SSE `event:` name, for a door whose frames are named (Anthropic's, Responses').

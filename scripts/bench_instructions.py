@@ -2,13 +2,26 @@
 not move (the same binary and inputs give the same count), for comparing two versions of the
 gateway side by side where timings are noise.
 
-    .venv/bin/python scripts/bench_instructions.py                 this tree
+    .venv/bin/python scripts/bench_instructions.py                 this tree, chat on the mock
     .venv/bin/python scripts/bench_instructions.py --tree /tmp/old  another checkout, same venv
+    .venv/bin/python scripts/bench_instructions.py --door messages  a door through a fake upstream
+    .venv/bin/python scripts/bench_instructions.py --door all       chat, messages, responses
 
-The gateway app is built in-process on the mock provider (a budget, rate limits and the SQLite
-record writer on) and driven through ASGI directly, so what is counted is Circuit's own work
-per request — the flow, the exchange, accounting, the relay, the writer thread — not a server's
-or a client's. Instrumentation is switched on only around the measured requests.
+The gateway app is built in-process (a budget, rate limits and the SQLite record writer on) and
+driven through ASGI directly, so what is counted is Circuit's own work per request — the flow,
+the exchange, accounting, the relay, the writer thread — not a server's or a client's.
+Instrumentation is switched on only around the measured requests.
+
+Without `--door` the chat door is served by the in-process mock provider (no HTTP at all). With
+`--door chat|messages|responses|all` every door goes over HTTP to scripts/bench_upstream.py (the
+fast fake upstream of scripts/bench): chat and Responses to it as an OpenAI upstream, Messages
+passed through to it as an Anthropic one — so the doors' counts compare side by side (the
+aiohttp client's work is in each of them). The fake upstream is served on the gateway's own
+event loop, in the counted process: in a process of its own, how its answers met the gateway's
+loop depended on the machine's load, and the count with it (±8 % on JSON); on one loop the
+order of everything is the same each run. Its share (precomputed bytes written) is the same
+for every tree measured.
+Streams are of 20 text deltas: 22 events for chat, 26 for Messages, 28 for Responses.
 """
 
 from __future__ import annotations
@@ -26,10 +39,19 @@ from pathlib import Path
 KEY = "sk-bench-instructions-0123456789"
 BODY = (b'{"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", '
         b'"content": "Tell me about instruction counts"}]')
+CLAUDE = "claude-sonnet-4-5"
+#: Each door: its path and its request body (without the closing brace).
+DOORS = {
+    "chat": ("/v1/chat/completions", BODY),
+    "messages": ("/v1/messages", BODY.replace(b"gpt-4o-mini", CLAUDE.encode())),
+    "responses": ("/v1/responses", b'{"model": "gpt-4o-mini", "max_output_tokens": 20, '
+                                   b'"input": "Tell me about instruction counts"'),
+}
+UPSTREAM = Path(__file__).resolve().parent / "bench_upstream.py"
 
 
-def _scope(raw: bytes) -> dict:
-    return {"type": "http", "method": "POST", "path": "/v1/chat/completions",
+def _scope(raw: bytes, path: str = "/v1/chat/completions") -> dict:
+    return {"type": "http", "method": "POST", "path": path,
             "headers": [(b"authorization", f"Bearer {KEY}".encode()),
                         (b"content-type", b"application/json"),
                         (b"content-length", str(len(raw)).encode())],
@@ -37,8 +59,10 @@ def _scope(raw: bytes) -> dict:
             "client": ("bench", 1), "root_path": ""}
 
 
-async def _one(app, raw: bytes) -> None:
+async def _one(app, raw: bytes, path: str) -> bytes:
+    """One request; its status line's code and body, as `b"200 ..."` (for the warm-up's check)."""
     sent = False
+    answer: list[bytes] = []
 
     async def receive() -> dict:
         nonlocal sent
@@ -49,32 +73,52 @@ async def _one(app, raw: bytes) -> None:
         return {}
 
     async def send(message: dict) -> None:
-        return None
+        if message["type"] == "http.response.start":
+            answer.append(str(message["status"]).encode() + b" ")
+        elif not answer[1:]:
+            answer.append(message.get("body", b""))
 
-    await app(_scope(raw), receive, send)
+    await app(_scope(raw, path), receive, send)
+    return b"".join(answer)
 
 
-async def _child(requests: int, stream: bool) -> None:
+async def _child(requests: int, stream: bool, door: str, http: bool) -> None:
     from circuit.config import load_settings
     from circuit.gateway.app import create_app
 
+    upstream = await _serve_upstream() if http else None
     folder = Path(tempfile.mkdtemp(prefix="circuit-ir-"))
-    settings = load_settings(environ={
+    environ = {
         "CIRCUIT_DB_PATH": str(folder / "circuit.db"), "CIRCUIT_API_KEYS": KEY,
         "CIRCUIT_LOG_LEVEL": "warning", "CIRCUIT_DEFAULT_RPM": "1000000",
-        "CIRCUIT_DEFAULT_TPM": "100000000", "CIRCUIT_DAILY_USD_LIMIT": "1000"}, cwd=folder)
+        "CIRCUIT_DEFAULT_TPM": "100000000", "CIRCUIT_DAILY_USD_LIMIT": "1000"}
+    if upstream is not None:
+        # As scripts/bench's gateway: OpenAI at the fake upstream, claude-* to it as Anthropic.
+        environ.update({"PROVIDER": "openai", "OPENAI_BASE_URL": upstream,
+                        "OPENAI_API_KEY": "sk-bench-upstream",
+                        "BENCH_ANTHROPIC_KEY": "sk-ant-bench-upstream"})
+        (folder / "circuit.toml").write_text(
+            f'[providers.anthropic]\nkind = "anthropic"\nbase_url = "{upstream}"\n'
+            'api_key_env = "BENCH_ANTHROPIC_KEY"\n'
+            f'[routes]\n"{CLAUDE}" = ["anthropic:{CLAUDE}"]\n')
+    settings = load_settings(environ=environ, cwd=folder)
     app = create_app(settings)
     gateway = app.state.gateway
-    raw = BODY + (b', "stream": true}' if stream else b"}")
+    path, body = DOORS[door]
+    raw = body + (b', "stream": true}' if stream else b"}")
     await gateway.start()
     try:
         for _ in range(100):  # warm: leases taken, memos filled, code paths compiled
-            await _one(app, raw)
+            answer = await _one(app, raw, path)
+            assert answer.startswith(b"200 "), answer[:300]
         await asyncio.sleep(0.2)
+        # No timed GIL hand-overs (every 5 ms by default, so as many as the machine is slow):
+        # the writer thread runs when the loop's thread waits, as it does at every iteration.
+        sys.setswitchinterval(60)
         print("READY", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
         for _ in range(requests):
-            await _one(app, raw)
+            await _one(app, raw, path)
         while gateway.writer.pending:  # noqa: ASYNC110 - polls a count; the writer counts too
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)
@@ -85,13 +129,29 @@ async def _child(requests: int, stream: bool) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def measure(tree: Path, requests: int, stream: bool) -> int:
-    """Instructions callgrind counted for `requests` requests, all threads."""
+async def _serve_upstream() -> str:
+    """scripts/bench_upstream.py's server (20-event streams) on this loop; its URL."""
+    sys.path.insert(0, str(UPSTREAM.parent))
+    import bench_upstream
+
+    up = bench_upstream.Upstream(bench_upstream.Answers(20), 0.0, 0.0)
+    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(bench_upstream.serve("127.0.0.1", 0, up, port.set_result))
+    _serve_upstream.task = task  # type: ignore[attr-defined]  # kept from the collector
+    return f"http://127.0.0.1:{await port}"
+
+
+def measure(tree: Path, requests: int, stream: bool, door: str = "chat",
+            http: bool = False) -> tuple[int, int]:
+    """Instructions callgrind counted for `requests` requests: all threads, and the event
+    loop's thread alone (the writer thread's batches, and so its count, follow timing)."""
     out = Path(tempfile.mkdtemp(prefix="circuit-cg-")) / "callgrind.out"
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
-    command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+    command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
                f"--callgrind-out-file={out}", sys.executable, __file__, "--child",
-               "--requests", str(requests), *(["--stream"] if stream else [])]
+               "--requests", str(requests), "--door", door,
+               *(["--http"] if http else []),
+               *(["--stream"] if stream else [])]
     child = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True)
     try:
@@ -109,13 +169,16 @@ def measure(tree: Path, requests: int, stream: bool) -> int:
     finally:
         if child.poll() is None:
             child.kill()
-    total = 0
+    total = main = 0
     for path in out.parent.glob(out.name + "*"):
         # "totals:" sums the cost lines; "summary:" stays 0 when instrumentation was toggled.
         match = re.search(r"^totals: (\d+)", path.read_text(errors="replace"), re.MULTILINE)
-        total += int(match.group(1)) if match else 0
+        count = int(match.group(1)) if match else 0
+        total += count
+        if path.name.endswith("-01"):  # thread 1, the event loop's
+            main += count
     shutil.rmtree(out.parent, ignore_errors=True)
-    return total
+    return total, main
 
 
 def main() -> None:
@@ -123,18 +186,28 @@ def main() -> None:
     parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parents[1],
                         help="the checkout whose circuit/ is measured (default: this one)")
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--stream", action="store_true",
+                        help="count only streams (default: JSON, then streams)")
+    parser.add_argument("--door", choices=(*DOORS, "all"),
+                        help="count this door (or all three) through the fake HTTP upstream "
+                             "(default: chat on the in-process mock provider)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--http", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        asyncio.run(_child(args.requests, args.stream))
+        asyncio.run(_child(args.requests, args.stream, args.door or "chat", args.http))
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed (apt install valgrind)")
-    for stream in (False, True):
-        count = measure(args.tree, args.requests, stream)
-        print(f"{'stream' if stream else 'json':6}  {count / args.requests:>12,.0f} "
-              f"instructions per request ({args.requests} requests, {args.tree})", flush=True)
+    doors = [None] if args.door is None else list(DOORS) if args.door == "all" else [args.door]
+    for door in doors:
+        for stream in (True,) if args.stream else (False, True):
+            total, loop = measure(args.tree, args.requests, stream, door or "chat",
+                                  door is not None)
+            label = f"{door or 'mock'} {'stream' if stream else 'json'}"
+            print(f"{label:16}  {total / args.requests:>12,.0f} instructions per request, "
+                  f"{loop / args.requests:>10,.0f} on the loop's thread ({args.requests} "
+                  f"requests, {args.tree})", flush=True)
 
 
 if __name__ == "__main__":

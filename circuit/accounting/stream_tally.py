@@ -29,10 +29,12 @@ class StreamTally:
         """Take in one event; return whether the client should receive it."""
         if event.error is not None:
             self.error = event.error
-        if event.text:
-            self.pieces.append(event.text)
+        text = event.text
+        if text:
+            self.pieces.append(text)
             if self.guard is not None:
-                self.guard.add(event.outputs, utf8_len(event.text))
+                # utf8_len's test inline: this runs for every text event.
+                self.guard.add(event.outputs, len(text) if text.isascii() else utf8_len(text))
         if event.usage is not None:
             self.usage = event.usage
         if event.finish_reason:

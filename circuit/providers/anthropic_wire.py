@@ -10,8 +10,14 @@ The bytes are the upstream's; what is read from them is only what accounting nee
     message_stop           the end; the usage gathered, when message_delta carried one
     error                  kept (redacted) so the call can be retried before the first byte
     ping                   relayed without being parsed
+    content_block_stop     relayed without being parsed, when it is Anthropic's own bytes
 
 Each event keeps its SSE name so the door frames it as it came (`event: <name>`).
+
+Per event the work is kept to what its reading needs: a text delta (most of a stream) is one
+JSON parse and two look-ups, read inline; `message_stop` and `content_block_stop` as Anthropic
+writes them (`{"type":"message_stop"}`, `{"type":"content_block_stop",...`) are known by their
+bytes, unparsed — any other shape of them is parsed and read as before.
 """
 
 from __future__ import annotations
@@ -21,12 +27,17 @@ from typing import Any
 import orjson
 
 from circuit.errors import StreamBroken, UpstreamFailed
-from circuit.providers.anthropic_stream import merge_usage, parse_event
+from circuit.providers.anthropic_stream import merge_usage
 from circuit.providers.anthropic_translate import usage_from_anthropic
 from circuit.providers.upstream_errors import WINDOW, quotes_secret, redact, upstream_error_fields
 from circuit.wire import Completion, StreamEvent
 
 _PING = b"ping"
+_BLOCK_STOP = b"content_block_stop"
+#: The start of Anthropic's content_block_stop data: its type, and more keys after it.
+_BLOCK_STOP_HEAD = b'{"type":"content_block_stop",'
+_STOP = b"message_stop"
+_STOP_DATA = b'{"type":"message_stop"}'
 
 
 def message_text(message: dict[str, Any]) -> str:
@@ -52,7 +63,7 @@ class MessagesEvents:
     data and name unchanged (unless it quotes the provider's key: then that event is redacted)."""
 
     __slots__ = ("_provider", "_secret", "_ends", "_usage", "_output_reported", "done",
-                 "error", "finish_reason")
+                 "error", "failed", "finish_reason")
 
     def __init__(self, provider: str = "anthropic", secret: str | None = None) -> None:
         self._provider = provider
@@ -64,33 +75,49 @@ class MessagesEvents:
         self.done = False
         #: An `error` event's fields (redacted); set, the stream is over.
         self.error: dict[str, Any] | None = None
+        #: `error` is set (an attribute, not a property: the stream asks after every event).
+        self.failed = False
         self.finish_reason: str | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
 
     def feed(self, data: bytes, name: bytes | None = None) -> list[StreamEvent]:
         if name == _PING:
-            return [StreamEvent(data, event=name)]
+            return [StreamEvent(data, name)]
         if self._ends is not None and quotes_secret(data, *self._ends):
             data = redact(data.decode("utf-8", "replace"), self._secret).encode()
-        event, kind = parse_event(self._provider, data)
-        out = StreamEvent(data, event=name)
+        if name == _BLOCK_STOP and data[:29] == _BLOCK_STOP_HEAD:
+            return [StreamEvent(data, name)]  # nothing in it to read
+        if name == _STOP and data == _STOP_DATA:
+            return [self._stop(StreamEvent(data, name))]
         try:
+            event = orjson.loads(data)  # parse_event's, inline: this runs for every event
+            kind = event["type"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise StreamBroken(f"{self._provider} sent an unreadable stream event",
+                               code="bad_upstream_response") from None
+        try:
+            if kind == "content_block_delta":  # most of a stream: read here, in one step
+                delta = event["delta"]
+                text = delta.get("text") or delta.get("thinking") or delta.get("partial_json")
+                if isinstance(text, str) and text:
+                    return [StreamEvent(data, name, True, text, 1)]
+                return [StreamEvent(data, name)]
+            out = StreamEvent(data, name)
             self._read(kind, event, out)
         except (KeyError, TypeError, AttributeError):
             raise StreamBroken(f"{self._provider} sent a malformed {kind} event",
                                code="bad_upstream_response") from None
         return [out]
 
+    def _stop(self, out: StreamEvent) -> StreamEvent:
+        self.done = True
+        # Without message_delta's output count, message_start's (1, or 0) would undercount:
+        # no usage, and the gateway counts the output itself.
+        if self._output_reported:
+            out.usage = usage_from_anthropic(self._usage)
+        return out
+
     def _read(self, kind: str, event: dict[str, Any], out: StreamEvent) -> None:
-        if kind == "content_block_delta":
-            delta = event["delta"]
-            text = delta.get("text") or delta.get("thinking") or delta.get("partial_json")
-            if isinstance(text, str) and text:
-                out.text, out.outputs = text, 1
-        elif kind == "content_block_start":
+        if kind == "content_block_start":
             block = event["content_block"]
             text = block.get("name") if block.get("type") != "text" else block.get("text")
             if isinstance(text, str) and text:
@@ -106,14 +133,11 @@ class MessagesEvents:
             if isinstance(stop, str):
                 self.finish_reason = out.finish_reason = stop
         elif kind == "message_stop":
-            self.done = True
-            # Without message_delta's output count, message_start's (1, or 0) would undercount:
-            # no usage, and the gateway counts the output itself.
-            if self._output_reported:
-                out.usage = usage_from_anthropic(self._usage)
+            self._stop(out)
         elif kind == "error":
             fields = upstream_error_fields(event.get("error"), self._secret)
             self.error = {k: v for k, v in fields.items() if v is not None}
+            self.failed = True
             out.error = {"message": self.error.get("message") or "stream failed",
                          "type": "upstream_error",
                          "code": "upstream_overloaded"

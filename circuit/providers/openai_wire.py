@@ -92,16 +92,21 @@ def chunk_event(data: bytes, chunk: Any, forward_usage: bool) -> StreamEvent:
             outputs += 1
         if choice.get("finish_reason"):
             finish = choice["finish_reason"]
-    return StreamEvent(data, text="".join(pieces), outputs=outputs, usage=usage,
-                       finish_reason=finish)
+    # Positional, as on every per-event path (circuit/wire.py StreamEvent says why).
+    return StreamEvent(data, None, True, "".join(pieces), outputs, usage, finish)
 
 
 def _take(delta: dict, pieces: list[str]) -> bool:
     """Keep a delta's output text; whether it had any."""
     before = len(pieces)
-    for part in (reasoning_of(delta), delta.get("content")):
-        if isinstance(part, str) and part:
-            pieces.append(part)
+    # Runs for every chunk: reasoning_of (a call and a loop) only when a delta has its keys.
+    if "reasoning_content" in delta or "reasoning" in delta:
+        reasoning = reasoning_of(delta)
+        if reasoning:
+            pieces.append(reasoning)
+    content = delta.get("content")
+    if isinstance(content, str) and content:
+        pieces.append(content)
     for call in delta.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):

@@ -33,12 +33,13 @@ _DELTAS = frozenset({b"response.output_text.delta", b"response.function_call_arg
 _ENDS = frozenset({b"response.completed", b"response.incomplete", b"response.failed"})
 _ERROR = b"error"
 _KINDS = (*_DELTAS, *_ENDS, _ERROR)
+_READ = frozenset(_KINDS)
 
 
 def _kind(data: bytes, name: bytes | None) -> bytes | None:
     """The event's type, when it is one the gateway reads (None: relayed unread)."""
     if name is not None:
-        return name if name in _DELTAS or name in _ENDS or name == _ERROR else None
+        return name if name in _READ else None
     head = data[:_HEAD]
     for kind in _KINDS:
         if b'"' + kind + b'"' in head:
@@ -154,18 +155,22 @@ class ResponsesEvents:
         self.events += 1
         if self._ends is not None and quotes_secret(data, *self._ends):
             data = redact(data.decode("utf-8", "replace"), self._secret).encode()
-        kind = _kind(data, name)
+        kind = (name if name in _READ else None) if name is not None else _kind(data, None)
         if kind is None:
-            return [StreamEvent(data, event=name)]
+            return [StreamEvent(data, name)]
         if kind in _DELTAS:
-            delta = self._load(data).get("delta")
+            try:  # _load's, inline: this runs for every delta
+                delta = orjson.loads(data).get("delta")
+            except (orjson.JSONDecodeError, AttributeError):
+                self._load(data)  # raises StreamBroken, as for any event that is not JSON
+                raise
             text = delta if isinstance(delta, str) else ""
-            return [StreamEvent(data, event=name, text=text, outputs=1 if text else 0)]
+            return [StreamEvent(data, name, True, text, 1 if text else 0)]
         if kind in _ENDS:
             return [self._end(data, name)]
         event = self._load(data)
         if event.get("type") != "error":
-            return [StreamEvent(data, event=name)]
+            return [StreamEvent(data, name)]
         self.failed = True
         error = event.get("error") if isinstance(event.get("error"), dict) else event
         return [StreamEvent(data, event=name, error=upstream_error_fields(error, None))]

