@@ -59,6 +59,9 @@ class Scripted:
         self.hang = hang
         self.closed = False
 
+    def takes(self, body: dict) -> None:
+        """Any chat body (the provider contract's check before a call)."""
+
     async def open_stream(self, call: Call) -> Scripted:
         return self
 
