@@ -92,6 +92,27 @@ def test_models_answer_in_anthropic_shape_to_an_anthropic_client(gateway, upstre
     assert all(model.type == "model" for model in page.data)
 
 
+def test_models_come_in_pages_of_the_limit_the_sdk_iterates_through(gateway, upstream):
+    first = sdk(gateway).models.list(limit=2)
+    assert [model.id for model in first.data] == upstream.models[:2]
+    assert first.has_more == (len(upstream.models) > 2)
+    assert [model.id for model in sdk(gateway).models.list(limit=2)] == upstream.models
+
+
+def test_models_before_an_id_are_the_page_that_ends_there(gateway, upstream):
+    last = upstream.models[-1]
+    page = sdk(gateway).models.list(limit=1, before_id=last)
+    assert [model.id for model in page.data] == [upstream.models[-2]]
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "two"])
+def test_a_models_limit_out_of_range_is_anthropics_400(gateway, upstream, limit):
+    answer = httpx.get(gateway.url + "/v1/models", params={"limit": limit},
+                       headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
 def test_models_stay_in_openai_shape_without_anthropic_version(gateway, upstream):
     answer = httpx.get(gateway.url + "/v1/models",
                        headers={"authorization": f"Bearer {CLIENT_KEY}"})

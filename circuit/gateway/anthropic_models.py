@@ -5,12 +5,13 @@ lists."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from circuit.errors import CircuitError, NotFound
+from circuit.errors import CircuitError, InvalidRequest, NotFound
 from circuit.gateway.doors import MESSAGES
 from circuit.gateway.messages_request import authenticate
 from circuit.gateway.openai_surface import has_openai_target
@@ -27,11 +28,33 @@ def anthropic_model(model: str) -> dict[str, Any]:
     return {"type": "model", "id": model, "display_name": model, "created_at": _EPOCH}
 
 
-def anthropic_model_list(models: list[str]) -> dict[str, Any]:
-    """One page holding every model: `{"data": [...], "has_more": false, first_id, last_id}`."""
-    return {"data": [anthropic_model(m) for m in models], "has_more": False,
-            "first_id": models[0] if models else None,
-            "last_id": models[-1] if models else None}
+#: Anthropic's page size when `limit` is not sent, and the most it allows.
+DEFAULT_PAGE, MAX_PAGE = 20, 1000
+
+
+def anthropic_model_list(models: list[str], query: Mapping[str, str] | None = None
+                         ) -> dict[str, Any]:
+    """One page of `models` as Anthropic pages them: `limit` (1–1000, default 20), after
+    `after_id` or before `before_id`; `has_more` when more lie that way (the SDK's iterator
+    follows `last_id`). An id not among them gives an empty page."""
+    query = query or {}
+    raw = query.get("limit")
+    if raw is None:
+        limit = DEFAULT_PAGE
+    elif raw.isdigit() and 1 <= int(raw) <= MAX_PAGE:
+        limit = int(raw)
+    else:
+        raise InvalidRequest(f"limit: Input should be an integer from 1 to {MAX_PAGE}")
+    start, end = 0, len(models)
+    if (after := query.get("after_id")) is not None:
+        start = models.index(after) + 1 if after in models else end
+    if (before := query.get("before_id")) is not None:
+        end = models.index(before) if before in models else 0
+        start = max(start, end - limit)
+    page = models[start:end][:limit]
+    more = start > 0 if before is not None else start + len(page) < end
+    return {"data": [anthropic_model(m) for m in page], "has_more": more,
+            "first_id": page[0] if page else None, "last_id": page[-1] if page else None}
 
 
 async def served_models(gateway: Gateway) -> list[str]:
@@ -46,7 +69,8 @@ async def anthropic_models(gateway: Gateway, request: Request) -> Response:
     """The list, errors in Anthropic's shape."""
     try:
         authenticate(gateway.keys, request.headers)
-        return json_response(anthropic_model_list(await served_models(gateway)))
+        return json_response(anthropic_model_list(await served_models(gateway),
+                                                  request.query_params))
     except CircuitError as error:
         return error_response(error, MESSAGES)
 
