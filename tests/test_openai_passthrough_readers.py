@@ -108,3 +108,13 @@ def test_dimensions_and_encoding_do_not_change_what_embeddings_reserve():
     wide = {**body, "dimensions": 3072, "encoding_format": "float"}
     assert embeddings_bound(body) == embeddings_bound(wide)
     assert embeddings_bound(body).output_tokens(8192) == 0
+
+
+def test_a_responses_answer_counts_its_reasoning_text_as_output_and_skips_odd_shapes():
+    from circuit.providers.responses_wire import output_text
+    output = [{"type": "reasoning", "summary": [{"type": "summary_text", "text": "Sum. "}],
+               "content": [{"type": "reasoning_text", "text": "Think. "}]},
+              {"type": "reasoning", "summary": "not a list", "content": 7},
+              {"type": "message", "content": 7}, "not an item",
+              {"type": "message", "content": [{"type": "output_text", "text": "Say."}]}]
+    assert output_text(output) == "Sum. Think. Say."

@@ -72,23 +72,26 @@ def usage_from_responses(usage: Any) -> Usage | None:
 
 def output_text(output: Any) -> str:
     """Everything of a response's `output` its output tokens paid for: message text and
-    refusals, function-call names and arguments, reasoning summaries."""
+    refusals, function-call names and arguments, reasoning summaries and text."""
     parts: list[Any] = []
-    for item in output if isinstance(output, list) else ():
-        if not isinstance(item, dict):
-            continue
+    for item in _dicts(output):
         kind = item.get("type")
         if kind == "message":
-            for part in item.get("content") or ():
-                if isinstance(part, dict):
-                    parts += [part.get("text"), part.get("refusal")]
+            for part in _dicts(item.get("content")):
+                parts += [part.get("text"), part.get("refusal")]
         elif kind in ("function_call", "custom_tool_call"):
             parts += [item.get("name"), item.get("arguments"), item.get("input")]
         elif kind == "reasoning":
-            for part in item.get("summary") or ():
-                if isinstance(part, dict):
-                    parts.append(part.get("text"))
+            # Summaries (OpenAI's), and the reasoning text itself where an upstream shows it
+            # (vLLM's Responses server for open models): output tokens paid for both.
+            parts += [part.get("text") for field in ("summary", "content")
+                      for part in _dicts(item.get(field))]
     return "".join(part for part in parts if isinstance(part, str))
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of what should be an array of them (an upstream's odd shape reads as none)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def finish_of(response: dict[str, Any]) -> str | None:
