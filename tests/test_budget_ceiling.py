@@ -64,10 +64,12 @@ def test_n_choices_are_reserved_for_every_choice(gateway, upstream):
     assert _spent(gateway) <= LIMIT_MICROS
 
 
-def test_n_sent_as_a_string_is_reserved_as_a_lax_upstream_reads_it(gateway, upstream):
+@pytest.mark.parametrize("n", ["50", "50.0", "5_0", " +50 "])
+def test_n_sent_as_a_string_is_reserved_as_a_lax_upstream_reads_it(gateway, upstream, n):
+    # The fake reads n with pydantic in lax mode, as vLLM does: each of these is 50 choices.
     upstream.default = Behaviour(honour_n=True, reply=" ".join(["word"] * 20))
     secret = _key(gateway)
-    body = {"model": "gpt-4o-mini", "messages": HELLO, "n": "50", "max_tokens": "20"}
+    body = {"model": "gpt-4o-mini", "messages": HELLO, "n": n, "max_tokens": "20"}
     statuses = _fire(gateway, secret, body, 10)
     assert 200 in statuses and 429 in statuses, statuses
     assert _spent(gateway) <= LIMIT_MICROS

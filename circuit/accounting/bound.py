@@ -123,15 +123,23 @@ def tool_overhead(body: Mapping[str, Any]) -> int:
 
 
 def lenient_int(value: Any) -> int | None:
-    """An integer as a lax upstream would read it (50, 50.0, "50"), else None."""
+    """An integer as the laxest upstream would read it (50, 50.0, "50", " +50", "5_0",
+    "50.0", "５０"), else None. Leniency errs toward reading a number: a string a lax parser
+    (pydantic's, as vLLM reads `n`) takes for 500 must not be reserved as one choice."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
+    if isinstance(value, str):
+        try:
+            return int(value)  # whitespace, a sign, underscores, any Unicode digits
+        except ValueError:
+            try:
+                value = float(value)  # "500.0", "5e2"
+            except ValueError:
+                return None
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("+").isdigit():
-        return int(value.strip())
     return None
 
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pydantic
 from aiohttp import web
 
 from tests.fakes import openai_responses as responses_wire
@@ -238,12 +239,16 @@ def answer_words(body: dict[str, Any], behaviour: Behaviour
 
 
 def choices_for(body: dict[str, Any], behaviour: Behaviour) -> int:
-    """How many choices to answer: ``n`` when the behaviour honours it (read as leniently as
-    pydantic-based servers do: "50" is 50), else one."""
-    n = body.get("n")
-    if isinstance(n, str) and n.isdigit():
-        n = int(n)
-    return n if behaviour.honour_n and isinstance(n, int) and n > 1 else 1
+    """How many choices to answer: ``n`` when the behaviour honours it, read by pydantic in
+    lax mode as pydantic-based servers (vLLM) read it: "50", "50.0" and "5_0" are 50; else one."""
+    try:
+        n = _LAX_INT.validate_python(body.get("n"))
+    except pydantic.ValidationError:
+        return 1
+    return n if behaviour.honour_n and n > 1 else 1
+
+
+_LAX_INT = pydantic.TypeAdapter(int)
 
 
 def usage_object(prompt_tokens: int, completion_tokens: int,
