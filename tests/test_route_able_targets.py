@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from tests.support.gateway_server import CLIENT_KEY
+from tests.support.keys import live_key
 
 WEB_SEARCH = {"model": "chat-then-openai", "input": "Hi", "tools": [{"type": "web_search"}]}
 DOCUMENT = [{"role": "user", "content": [
@@ -137,3 +138,18 @@ def test_a_json_schema_format_skips_the_anthropic_target_on_the_responses_door(
     assert answer.headers["x-circuit-provider"] == "local"
     assert anthropic_upstream.calls == 0
     assert door.record(request_id)["attempts"] == 1
+
+
+def test_a_refusal_after_a_target_was_passed_over_names_the_target_that_could_serve(
+        door, upstream, anthropic_upstream, request_id):
+    # Anthropic cannot take n=2, so OpenAI would serve; the budget refuses it, and the record
+    # names OpenAI (usage --by provider counts the refusal there), not the skipped target.
+    secret = live_key(door, "tiny-budget", daily_limit_usd=0.000001)
+    answer = httpx.post(door.url + "/v1/chat/completions", timeout=10,
+                        content=orjson.dumps({**TWO_CHOICES, "model": "claude-then-gpt"}),
+                        headers={"Authorization": f"Bearer {secret}",
+                                 "x-request-id": request_id})
+    assert answer.status_code == 429, answer.text
+    row = door.record(request_id)
+    assert (row["status"], row["provider"], row["upstream_model"]) == (
+        "rejected", "openai", "gpt-4o-mini")

@@ -116,6 +116,10 @@ class Exchange:
         the loop, and admission is decided on the count. A request that `bills` nothing (a
         token count) is only rate limited: it needs no price and reserves no budget."""
         gateway = self.gateway
+        # The targets that can take the request (a route's first may have been passed over):
+        # a refusal from here on is recorded against the first of them.
+        self.record.provider, self.record.upstream_model = targets[0].provider.name, \
+            targets[0].model
         meter = gateway.meter
         limit = gateway.daily_limit_micros(key) if bills else None
         if limit is not None:

@@ -35,6 +35,7 @@ api_key_env = "TEST_ANTHROPIC_KEY"
 "chat-then-openai" = ["local:llama-3.1-8b", "openai:gpt-4o-mini"]
 "chat-then-claude" = ["local:llama-3.1-8b", "anthropic:claude-sonnet-4-5"]
 "claude-then-chat" = ["anthropic:claude-sonnet-4-5", "local:llama-3.1-8b"]
+"claude-then-gpt" = ["anthropic:claude-sonnet-4-5", "openai:gpt-4o-mini"]
 """
 
 WEATHER = {"type": "function", "name": "weather", "description": "Weather in a city",
