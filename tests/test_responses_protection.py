@@ -131,6 +131,19 @@ def test_what_a_translated_target_cannot_take_is_an_openai_shaped_400(door, upst
     assert upstream.calls == 0 and anthropic_upstream.calls == 0
 
 
+@pytest.mark.parametrize(("limit", "code"), [
+    (-1, "integer_below_min_value"), (0, "integer_below_min_value"), ("abc", "invalid_type"),
+    (1.5, "invalid_type"), (True, "invalid_type")])
+def test_a_max_output_tokens_no_bound_can_be_read_from_is_a_400_naming_it(door, upstream,
+                                                                       limit, code):
+    # A chat-only upstream would take -1 as no limit while the budget reserved nothing.
+    answer = _post(door, {"model": "local-llama", "input": "Hi", "max_output_tokens": limit})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert (error["code"], error["param"]) == (code, "max_output_tokens")
+    assert upstream.calls == 0
+
+
 @pytest.mark.parametrize(("raw", "status"), [
     (b'{"model": "claude", "input": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400),
     (b'{"model": "claude", "input": "\\ud800 lone surrogate"}', 400),

@@ -69,6 +69,16 @@ def parse_responses_request(raw: bytes) -> ResponsesRequest:
     tools = body.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise _invalid("'tools' must be an array", "tools")
+    # The budget reserves what this allows: a translated target would take -1 or "abc" as
+    # its upstream reads it (OpenAI's own floor of 16 is left to OpenAI).
+    limit = body.get("max_output_tokens")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
+        raise _invalid("Invalid type for 'max_output_tokens': expected an integer.",
+                       "max_output_tokens")
+    if limit is not None and limit < 1:
+        raise _invalid("Invalid 'max_output_tokens': integer below minimum value. Expected a "
+                       f"value >= 1, but got {limit} instead.", "max_output_tokens",
+                       "integer_below_min_value")
     if items is None and not (body.get("previous_response_id") or body.get("conversation")
                               or body.get("prompt")):
         raise _invalid("Missing required parameter: 'input'", "input",
