@@ -293,9 +293,10 @@ def test_a_server_tool_is_refused_rather_than_dropped():
 
 
 @pytest.mark.parametrize(("messages", "status"), [
-    ([{"role": "user", "content": [{"type": "text", "text": 5}]}], 200),
+    ([{"role": "user", "content": [{"type": "text", "text": 5}]}], 400),
     ([{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
-                                    "content": [{"type": "text", "text": {"a": 1}}]}]}], 200),
+                                    "content": [{"type": "text", "text": {"a": 1}}]}]}], 400),
+    ([{"role": "user", "content": [{"type": "text", "text": "fine"}]}], 200),
     ([{"role": "user", "content": [{"type": "image", "source": "not an object"}]}], 400),
     ([{"role": "user", "content": [7]}], 400),
     ([{"role": "user", "content": [{"type": "image", "source": {"type": "file"}}]}], 400),
@@ -306,7 +307,7 @@ def test_odd_blocks_for_a_chat_target_are_sent_or_refused_never_a_500(gateway, u
     # translated is an Anthropic-shaped 400.
     answer = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": CLIENT_KEY},
                         json={"model": MODEL, "max_tokens": 16, "messages": messages,
-                              "system": [{"type": "text", "text": ["odd"]}],
+                              "system": [{"type": "text", "text": "Be brief."}],
                               "tools": [{"name": "t", "input_schema": {"type": "object"}}],
                               "tool_choice": {"type": "tool"}, "metadata": "x"})
     assert answer.status_code == status, answer.text
@@ -516,4 +517,40 @@ def test_an_image_in_a_tool_result_is_refused_with_an_anthropic_400(gateway, ups
     assert error["type"] == "invalid_request_error"
     assert "messages.2.content.0.content.1" in error["message"]
     assert "image" in error["message"]
+    assert upstream.calls == 0
+
+
+def _tool_turns(result: dict) -> list[dict]:
+    return [{"role": "user", "content": "Look"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                                               "name": "shot", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                          **result}]}]
+
+
+@pytest.mark.parametrize(("request_body", "named"), [
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]},
+     "messages.0.content.0.text"),
+    ({"messages": [{"role": "user", "content": [{"type": "text"}]}]},
+     "messages.0.content.0.text"),
+    ({"messages": HELLO, "system": [{"type": "text", "text": None}]}, "system.0.text"),
+    ({"messages": [{"role": "user", "content": [{"type": "image",
+                                                 "source": {"type": "base64"}}]}]},
+     "messages.0.content.0.source.media_type"),
+    ({"messages": _tool_turns({"content": [{"type": "text", "text": None}]})},
+     "messages.2.content.0.content.0.text"),
+    ({"messages": _tool_turns({"content": {"type": "text", "text": "x"}})},
+     "messages.2.content.0.content"),
+    ({"messages": _tool_turns({"content": ["a string"]})}, "messages.2.content.0.content.0"),
+    ({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": [
+        {"type": "tool_use", "name": "shot", "input": {}}]}]}, "messages.1.content.0.id"),
+])
+def test_a_block_missing_what_anthropic_requires_is_an_anthropic_400_not_the_text_none(
+        gateway, upstream, request_body, named):
+    answer = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": CLIENT_KEY},
+                        json={"model": MODEL, "max_tokens": 16, **request_body})
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert named in error["message"]
     assert upstream.calls == 0

@@ -56,13 +56,23 @@ def _reject(message: str) -> InvalidRequest:
     return InvalidRequest(message)
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(b.get("text", "")) for b in content
-                       if isinstance(b, dict) and b.get("type") == "text")
-    return ""
+def _string(block: dict[str, Any], name: str, where: str) -> str:
+    """`block[name]`, which Anthropic requires to be a string: anything else is its 400,
+    never the text "None" sent on (str() of what a client left out)."""
+    value = block.get(name)
+    if not isinstance(value, str):
+        raise _reject(f"{where}.{name}: Input should be a valid string")
+    return value
+
+
+def _text_of(content: Any, where: str) -> str:
+    """The text of a string, or of an array's text blocks (absent: "")."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        raise _reject(f"{where}: Input should be a valid string or list")
+    return "".join(_string(b, "text", f"{where}.{i}") for i, b in enumerate(content)
+                   if isinstance(b, dict) and b.get("type") == "text")
 
 
 def _tool_result_text(content: Any, where: str) -> str:
@@ -71,12 +81,14 @@ def _tool_result_text(content: Any, where: str) -> str:
     image, a document) would be dropped, and is refused instead."""
     if isinstance(content, list):
         for index, block in enumerate(content):
-            kind = block.get("type") if isinstance(block, dict) else None
-            if kind != "text":
-                raise _reject(f"{where}.content.{index}: a {kind!r} block in a tool_result "
-                              "cannot be sent to a chat-completions model (its tool messages "
-                              "carry text only); route this model to an Anthropic provider")
-    return _text_of(content)
+            if not isinstance(block, dict):
+                raise _reject(f"{where}.content.{index}: Input should be an object")
+            if block.get("type") != "text":
+                raise _reject(f"{where}.content.{index}: a {block.get('type')!r} block in a "
+                              "tool_result cannot be sent to a chat-completions model (its "
+                              "tool messages carry text only); route this model to an "
+                              "Anthropic provider")
+    return _text_of(content, f"{where}.content")
 
 
 def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
@@ -84,9 +96,11 @@ def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(source, dict):
         raise _reject(f"{where}.source: must be an object")
     if source.get("type") == "base64":
-        url = f"data:{source.get('media_type')};base64,{source.get('data')}"
+        media, data = (_string(source, name, f"{where}.source") for name in ("media_type",
+                                                                              "data"))
+        url = f"data:{media};base64,{data}"
     elif source.get("type") == "url":
-        url = str(source.get("url"))
+        url = _string(source, "url", f"{where}.source")
     else:
         raise _reject(f"{where}.source.type: only base64 and url images can be translated")
     return {"type": "image_url", "image_url": {"url": url}}
@@ -102,14 +116,14 @@ def _user_turn(content: Any, where: str) -> list[dict[str, Any]]:
         at = f"{where}.content.{index}"
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
-            parts.append({"type": "text", "text": str(block.get("text", ""))})
+            parts.append({"type": "text", "text": _string(block, "text", at)})
         elif kind == "image":
             parts.append(_image_part(block, at))
         elif kind == "tool_result":
             text = _tool_result_text(block.get("content"), at)
             if block.get("is_error"):
                 text = "Error: " + text
-            tools.append({"role": "tool", "tool_call_id": str(block.get("tool_use_id")),
+            tools.append({"role": "tool", "tool_call_id": _string(block, "tool_use_id", at),
                           "content": text})
         else:
             raise _reject(f"{at}: a {kind!r} block cannot be sent to a chat-completions "
@@ -119,18 +133,19 @@ def _user_turn(content: Any, where: str) -> list[dict[str, Any]]:
     return tools
 
 
-def _assistant_turn(content: Any) -> dict[str, Any]:
+def _assistant_turn(content: Any, where: str) -> dict[str, Any]:
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for block in content:
+    for index, block in enumerate(content):
+        at = f"{where}.content.{index}"
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
-            texts.append(str(block.get("text", "")))
+            texts.append(_string(block, "text", at))
         elif kind == "tool_use":
-            calls.append({"id": str(block.get("id")), "type": "function", "function": {
-                "name": str(block.get("name")),
+            calls.append({"id": _string(block, "id", at), "type": "function", "function": {
+                "name": _string(block, "name", at),
                 "arguments": orjson.dumps(block.get("input") or {}).decode()}})
         # thinking and redacted_thinking blocks have no chat counterpart: dropped.
     turn: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
@@ -200,13 +215,13 @@ def to_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
 
 def _to_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
-    system = _text_of(body.get("system"))
+    system = _text_of(body.get("system"), "system")
     if system:
         messages.append({"role": "system", "content": system})
     for index, message in enumerate(body["messages"]):
         content = message.get("content")
         if message.get("role") == "assistant":
-            messages.append(_assistant_turn(content))
+            messages.append(_assistant_turn(content, f"messages.{index}"))
         else:
             messages.extend(_user_turn(content, f"messages.{index}"))
     out: dict[str, Any] = {"model": model, "messages": messages,
