@@ -138,6 +138,9 @@ def test_upstream_529_raises_overloaded_error(gateway, upstream):
         client(gateway).messages.create(model=MODEL, max_tokens=16, messages=HELLO)
     assert caught.value.status_code == 529
     assert caught.value.body["error"]["type"] == "overloaded_error"
+    # The record holds the status the client was answered with, not the error's own (502).
+    row = gateway.record(caught.value.response.headers["x-request-id"])
+    assert row["status_code"] == 529
 
 
 def test_upstream_500_raises_internal_server_error_in_anthropic_shape(gateway, upstream):

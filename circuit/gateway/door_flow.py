@@ -71,7 +71,7 @@ class DoorFlow:
             return await self.serve(request, exchange)
         except CircuitError as error:
             error = worded(error, self.door)
-            exchange.refuse(error)
+            exchange.refuse(error, self.door.error_status(error))
             return error_response(error, self.door)
         except ClientDisconnect:
             # The client left before its request was whole: nothing to answer, nothing failed.
@@ -80,5 +80,5 @@ class DoorFlow:
         except Exception as exc:
             log.error("request %s failed unexpectedly", exchange.record.request_id, exc_info=exc)
             error = CircuitError("The gateway failed unexpectedly; see its log.")
-            exchange.refuse(error)
+            exchange.refuse(error, self.door.error_status(error))
             return error_response(error, self.door)

@@ -244,14 +244,16 @@ class Exchange:
             self.grants.settle(gateway, usage.input_tokens + usage.output_tokens,
                                record.cost_micros)
 
-    def refuse(self, error: CircuitError) -> None:
-        """Record a request that ended in an error response, and release what it held."""
+    def refuse(self, error: CircuitError, status: int | None = None) -> None:
+        """Record a request that ended in an error response — answered with `status` when
+        its door gives the error another status than its own (Anthropic's 529) — and release
+        what it held."""
         self._trace_attempts()
         record = self.record
         upstream_failed = isinstance(error, UpstreamError) or error.status >= 500 \
             and not isinstance(error, ServiceUnavailable)
         record.status = "failed" if upstream_failed else "rejected"
-        record.status_code = error.status
+        record.status_code = status or error.status
         record.error_code = error.code
         record.error_message = error.message
         if self.grants is not None:
