@@ -256,6 +256,8 @@ def test_reasoning_past_max_output_tokens_is_cut(tmp_path, upstream):
         events = [orjson.loads(line[6:]) for line in raw.split(b"\n")
                   if line.startswith(b"data: ")]
         assert events[-1]["type"] == "error"
+        # Numbered after the last event the client got, not after what was read and cut.
+        assert [e["sequence_number"] for e in events] == list(range(len(events)))
         assert sum(e["type"] == "response.reasoning_text.delta" for e in events) <= 20 + 32
         row = server.record(response.headers["x-request-id"])
         assert (row["status"], row["error_code"]) == ("failed", "upstream_overrun")

@@ -53,8 +53,8 @@ class Door:
     #: What follows the last event of a stream that ended well (b"" for none).
     end: bytes
     #: The bytes that end a stream broken after its first byte: the door's error event
-    #: (and its end marker, when the door has one).
-    stream_error: Callable[[CircuitError], bytes]
+    #: (and its end marker, when the door has one), given how many events were relayed.
+    stream_error: Callable[[CircuitError, int], bytes]
 
 
 # -- OpenAI -----------------------------------------------------------------------------------
@@ -71,7 +71,7 @@ def http_status(error: CircuitError) -> int:
 _DONE = b"data: [DONE]\n\n"
 
 
-def _openai_stream_error(error: CircuitError) -> bytes:
+def _openai_stream_error(error: CircuitError, relayed: int) -> bytes:
     return b"data: " + orjson.dumps(error.body()) + b"\n\n" + _DONE
 
 
@@ -117,7 +117,7 @@ def anthropic_error_body(error: CircuitError) -> dict:
     return {"type": "error", "error": {"type": anthropic_error_type(error), "message": message}}
 
 
-def _anthropic_stream_error(error: CircuitError) -> bytes:
+def _anthropic_stream_error(error: CircuitError, relayed: int) -> bytes:
     # Mid-stream, Anthropic itself only sends these two: an overload, or anything else.
     kind = "overloaded_error" if anthropic_status(error) in (503, 529) else "api_error"
     body = {"type": "error", "error": {"type": kind, "message": error.message}}
@@ -138,21 +138,18 @@ def anthropic_client(path: str, headers: Mapping[str, str]) -> bool:
 
 # -- OpenAI Responses -------------------------------------------------------------------------
 
-def responses_door(next_sequence: Callable[[], int]) -> Door:
-    """The Responses door for one stream: OpenAI's errors, named frames, no end marker, and
-    at a break an `error` event (the spec's ResponseErrorEvent, which the SDK yields as an
-    event of type "error") numbered after the last event relayed (`next_sequence()`)."""
-
-    def stream_error(error: CircuitError) -> bytes:
-        event = {"type": "error", "code": error.code, "message": error.message,
-                 "param": error.param, "sequence_number": next_sequence()}
-        return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
-
-    return Door("responses", openai_error_body, http_status, named_frame, b"", stream_error)
+def _responses_stream_error(error: CircuitError, relayed: int) -> bytes:
+    # The spec's ResponseErrorEvent (the SDK yields it as an event of type "error"), numbered
+    # after the last event the client got: a stream's events are numbered from 0, so that is
+    # how many were relayed (not read: a read the output guard cut was never sent).
+    event = {"type": "error", "code": error.code, "message": error.message,
+             "param": error.param, "sequence_number": relayed}
+    return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
-#: The Responses door's JSON answers (a stream gets a door of its own: `responses_door`).
-RESPONSES = responses_door(lambda: 0)
+#: OpenAI's errors, named frames, no end marker.
+RESPONSES = Door("responses", openai_error_body, http_status, named_frame, b"",
+                 _responses_stream_error)
 
 
 # -- words ------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ class StreamRelay(Response):
         self._stream = stream
         self._door = door
         self._tally = tally
+        self._relayed = 0  # events sent to the client (a Responses error event is numbered so)
         self._settle = settle
         self.status_code = 200
         self.background = None
@@ -99,6 +100,7 @@ class StreamRelay(Response):
                 if out:
                     await send({"type": "http.response.body", "body": b"".join(out),
                                 "more_body": True})
+                    self._relayed += len(out)
                     if outcome.first_byte_at is None:
                         outcome.first_byte_at = perf_counter()
                 if tally.error is not None:
@@ -117,7 +119,8 @@ class StreamRelay(Response):
         # The client gets the error as the door's error event, then a clean end.
         outcome.status = "failed"
         outcome.error = error
-        await send({"type": "http.response.body", "body": self._door.stream_error(error),
+        await send({"type": "http.response.body",
+                    "body": self._door.stream_error(error, self._relayed),
                     "more_body": False})
         if outcome.first_byte_at is None:
             outcome.first_byte_at = perf_counter()

@@ -16,7 +16,6 @@ that speak Responses (routing.able_targets, before admission); with none, it is 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -27,7 +26,7 @@ from circuit.accounting.bound import responses_bound
 from circuit.errors import InvalidRequest, UpstreamFailed
 from circuit.gateway.chat_request import read_body
 from circuit.gateway.door_flow import DoorFlow
-from circuit.gateway.doors import RESPONSES, responses_door
+from circuit.gateway.doors import RESPONSES
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.relay import StreamRelay
 from circuit.gateway.responses_request import ResponsesRequest, parse_responses_request
@@ -58,13 +57,12 @@ class ResponsesFlow(DoorFlow):
         await exchange.admit(key, ask.body, responses_bound(ask.body), targets)
         request_id = exchange.record.request_id
         translation = _Translation(ask, chat, request_id)
-        reader = _Readers()
 
         def attempt(target: Target):
             if passes_through(target):
                 return target.provider.forward(
                     Passthrough("/responses", _payload(ask, target.model), ask.stream,
-                                request_id), reader.new(target))
+                                request_id), ResponsesReader(target.provider.name))
             return translation.call(target)
 
         target, answer, permit = await gateway.dispatcher.call(
@@ -73,9 +71,8 @@ class ResponsesFlow(DoorFlow):
                            "responses" if passes_through(target) else target.provider.wire)
         headers = {"x-circuit-provider": target.provider.name}
         if ask.stream:
-            door = responses_door(reader.next_sequence(answer))
             return StreamRelay(answer, exchange.tally(), exchange.stream_ended, headers,
-                               door=door)
+                               door=RESPONSES)
         exchange.answered(answer.finish_reason)
         exchange.finish("ok", answer.usage, answer.text)
         return Response(answer.body, media_type="application/json", headers=headers)
@@ -93,25 +90,6 @@ def _chat(ask: ResponsesRequest, targets: list[Target]) -> dict[str, Any]:
             code="unsupported_parameter")
     return chat_request(ask.body)
 
-
-class _Readers:
-    """The passthrough reader of each attempt: the one whose stream is relayed numbers the
-    error event that may close it."""
-
-    def __init__(self) -> None:
-        self._last: ResponsesReader | None = None
-
-    def new(self, target: Target) -> ResponsesReader:
-        self._last = ResponsesReader(target.provider.name)
-        return self._last
-
-    def next_sequence(self, answer: object) -> Callable[[], int]:
-        """The sequence number of the event after the last one of `answer`'s stream."""
-        if isinstance(answer, TranslatedStream):
-            writer = answer.writer
-            return lambda: writer.sequence
-        reader = self._last
-        return lambda: reader.events.events if reader is not None and reader.events else 0
 
 
 class _Translation:

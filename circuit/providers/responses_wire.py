@@ -113,8 +113,6 @@ class ResponsesReader:
 
     def __init__(self, provider: str) -> None:
         self._provider = provider
-        #: The reader of the last stream opened (its event count numbers a closing error).
-        self.events: ResponsesEvents | None = None
 
     def completion(self, body: bytes) -> Completion:
         try:
@@ -130,18 +128,14 @@ class ResponsesReader:
                           finish_reason=finish_of(response), text=output_text(output))
 
     def transform(self, secret: str | None = None) -> ResponsesEvents:
-        self.events = ResponsesEvents(self._provider, secret)
-        return self.events
+        return ResponsesEvents(self._provider, secret)
 
 
 class ResponsesEvents:
     """Reads a Responses stream's events into StreamEvents (a Transform), each keeping its
-    SSE name so the door frames it as it came.
+    SSE name so the door frames it as it came."""
 
-    `events` counts what was read: OpenAI numbers events from 0, so it is the
-    `sequence_number` an event the gateway adds at the end (an error) takes."""
-
-    __slots__ = ("_provider", "_secret", "_ends", "events", "done", "failed")
+    __slots__ = ("_provider", "_secret", "_ends", "done", "failed")
 
     def __init__(self, provider: str, secret: str | None = None) -> None:
         self._provider = provider
@@ -150,12 +144,10 @@ class ResponsesEvents:
         self._secret = secret if secret and len(secret) >= 2 * WINDOW else None
         self._ends = (secret[:WINDOW].encode(), secret[-WINDOW:].encode()) \
             if self._secret else None
-        self.events = 0
         self.done = False  # a terminal event was seen: the stream ended well
         self.failed = False  # an error (or response.failed): nothing worth reading follows
 
     def feed(self, data: bytes, name: bytes | None = None) -> list[StreamEvent]:
-        self.events += 1
         if self._ends is not None and quotes_secret(data, *self._ends):
             data = redact(data.decode("utf-8", "replace"), self._secret).encode()
         kind = (name if name in _READ else None) if name is not None else _kind(data, None)
