@@ -106,6 +106,15 @@ def test_tail_piped_prints_every_column_and_the_whole_error_code(cli):
     assert lines[-1].split()[-1] == code
 
 
+def test_tail_piped_keeps_long_values_whole(cli):
+    # A piped request id must paste into `requests show`: nothing is cut with "…".
+    long_id, long_model = "req-with-a-really-long-client-chosen-id-0001", "gpt-4o-mini-2024-07-18"
+    cli.seed(record(long_id, model=long_model))
+    line = cli("requests", "tail", "--no-follow").stdout.splitlines()[-1]
+    assert long_id in line.split() and long_model in line.split()
+    assert "…" not in line
+
+
 def test_tail_through_a_real_pipe_shows_the_error_column(cli):
     cli.seed(broken_stream())
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}

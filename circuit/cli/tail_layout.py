@@ -5,7 +5,9 @@ header line; a value too long for its column is cut with `…`. On a narrow term
 that matter least are left out, so no line wraps: at 80 columns time, request id, key, model and
 status remain; with more room come the door (api, and the upstream wire when it differs), cost,
 tokens, provider, stream, latency, the date, and the error code in whatever width is left.
-Output with no width (a pipe, COLUMNS unset) gets every column and the error code whole.
+Output with no width (a pipe, COLUMNS unset) gets every column and every value whole: a long
+one pushes the rest of its line along rather than lose characters (a piped request id must
+paste into `requests show`).
 """
 
 from __future__ import annotations
@@ -63,8 +65,8 @@ KEPT_FIRST = ("id", "status", "time", "model", "key", "door", "cost", "tokens", 
               "stream", "latency", "date")
 
 
-def _fit(text: str, width: int, right: bool = False) -> str:
-    if len(text) > width:
+def _fit(text: str, width: int, right: bool = False, cut: bool = True) -> str:
+    if cut and len(text) > width:
         text = text[: width - 1] + "…"
     return text.rjust(width) if right else text.ljust(width)
 
@@ -76,6 +78,8 @@ class TailLayout:
     def __init__(self, width: int | None) -> None:
         #: The error code's width: 0 for none, None for the whole code.
         self.error_width: int | None
+        #: Values cut to their column's width (not when there is no width).
+        self.cut = width is not None
         if width is None:
             self.columns = list(COLUMNS)
             self.error_width = None
@@ -102,7 +106,8 @@ class TailLayout:
         parts = []
         for name in self.columns:
             column = COLUMNS[name]
-            cell = output.text(_fit(column.cell(record), column.width, column.right))
+            cell = output.text(_fit(column.cell(record), column.width, column.right,
+                                    self.cut))
             if name == "status":
                 style = output.STATUS_STYLES.get(record["status"] or "")
                 cell = f"[{style}]{cell}[/{style}]" if style else cell
