@@ -83,6 +83,8 @@ def test_count_tokens_refuses_a_body_without_messages(gateway, upstream):
                         headers={"x-api-key": CLIENT_KEY}, json={"model": MODEL})
     assert answer.status_code == 400
     assert answer.json()["error"]["type"] == "invalid_request_error"
+    # Recorded as the count it was, not as a message.
+    assert gateway.record(answer.headers["x-request-id"])["api"] == "count_tokens"
 
 
 def test_models_answer_in_anthropic_shape_to_an_anthropic_client(gateway, upstream):

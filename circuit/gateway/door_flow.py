@@ -44,6 +44,8 @@ class DoorFlow:
     """An endpoint of one door; subclasses write `serve`."""
 
     door: Door
+    #: The name the endpoint is recorded under (`api`): its door's, unless it says otherwise.
+    api: str | None = None
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -65,7 +67,7 @@ class DoorFlow:
         exchange = Exchange(self.gateway, request.scope.get(SCOPE_KEY) or new_request_id())
         # The door is known before anything can fail: a request refused at auth or at its
         # body is recorded under the door it came in by (`asks` may name it more closely).
-        exchange.record.api = self.door.name
+        exchange.record.api = self.api or self.door.name
         current_request_id.set(exchange.record.request_id)
         try:
             return await self.serve(request, exchange)

@@ -49,6 +49,7 @@ class CountTokensFlow(DoorFlow):
     """The count_tokens endpoint of the Messages door."""
 
     door = MESSAGES
+    api = "count_tokens"  # a refused count is a count's record too, not a message's
 
     async def serve(self, request: Request, exchange: Exchange) -> Response:
         gateway = self.gateway
