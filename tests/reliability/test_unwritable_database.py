@@ -58,6 +58,7 @@ def test_sigterm_with_the_database_locked_journals_every_answered_request(tmp_pa
         assert _journal_lines(tmp_path) >= REQUESTS
         assert "journaled" in gateway.stderr()
     finally:
+        gateway.kill()  # a failure before SIGTERM must not leave it running past the test
         lock.execute("ROLLBACK")
         lock.close()
     again = GatewayProcess(tmp_path, PROVIDER="mock").wait_ready()
@@ -99,10 +100,13 @@ def test_disk_full_then_sigterm_then_space_then_restart_keeps_every_row(tmp_path
         settings = dict(PROVIDER="mock", CIRCUIT_LOG_LEVEL="info",
                         CIRCUIT_JOURNAL_RESERVE_BYTES=1024 * 1024)
         gateway = GatewayProcess(disk, **settings).wait_ready()
-        _answer(gateway, "warm")
-        filler = _fill(disk)
-        ids = _answer(gateway, "full")
-        assert gateway.terminate(timeout=90) == 0, gateway.stderr()
+        try:  # a failure before SIGTERM must not leave the gateway running past the test
+            _answer(gateway, "warm")
+            filler = _fill(disk)
+            ids = _answer(gateway, "full")
+            assert gateway.terminate(timeout=90) == 0, gateway.stderr()
+        finally:
+            gateway.kill()
         assert _journal_lines(disk) >= REQUESTS, gateway.stderr()
         filler.unlink()  # space again
         again = GatewayProcess(disk, **settings).wait_ready()
