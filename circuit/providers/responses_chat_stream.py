@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,28 @@ from circuit.providers.responses_chat import (
     split_name,
 )
 from circuit.wire import EventStream, StreamEvent, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class _TextKind:
+    """An output item of one text part, built up from deltas: a message or a reasoning item."""
+
+    prefix: str  # of its item id
+    build: Callable[..., dict[str, Any]]  # (item id, text[, status]) → the item
+    events: str  # its events are response.<events>.delta / .done
+    extra: dict[str, Any]  # fields those events carry beside the text
+
+
+_MESSAGE = _TextKind("msg", message_item, "output_text", {"logprobs": []})
+_REASONING = _TextKind("rs", reasoning_item, "reasoning_text", {})
+
+
+@dataclass(slots=True)
+class _OpenText:
+    kind: _TextKind
+    item_id: str
+    output_index: int
+    pieces: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -68,10 +91,8 @@ class ResponsesWriter:
         #: the relay writes) takes it.
         self.sequence = 0
         self._output: list[dict[str, Any]] = []
-        self._text: list[str] | None = None  # the open message's text
-        self._thought: list[str] | None = None  # the open reasoning item's text
-        self._reasoning_index = -1
-        self._message_index = -1
+        self._message: _OpenText | None = None
+        self._reasoning: _OpenText | None = None
         self._calls: dict[int, _Call] = {}
         self._open_calls: list[_Call] = []
         self.usage: Usage | None = None
@@ -129,22 +150,11 @@ class ResponsesWriter:
         out: list[StreamEvent] = []
         thought = reasoning_of(delta)
         if thought:
-            if self._thought is None:
-                out += self._open_reasoning()
-            self._thought.append(thought)
-            out.append(self._event("response.reasoning_text.delta", counted=thought,
-                                   item_id=self._reasoning_id,
-                                   output_index=self._reasoning_index, content_index=0,
-                                   delta=thought))
+            self._reasoning = self._text_delta(self._reasoning, _REASONING, thought, out)
         content = delta.get("content") or delta.get("refusal")
         if isinstance(content, str) and content:
             out += self._close_reasoning()
-            if self._text is None:
-                out += self._open_message()
-            self._text.append(content)
-            out.append(self._event("response.output_text.delta", counted=content,
-                                   item_id=self._message_id, output_index=self._message_index,
-                                   content_index=0, delta=content, logprobs=[]))
+            self._message = self._text_delta(self._message, _MESSAGE, content, out)
         for piece in delta.get("tool_calls") or ():
             if not isinstance(piece, dict):
                 continue
@@ -173,61 +183,45 @@ class ResponsesWriter:
                                        output_index=call.output_index, delta=arguments))
         return out
 
-    @property
-    def _message_id(self) -> str:
-        return f"msg_{self._suffix}_{self._message_index}"
+    def _text_delta(self, current: _OpenText | None, kind: _TextKind, text: str,
+                    out: list[StreamEvent]) -> _OpenText:
+        """`text` added to the open item of `kind` (opened first when none is): its events
+        onto `out`; the open item back."""
+        if current is None:
+            index = len(self._output)
+            current = _OpenText(kind, f"{kind.prefix}_{self._suffix}_{index}", index)
+            item = kind.build(current.item_id, "", "in_progress")
+            self._output.append(item)
+            out += [self._event("response.output_item.added", output_index=index, item=item),
+                    self._event("response.content_part.added", item_id=current.item_id,
+                                output_index=index, content_index=0,
+                                part=kind.build(current.item_id, "")["content"][0])]
+        current.pieces.append(text)
+        out.append(self._event(f"response.{kind.events}.delta", counted=text,
+                               item_id=current.item_id, output_index=current.output_index,
+                               content_index=0, delta=text, **kind.extra))
+        return current
 
-    @property
-    def _reasoning_id(self) -> str:
-        return f"rs_{self._suffix}_{self._reasoning_index}"
-
-    def _open_reasoning(self) -> list[StreamEvent]:
-        self._thought = []
-        self._reasoning_index = len(self._output)
-        item = reasoning_item(self._reasoning_id, "", "in_progress")
-        self._output.append(item)
-        return [self._event("response.output_item.added", output_index=self._reasoning_index,
-                            item=item),
-                self._event("response.content_part.added", item_id=self._reasoning_id,
-                            output_index=self._reasoning_index, content_index=0,
-                            part={"type": "reasoning_text", "text": ""})]
+    def _close_text(self, current: _OpenText | None) -> list[StreamEvent]:
+        if current is None:
+            return []
+        kind, text = current.kind, "".join(current.pieces)
+        index, item_id = current.output_index, current.item_id
+        item = kind.build(item_id, text)
+        self._output[index] = item
+        return [self._event(f"response.{kind.events}.done", item_id=item_id,
+                            output_index=index, content_index=0, text=text, **kind.extra),
+                self._event("response.content_part.done", item_id=item_id, output_index=index,
+                            content_index=0, part=item["content"][0]),
+                self._event("response.output_item.done", output_index=index, item=item)]
 
     def _close_reasoning(self) -> list[StreamEvent]:
-        if self._thought is None:
-            return []
-        text, self._thought = "".join(self._thought), None
-        index, item_id = self._reasoning_index, self._reasoning_id
-        item = reasoning_item(item_id, text)
-        self._output[index] = item
-        return [self._event("response.reasoning_text.done", item_id=item_id,
-                            output_index=index, content_index=0, text=text),
-                self._event("response.content_part.done", item_id=item_id, output_index=index,
-                            content_index=0, part=item["content"][0]),
-                self._event("response.output_item.done", output_index=index, item=item)]
-
-    def _open_message(self) -> list[StreamEvent]:
-        self._text = []
-        self._message_index = len(self._output)
-        item = message_item(self._message_id, "", "in_progress")
-        self._output.append(item)
-        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        return [self._event("response.output_item.added", output_index=self._message_index,
-                            item=item),
-                self._event("response.content_part.added", item_id=self._message_id,
-                            output_index=self._message_index, content_index=0, part=part)]
+        out, self._reasoning = self._close_text(self._reasoning), None
+        return out
 
     def _close_message(self) -> list[StreamEvent]:
-        if self._text is None:
-            return []
-        text, self._text = "".join(self._text), None
-        index, item_id = self._message_index, self._message_id
-        item = message_item(item_id, text)
-        self._output[index] = item
-        return [self._event("response.output_text.done", item_id=item_id, output_index=index,
-                            content_index=0, text=text, logprobs=[]),
-                self._event("response.content_part.done", item_id=item_id, output_index=index,
-                            content_index=0, part=item["content"][0]),
-                self._event("response.output_item.done", output_index=index, item=item)]
+        out, self._message = self._close_text(self._message), None
+        return out
 
     def _close_calls(self) -> list[StreamEvent]:
         out = []
