@@ -9,7 +9,7 @@ a record is filled in, a grant settled and a counter moved:
     await .admit(key, chat, targets)   rate limit, then budget (or the refusal is raised)
     .served_by(target, permit, api)    the target that answered, its permit, the wire it spoke
     .finish(status, usage, text)       usage and cost recorded, grants settled, permit told
-    .refuse(error)                     an error answer: grants released, permit abandoned
+    .refuse(error, status)             an error answer: grants released, permit abandoned
     .stream_ended(tally, outcome)      the relay's end-of-stream hook: .finish for a stream
 
 Every grant is settled exactly once whatever happens: a Grants object and a Permit ignore a
@@ -244,16 +244,16 @@ class Exchange:
             self.grants.settle(gateway, usage.input_tokens + usage.output_tokens,
                                record.cost_micros)
 
-    def refuse(self, error: CircuitError, status: int | None = None) -> None:
-        """Record a request that ended in an error response — answered with `status` when
-        its door gives the error another status than its own (Anthropic's 529) — and release
-        what it held."""
+    def refuse(self, error: CircuitError, status: int) -> None:
+        """Record a request that ended in an error response, answered with `status` (the
+        door's for the error: Anthropic's 529 where the error's own is 502), and release what
+        it held."""
         self._trace_attempts()
         record = self.record
         upstream_failed = isinstance(error, UpstreamError) or error.status >= 500 \
             and not isinstance(error, ServiceUnavailable)
         record.status = "failed" if upstream_failed else "rejected"
-        record.status_code = status or error.status
+        record.status_code = status
         record.error_code = error.code
         record.error_message = error.message
         if self.grants is not None:
