@@ -6,6 +6,7 @@ gateway side by side where timings are noise.
     .venv/bin/python scripts/bench_instructions.py --tree /tmp/old  another checkout, same venv
     .venv/bin/python scripts/bench_instructions.py --door messages  a door through a fake upstream
     .venv/bin/python scripts/bench_instructions.py --door all       chat, messages, responses
+    .venv/bin/python scripts/bench_instructions.py --door chat --bare   the floor: bench_bare.py
 
 The gateway app is built in-process (a budget, rate limits and the SQLite record writer on) and
 driven through ASGI directly, so what is counted is Circuit's own work per request — the flow,
@@ -21,6 +22,8 @@ event loop, in the counted process: in a process of its own, how its answers met
 loop depended on the machine's load, and the count with it (±8 % on JSON); on one loop the
 order of everything is the same each run. Its share (precomputed bytes written) is the same
 for every tree measured.
+With `--bare` the app counted is scripts/bench_bare.py's relay (the floor scripts/bench reports
+Circuit against) on the same fake upstream: what Circuit's count is over it is Circuit's own work.
 Streams are of 20 text deltas: 22 events for chat, 26 for Messages, 28 for Responses.
 """
 
@@ -82,11 +85,14 @@ async def _one(app, raw: bytes, path: str) -> bytes:
     return b"".join(answer)
 
 
-async def _child(requests: int, stream: bool, door: str, http: bool) -> None:
+async def _child(requests: int, stream: bool, door: str, http: bool, bare: bool) -> None:
     from circuit.config import load_settings
     from circuit.gateway.app import create_app
 
     upstream = await _serve_upstream() if http else None
+    if bare:
+        await _count_bare(upstream, requests, stream, door)
+        return
     folder = Path(tempfile.mkdtemp(prefix="circuit-ir-"))
     environ = {
         "CIRCUIT_DB_PATH": str(folder / "circuit.db"), "CIRCUIT_API_KEYS": KEY,
@@ -129,6 +135,37 @@ async def _child(requests: int, stream: bool, door: str, http: bool) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+async def _count_bare(upstream: str, requests: int, stream: bool, door: str) -> None:
+    """As _child, with scripts/bench_bare.py's relay as the app."""
+    import bench_bare
+
+    app = bench_bare.BareRelay(upstream, "sk-bench-upstream")
+    done: asyncio.Queue[dict] = asyncio.Queue()
+    started = asyncio.create_task(app(
+        {"type": "lifespan"}, done.get, _noted))
+    await done.put({"type": "lifespan.startup"})
+    while app.session is None:  # noqa: ASYNC110 - the lifespan opens it on this loop
+        await asyncio.sleep(0)
+    path, body = DOORS[door]
+    raw = body + (b', "stream": true}' if stream else b"}")
+    for _ in range(100):
+        answer = await _one(app, raw, path)
+        assert answer.startswith(b"200 "), answer[:300]
+    sys.setswitchinterval(60)
+    print("READY", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    for _ in range(requests):
+        await _one(app, raw, path)
+    print("DONE", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    await done.put({"type": "lifespan.shutdown"})
+    await started
+
+
+async def _noted(message: dict) -> None:
+    """The lifespan's answers: nothing to do with them."""
+
+
 async def _serve_upstream() -> str:
     """scripts/bench_upstream.py's server (20-event streams) on this loop; its URL."""
     sys.path.insert(0, str(UPSTREAM.parent))
@@ -142,7 +179,7 @@ async def _serve_upstream() -> str:
 
 
 def measure(tree: Path, requests: int, stream: bool, door: str = "chat",
-            http: bool = False) -> tuple[int, int]:
+            http: bool = False, bare: bool = False) -> tuple[int, int]:
     """Instructions callgrind counted for `requests` requests: all threads, and the event
     loop's thread alone (the writer thread's batches, and so its count, follow timing)."""
     out = Path(tempfile.mkdtemp(prefix="circuit-cg-")) / "callgrind.out"
@@ -150,7 +187,7 @@ def measure(tree: Path, requests: int, stream: bool, door: str = "chat",
     command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
                f"--callgrind-out-file={out}", sys.executable, __file__, "--child",
                "--requests", str(requests), "--door", door,
-               *(["--http"] if http else []),
+               *(["--http"] if http else []), *(["--bare"] if bare else []),
                *(["--stream"] if stream else [])]
     child = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True)
@@ -191,20 +228,26 @@ def main() -> None:
     parser.add_argument("--door", choices=(*DOORS, "all"),
                         help="count this door (or all three) through the fake HTTP upstream "
                              "(default: chat on the in-process mock provider)")
+    parser.add_argument("--bare", action="store_true",
+                        help="count scripts/bench_bare.py's relay instead (needs --door)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--http", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        asyncio.run(_child(args.requests, args.stream, args.door or "chat", args.http))
+        asyncio.run(_child(args.requests, args.stream, args.door or "chat", args.http,
+                           args.bare))
         return
+    if args.bare and args.door is None:
+        parser.error("--bare relays over HTTP: give --door")
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed (apt install valgrind)")
     doors = [None] if args.door is None else list(DOORS) if args.door == "all" else [args.door]
     for door in doors:
         for stream in (True,) if args.stream else (False, True):
             total, loop = measure(args.tree, args.requests, stream, door or "chat",
-                                  door is not None)
-            label = f"{door or 'mock'} {'stream' if stream else 'json'}"
+                                  door is not None, args.bare)
+            label = f"{'bare ' if args.bare else ''}{door or 'mock'} " \
+                    f"{'stream' if stream else 'json'}"
             print(f"{label:16}  {total / args.requests:>12,.0f} instructions per request, "
                   f"{loop / args.requests:>10,.0f} on the loop's thread ({args.requests} "
                   f"requests, {args.tree})", flush=True)
