@@ -17,6 +17,7 @@ import aiohttp
 
 from circuit.errors import StreamBroken, UpstreamError, UpstreamFailed, UpstreamTimeout
 from circuit.providers.base import Timeouts
+from circuit.providers.idle_timer import IdleTimer
 from circuit.providers.sse import SSEDecoder
 from circuit.providers.upstream_http import ErrorMapper, event_too_large, post
 from circuit.wire import StreamEvent, Transform
@@ -30,6 +31,7 @@ class UpstreamEventStream:
         self._provider = provider
         self._response = response
         self._idle = idle
+        self._idle_timer = IdleTimer(idle)
         self._transform = transform
         self._decoder = SSEDecoder(max_event_bytes)
         self._max_event_bytes = max_event_bytes
@@ -62,8 +64,11 @@ class UpstreamEventStream:
             self._done = True
             raise self._failure
         try:
-            async with asyncio.timeout(idle):
+            if idle is None:
                 chunk = await self._response.content.readany()
+            else:
+                with self._idle_timer:
+                    chunk = await self._response.content.readany()
         except TimeoutError:
             self._close()
             raise UpstreamTimeout(f"{self._provider} went silent for {self._idle:g}s "
@@ -83,6 +88,7 @@ class UpstreamEventStream:
                 events.extend(transform.feed(event.data, event.event))
                 if transform.done:
                     self._done = True
+                    self._idle_timer.cancel()
                     self._response.release()
                     break
                 if transform.failed:
@@ -105,6 +111,7 @@ class UpstreamEventStream:
 
     def _close(self) -> None:
         self._done = True
+        self._idle_timer.cancel()
         # Closing (not releasing) drops the connection, which cancels the upstream call.
         self._response.close()
 
