@@ -257,7 +257,13 @@ def chat_bound(body: Mapping[str, Any]) -> RequestBound:
         total += PER_MESSAGE
         if isinstance(message, dict):
             for key, value in message.items():
-                total += walk.value(value) + (PER_NAME if key == "name" else 0)
+                # A string (role, most contents) measured here, not in a walk: every message.
+                if isinstance(value, str):
+                    total += len(value) if value.isascii() else utf8_len(value)
+                else:
+                    total += walk.value(value)
+                if key == "name":
+                    total += PER_NAME
     for value in billed_fields(body):
         total += json_bytes(value)
     total += tool_overhead(body)

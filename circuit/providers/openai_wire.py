@@ -20,28 +20,24 @@ def usage_from_openai(usage: Any) -> Usage | None:
     """Usage from an OpenAI `usage` object, or None when it is absent or malformed."""
     if not isinstance(usage, dict):
         return None
-    try:
-        details = usage.get("prompt_tokens_details") or {}
-        output_details = usage.get("completion_tokens_details") or {}
-        counts = (usage.get("prompt_tokens"), usage.get("completion_tokens"),
-                  details.get("cached_tokens"), details.get("cache_write_tokens"),
-                  output_details.get("reasoning_tokens"))
-        if not all(_plausible(c) for c in counts):
-            return None  # counted locally instead: a wild count must not skew the ledger
-        # cache_write_tokens: what the Anthropic provider reports in OpenAI's shape (as
-        # OpenRouter names it), so streamed cache writes are priced as cache writes.
-        return Usage(input_tokens=int(usage.get("prompt_tokens") or 0),
-                     output_tokens=int(usage.get("completion_tokens") or 0),
-                     cached_input_tokens=int(details.get("cached_tokens") or 0),
-                     cache_write_tokens=int(details.get("cache_write_tokens") or 0),
-                     reasoning_tokens=int(output_details.get("reasoning_tokens") or 0))
-    except (TypeError, ValueError, AttributeError):
+    details = usage.get("prompt_tokens_details") or {}
+    output_details = usage.get("completion_tokens_details") or {}
+    if not isinstance(details, dict) or not isinstance(output_details, dict):
         return None
-
-
-def _plausible(count: Any) -> bool:
-    return count is None or (isinstance(count, int) and not isinstance(count, bool)
-                             and 0 <= count <= _MAX_TOKENS)
+    counts = (usage.get("prompt_tokens"), usage.get("completion_tokens"),
+              details.get("cached_tokens"), details.get("cache_write_tokens"),
+              output_details.get("reasoning_tokens"))
+    for count in counts:
+        # `type is int`: not a bool, nor a float. Checked in the loop, not a call a count:
+        # this runs for every answer.
+        if count is not None and (type(count) is not int or not 0 <= count <= _MAX_TOKENS):
+            return None  # counted locally instead: a wild count must not skew the ledger
+    prompt, completion, cached, written, reasoning = counts
+    # cache_write_tokens: what the Anthropic provider reports in OpenAI's shape (as
+    # OpenRouter names it), so streamed cache writes are priced as cache writes. Positional
+    # (circuit/wire.py StreamEvent says why).
+    return Usage(prompt or 0, completion or 0, cached or 0, written or 0, "provider",
+                 reasoning or 0)
 
 
 def reasoning_of(message: dict) -> str | None:
