@@ -128,10 +128,11 @@ class Exchange:
                     raise _not_priced(target.model, limit)
         limits = gateway.limits(key)
         first = targets[0].model
-        if limits.tpm is not None and meter.tokens_needed(first, bound) > limits.tpm \
-                and bound.countable:
+        needed = meter.tokens_needed(first, bound)
+        if limits.tpm is not None and needed > limits.tpm and bound.countable:
             bound = await asyncio.to_thread(meter.refine, first, body, bound)
-        grants = Grants(key.name, limits, meter.tokens_needed(first, bound))
+            needed = meter.tokens_needed(first, bound)
+        grants = Grants(key.name, limits, needed)
         await gateway.limiter.admit(key.name, limits, grants.borrowed_tokens)
         self.grants = grants  # from here on, whatever happens releases the tokens
         try:

@@ -48,6 +48,10 @@ class TokenBucket:
         self._refill()
         self._level -= amount
 
+    def spend(self, amount: float) -> None:
+        """Take `amount` right after `wait_for` refilled the bucket (no second refill)."""
+        self._level -= amount
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -126,9 +130,9 @@ class RateLimiter:
         if waits:
             raise refusal(*max(waits))
         if requests is not None:
-            requests.take(1)
+            requests.spend(1)
         if budget is not None:
-            budget.take(tokens)
+            budget.spend(tokens)
             self._outstanding[key] = self.outstanding(key) + tokens
 
     def settle(self, key: str, limits: Limits, borrowed: int, used: int) -> None:
