@@ -24,11 +24,7 @@ from circuit.gateway.openai_routes import add_openai_routes
 from circuit.gateway.openai_surface import completions_plan, embeddings_plan
 from circuit.gateway.passthrough import PassthroughDoor
 from circuit.gateway.readiness import readiness
-from circuit.gateway.request_id import (
-    RequestIdMiddleware,
-    assign_request_id,
-    send_with_request_id,
-)
+from circuit.gateway.request_id import RequestIdMiddleware, assign_request_id
 from circuit.gateway.responses import EXCEPTION_HANDLERS, error_response, json_response
 from circuit.gateway.responses_flow import ResponsesFlow
 from circuit.gateway.runtime import Gateway
@@ -141,8 +137,11 @@ class CircuitApp(FastAPI):
         if scope["type"] == "http":
             handler = self.fast_routes.get((scope["method"], scope["path"]))
             if handler is not None:
-                send = send_with_request_id(send, assign_request_id(scope))
+                request_id = assign_request_id(scope)
                 response = await handler(Request(scope, receive))
+                # Every fast-route answer is a starlette Response: the id joins its headers
+                # here, rather than through a wrapper around each of its sends.
+                response.raw_headers.append((b"x-request-id", request_id))
                 with contextlib.suppress(OSError, ClientDisconnect):
                     await response(scope, receive, send)
                 return

@@ -24,6 +24,7 @@ from circuit.gateway.door_flow import DoorFlow
 from circuit.gateway.doors import CHAT
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.relay import StreamRelay
+from circuit.gateway.responses import UpstreamAnswer
 from circuit.gateway.routing import Target, takers
 from circuit.wire import Call
 
@@ -59,4 +60,4 @@ class ChatFlow(DoorFlow):
             return StreamRelay(answer, exchange.tally(), exchange.stream_ended, headers)
         exchange.answered(answer.finish_reason)
         exchange.finish("ok", answer.usage, answer.text)
-        return Response(answer.body, media_type="application/json", headers=headers)
+        return UpstreamAnswer(answer.body, target.provider.name)

@@ -31,6 +31,7 @@ from circuit.gateway.messages_request import (
     parse_messages_request,
 )
 from circuit.gateway.relay import StreamRelay
+from circuit.gateway.responses import UpstreamAnswer
 from circuit.gateway.routing import Target, able_targets
 from circuit.gateway.runtime import Gateway
 from circuit.providers.anthropic_wire import MessagesReader
@@ -125,4 +126,4 @@ class MessagesFlow(DoorFlow):
                                door=MESSAGES)
         exchange.answered(answer.finish_reason)
         exchange.finish("ok", answer.usage, answer.text)
-        return Response(answer.body, media_type="application/json", headers=out_headers)
+        return UpstreamAnswer(answer.body, target.provider.name)

@@ -23,6 +23,7 @@ from circuit.gateway.door_flow import DoorFlow
 from circuit.gateway.doors import CHAT, MESSAGES, Door
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.relay import StreamRelay
+from circuit.gateway.responses import UpstreamAnswer
 from circuit.gateway.routing import Target
 from circuit.gateway.runtime import Gateway
 from circuit.wire import Passthrough, Usage, WireReader
@@ -91,4 +92,4 @@ class PassthroughDoor(DoorFlow):
             usage = plan.unreported(target)
         exchange.answered(answer.finish_reason)
         exchange.finish("ok", usage, answer.text)
-        return Response(answer.body, media_type=plan.media_type, headers=headers)
+        return UpstreamAnswer(answer.body, target.provider.name, plan.media_type)

@@ -27,6 +27,22 @@ from circuit.gateway.doors import CHAT, MESSAGES, Door, anthropic_client
 log = logging.getLogger("circuit.gateway")
 
 
+class UpstreamAnswer(Response):
+    """A 200 answer of the upstream's body as it came, `x-circuit-provider` naming who served
+    it. Its headers are written raw at once: starlette's `Response` makes them in three passes
+    over a dict, on every request."""
+
+    def __init__(self, body: bytes, provider: str, media_type: str = "application/json") -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        if media_type.startswith("text/") and "charset=" not in media_type:
+            media_type += "; charset=utf-8"  # as starlette would
+        self.raw_headers = [(b"x-circuit-provider", provider.encode("latin-1")),
+                            (b"content-length", str(len(body)).encode("latin-1")),
+                            (b"content-type", media_type.encode("latin-1"))]
+
+
 def json_response(content: object, status: int = 200,
                   headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(content), status_code=status, headers=headers,

@@ -29,6 +29,7 @@ from circuit.gateway.door_flow import DoorFlow
 from circuit.gateway.doors import RESPONSES
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.relay import StreamRelay
+from circuit.gateway.responses import UpstreamAnswer
 from circuit.gateway.responses_request import ResponsesRequest, parse_responses_request
 from circuit.gateway.routing import Target, able_targets
 from circuit.providers.responses_chat import chat_request, translated_body
@@ -75,7 +76,7 @@ class ResponsesFlow(DoorFlow):
                                door=RESPONSES)
         exchange.answered(answer.finish_reason)
         exchange.finish("ok", answer.usage, answer.text)
-        return Response(answer.body, media_type="application/json", headers=headers)
+        return UpstreamAnswer(answer.body, target.provider.name)
 
 
 def _chat(ask: ResponsesRequest, targets: list[Target]) -> dict[str, Any]:
