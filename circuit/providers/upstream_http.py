@@ -3,7 +3,6 @@ errors, the same for every wire format."""
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import ctypes.util
 from collections.abc import Callable, Mapping
@@ -18,6 +17,7 @@ from circuit.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from circuit.providers.deadline import Deadline
 
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
 #: Bytes of an upstream's error answer read: its message is cut to 500 characters anyway.
@@ -137,7 +137,7 @@ async def post_for_body(session: aiohttp.ClientSession | None, url: str, payload
     """The whole body of a (non-streamed) answer, which must arrive within `first_byte` and be
     at most `limit` bytes."""
     try:
-        async with asyncio.timeout(first_byte):
+        with Deadline(first_byte):
             response = await post(session, url, payload, provider, error_for, headers=headers,
                                   method=method)
             try:

@@ -10,14 +10,13 @@ event and on an early end.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 
 import aiohttp
 
 from circuit.errors import StreamBroken, UpstreamError, UpstreamFailed, UpstreamTimeout
 from circuit.providers.base import Timeouts
-from circuit.providers.idle_timer import IdleTimer
+from circuit.providers.deadline import Deadline
 from circuit.providers.sse import SSEDecoder
 from circuit.providers.upstream_http import ErrorMapper, event_too_large, post
 from circuit.wire import StreamEvent, Transform
@@ -31,7 +30,7 @@ class UpstreamEventStream:
         self._provider = provider
         self._response = response
         self._idle = idle
-        self._idle_timer = IdleTimer(idle)
+        self._idle_deadline = Deadline(idle)
         self._transform = transform
         self._decoder = SSEDecoder(max_event_bytes)
         self._max_event_bytes = max_event_bytes
@@ -67,7 +66,7 @@ class UpstreamEventStream:
             if idle is None:
                 chunk = await self._response.content.readany()
             else:
-                with self._idle_timer:
+                with self._idle_deadline:
                     chunk = await self._response.content.readany()
         except TimeoutError:
             self._close()
@@ -88,7 +87,6 @@ class UpstreamEventStream:
                 events.extend(transform.feed(event.data, event.event))
                 if transform.done:
                     self._done = True
-                    self._idle_timer.cancel()
                     self._response.release()
                     break
                 if transform.failed:
@@ -111,7 +109,6 @@ class UpstreamEventStream:
 
     def _close(self) -> None:
         self._done = True
-        self._idle_timer.cancel()
         # Closing (not releasing) drops the connection, which cancels the upstream call.
         self._response.close()
 
@@ -131,7 +128,7 @@ async def open_event_stream(session: aiohttp.ClientSession | None, url: str, pay
     asked, once the first events are in, whether they were an error to raise instead."""
     response = None
     try:
-        async with asyncio.timeout(timeouts.first_byte):
+        with Deadline(timeouts.first_byte):
             response = await post(session, url, payload, provider, error_for, stream=True,
                                   headers=headers)
             stream = UpstreamEventStream(provider, response, timeouts.idle, transform,
