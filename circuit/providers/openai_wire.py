@@ -84,8 +84,15 @@ def chunk_event(data: bytes, chunk: Any, forward_usage: bool) -> StreamEvent:
         if not isinstance(choice, dict):
             continue
         delta = choice.get("delta")
-        if isinstance(delta, dict) and _take(delta, pieces):
-            outputs += 1
+        if isinstance(delta, dict):
+            content = delta.get("content")
+            # Most deltas are text alone (a role beside it): read without a call.
+            if type(content) is str and (len(delta) == 1 or len(delta) == 2 and "role" in delta):
+                if content:
+                    pieces.append(content)
+                    outputs += 1
+            elif _take(delta, pieces):
+                outputs += 1
         if choice.get("finish_reason"):
             finish = choice["finish_reason"]
     # Positional, as on every per-event path (circuit/wire.py StreamEvent says why).
