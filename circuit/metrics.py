@@ -105,7 +105,12 @@ class GatewayMetrics:
 
     def _observe_attempts(self, r: RequestRecord,
                           add: Callable[[Counter, tuple], None]) -> None:
-        failures = orjson.loads(r.attempt_errors) if r.attempt_errors else []
+        if not r.attempt_errors:
+            # Nothing failed (nearly every request): at most the one call that answered.
+            if r.attempts and r.provider:
+                add(self.attempts, (r.provider, "ok"))
+            return
+        failures = orjson.loads(r.attempt_errors)
         tried = [f for f in failures if f.get("error") != "breaker_open"]
         for failure in tried:
             add(self.attempts, (failure.get("provider") or "-", "error"))
