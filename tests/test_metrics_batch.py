@@ -49,3 +49,34 @@ def test_a_batch_sums_its_series():
     assert samples[("circuit_request_duration_seconds_count",
                     (("provider", "openai"), ("stream", "false")))] == 4
     assert samples[("circuit_upstream_retries_total", (("provider", "openai"),))] == 1
+
+
+def _exposition(registry) -> list[str]:
+    from prometheus_client import generate_latest
+
+    return [line for line in generate_latest(registry).decode().splitlines()
+            if "_created" not in line]
+
+
+def test_a_batch_histogram_renders_as_prometheus_clients_own_histogram():
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from circuit.metrics import BatchHistogram
+
+    # On a bucket's bound (it counts in that bucket), between bounds, past the last, zero.
+    values = [0.0, 0.005, 0.0051, 0.1, 0.7, 1.0, 2.5, 60.0, 119.9, 120.0, 500.0]
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    reference = Histogram("circuit_request_duration_seconds", "Time in the gateway.",
+                          ["provider", "stream"],
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+                                   60, 120), registry=theirs)
+    batch = BatchHistogram("circuit_request_duration_seconds", "Time in the gateway.",
+                           ["provider", "stream"])
+    ours.register(batch)
+    for value in values:
+        reference.labels("openai", "false").observe(value)
+    reference.labels("backup", "true").observe(3.0)
+    batch.observe_many(("openai", "false"), values[:4])
+    batch.observe_many(("openai", "false"), values[4:])
+    batch.observe_many(("backup", "true"), [3.0])
+    assert _exposition(ours) == _exposition(theirs)
