@@ -110,6 +110,14 @@ def _take(delta: dict, pieces: list[str]) -> bool:
     content = delta.get("content")
     if isinstance(content, str) and content:
         pieces.append(content)
+    refusal = delta.get("refusal")  # output, as output_text counts it in a JSON answer
+    if isinstance(refusal, str) and refusal:
+        pieces.append(refusal)
+    legacy = delta.get("function_call")
+    if isinstance(legacy, dict):
+        for part in (legacy.get("name"), legacy.get("arguments")):
+            if isinstance(part, str) and part:
+                pieces.append(part)
     for call in delta.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
