@@ -50,9 +50,10 @@ def reasoning_of(message: dict) -> str | None:
     return None
 
 
-def output_text(message: dict) -> str:
-    """Everything of one choice's message that its output tokens paid for: the reasoning
-    text, the text, a refusal, and the name and arguments of each tool call."""
+def output_parts(message: dict) -> list[str]:
+    """Everything of one choice's message (or stream delta) that its output tokens paid for:
+    the reasoning text, the text, a refusal, and the name and arguments of each tool call (and
+    of a legacy function_call); the non-empty strings only."""
     parts = [reasoning_of(message), message.get("content"), message.get("refusal")]
     for call in message.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
@@ -61,7 +62,12 @@ def output_text(message: dict) -> str:
     legacy = message.get("function_call")
     if isinstance(legacy, dict):
         parts += [legacy.get("name"), legacy.get("arguments")]
-    return "".join(part for part in parts if isinstance(part, str))
+    return [part for part in parts if isinstance(part, str) and part]
+
+
+def output_text(message: dict) -> str:
+    """The output text of one choice's message (see output_parts)."""
+    return "".join(output_parts(message))
 
 
 def chunk_event(data: bytes, chunk: Any, forward_usage: bool) -> StreamEvent:
@@ -91,40 +97,13 @@ def chunk_event(data: bytes, chunk: Any, forward_usage: bool) -> StreamEvent:
                 if content:
                     pieces.append(content)
                     outputs += 1
-            elif _take(delta, pieces):
+            elif parts := output_parts(delta):
+                pieces += parts
                 outputs += 1
         if choice.get("finish_reason"):
             finish = choice["finish_reason"]
     # Positional, as on every per-event path (circuit/wire.py StreamEvent says why).
     return StreamEvent(data, None, True, "".join(pieces), outputs, usage, finish)
-
-
-def _take(delta: dict, pieces: list[str]) -> bool:
-    """Keep a delta's output text; whether it had any."""
-    before = len(pieces)
-    # Runs for every chunk: reasoning_of (a call and a loop) only when a delta has its keys.
-    if "reasoning_content" in delta or "reasoning" in delta:
-        reasoning = reasoning_of(delta)
-        if reasoning:
-            pieces.append(reasoning)
-    content = delta.get("content")
-    if isinstance(content, str) and content:
-        pieces.append(content)
-    refusal = delta.get("refusal")  # output, as output_text counts it in a JSON answer
-    if isinstance(refusal, str) and refusal:
-        pieces.append(refusal)
-    legacy = delta.get("function_call")
-    if isinstance(legacy, dict):
-        for part in (legacy.get("name"), legacy.get("arguments")):
-            if isinstance(part, str) and part:
-                pieces.append(part)
-    for call in delta.get("tool_calls") or ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            for part in (function.get("name"), function.get("arguments")):
-                if isinstance(part, str) and part:
-                    pieces.append(part)
-    return len(pieces) > before
 
 
 class OpenAIEvents:
