@@ -43,16 +43,20 @@ def _store_method() -> str:
 
 @pytest.fixture
 def watched_gateway(tmp_path, monkeypatch):
-    """A gateway whose store notes the thread and the store method of every connection use."""
+    """A gateway whose store notes the thread and the store method of every connection use.
+    Only this gateway's store: the patch is on the class, and a gateway another test of this
+    process left running would be counted too (a CI run saw every tick's calls twice)."""
     calls: list[tuple[str, str]] = []
     original = SQLiteStore.connection
+    server = GatewayServer(tmp_path, PROVIDER="mock", CIRCUIT_DAILY_USD_LIMIT=100)
 
     def connection(self):
-        calls.append((threading.current_thread().name, _store_method()))
+        if self is server.gateway.store:
+            calls.append((threading.current_thread().name, _store_method()))
         return original(self)
 
     monkeypatch.setattr(SQLiteStore, "connection", connection)
-    server = GatewayServer(tmp_path, PROVIDER="mock", CIRCUIT_DAILY_USD_LIMIT=100).start()
+    server.start()
     yield server, calls
     server.stop()
 
