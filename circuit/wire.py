@@ -93,6 +93,11 @@ class Transform(Protocol):
     def feed(self, data: bytes, name: bytes | None = None) -> list[StreamEvent]:
         """The events of one SSE event; StreamBroken for one that cannot be read."""
 
+    def feed_read(self, frames: list[Any], out: list[StreamEvent]) -> None:
+        """`feed` of each SSE event of one network read (anything with `data` and `event`),
+        appended to `out`, up to the stream's end or its error event. On StreamBroken, `out`
+        holds the events before the unreadable one, so they can still be relayed."""
+
 
 @dataclass(slots=True)
 class Passthrough:

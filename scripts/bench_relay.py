@@ -51,15 +51,15 @@ def _pipeline(door: str):
     answers = bench_upstream.Answers(20)
     if door == "messages":
         from circuit.providers.anthropic_wire import MessagesReader
-        data, frame = _body(answers.messages_stream), MESSAGES.frame
+        data, frames = _body(answers.messages_stream), MESSAGES.frames
         reader, secret = MessagesReader(), "sk-ant-bench-upstream"
     elif door == "responses":
         from circuit.providers.responses_wire import ResponsesReader
-        data, frame = _body(answers.responses_stream), RESPONSES.frame
+        data, frames = _body(answers.responses_stream), RESPONSES.frames
         reader, secret = ResponsesReader("openai"), "sk-bench-upstream"
     else:
         from circuit.providers.openai_wire import OpenAIEvents
-        data, frame = _body(answers.stream_usage), CHAT.frame
+        data, frames = _body(answers.stream_usage), CHAT.frames
         reader, secret = None, "sk-bench-upstream"
 
     def one() -> bytes:
@@ -68,7 +68,7 @@ def _pipeline(door: str):
         events = []
         for event in SSEDecoder(1 << 20).feed(data):
             events.extend(transform.feed(event.data, event.event))
-        out = b"".join([frame(e) for e in events if tally.observe(e)])
+        out = frames(tally.observe(events))
         tally.guard.due()
         return out
 

@@ -398,7 +398,7 @@ def test_stream_tally_reads_the_translated_stream_like_openais(fake):
     tally = StreamTally()
     call = chat(stream=True)
     reads = run(fake, lambda p: _drain(p, call))
-    shown = [orjson.loads(e.data) for events in reads for e in events if tally.observe(e)]
+    shown = [orjson.loads(e.data) for events in reads for e in tally.observe(events)]
     assert tally.text == REPLY and tally.finish_reason == "stop" and tally.error is None
     assert tally.usage.output_tokens == len(REPLY.split())
     assert tally.usage.cached_input_tokens == 2
@@ -548,8 +548,7 @@ def test_error_event_mid_stream_becomes_an_openai_error_payload(fake):
     assert chunks[-1]["error"]["code"] == "upstream_overloaded"
     assert "Overloaded" in chunks[-1]["error"]["message"]
     tally = StreamTally()
-    for event in events:
-        tally.observe(event)
+    tally.observe(events)
     assert tally.error["code"] == "upstream_overloaded"
 
 

@@ -24,7 +24,7 @@ from circuit.errors import (
     UpstreamFailed,
     UpstreamTimeout,
 )
-from circuit.gateway.doors import CHAT, MESSAGES, named_frame
+from circuit.gateway.doors import CHAT, MESSAGES, data_frames, named_frames
 from circuit.gateway.relay import StreamOutcome, StreamRelay
 from circuit.gateway.responses import error_response
 from circuit.providers.sse import SSEDecoder
@@ -79,14 +79,26 @@ def test_chat_door_keeps_openai_shape():
 
 def test_named_frames_rebuild_an_anthropic_stream_byte_for_byte():
     events = SSEDecoder().feed(ANTHROPIC_FRAMES)
-    rebuilt = b"".join(named_frame(StreamEvent(e.data, event=e.event)) for e in events)
+    rebuilt = named_frames([StreamEvent(e.data, event=e.event) for e in events])
     assert rebuilt == ANTHROPIC_FRAMES
 
 
 def test_named_frame_splits_a_multi_line_value_into_data_lines():
-    frame = named_frame(StreamEvent(b"one\ntwo", event=b"note"))
+    frame = named_frames([StreamEvent(b"one\ntwo", event=b"note")])
     assert frame == b"event: note\ndata: one\ndata: two\n\n"
     assert SSEDecoder().feed(frame)[0].data == b"one\ntwo"
+
+
+def test_a_read_of_chat_events_is_framed_as_the_upstream_sent_it():
+    sent = b"data: {\"a\": 1}\n\ndata: {\"b\": 2}\n\n"
+    events = [StreamEvent(e.data) for e in SSEDecoder().feed(sent)]
+    assert data_frames(events) == sent
+    assert data_frames([]) == b""
+
+
+def test_named_frames_of_an_unnamed_event_are_bare_data_frames():
+    assert named_frames([StreamEvent(b"{}"), StreamEvent(b"[]", event=b"x")]) == \
+        b"data: {}\n\nevent: x\ndata: []\n\n"
 
 
 class _Reads:

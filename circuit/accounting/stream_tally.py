@@ -25,21 +25,29 @@ class StreamTally:
         #: Watches the output against what the request reserved (None: no limit to keep).
         self.guard = guard
 
-    def observe(self, event: StreamEvent) -> bool:
-        """Take in one event; return whether the client should receive it."""
-        if event.error is not None:
-            self.error = event.error
-        text = event.text
-        if text:
-            self.pieces.append(text)
-            if self.guard is not None:
+    def observe(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        """Take in the events of one read; return those the client should receive. One call a
+        read, not an event: a call an event was a tenth of a stream's own cost."""
+        relayed = []
+        outputs = size = 0
+        for event in events:
+            if event.error is not None:
+                self.error = event.error
+            text = event.text
+            if text:
+                self.pieces.append(text)
+                outputs += event.outputs
                 # utf8_len's test inline: this runs for every text event.
-                self.guard.add(event.outputs, len(text) if text.isascii() else utf8_len(text))
-        if event.usage is not None:
-            self.usage = event.usage
-        if event.finish_reason:
-            self.finish_reason = event.finish_reason
-        return event.relay
+                size += len(text) if text.isascii() else utf8_len(text)
+            if event.usage is not None:
+                self.usage = event.usage
+            if event.finish_reason:
+                self.finish_reason = event.finish_reason
+            if event.relay:
+                relayed.append(event)
+        if size and self.guard is not None:
+            self.guard.add(outputs, size)
+        return relayed
 
     @property
     def text(self) -> str:

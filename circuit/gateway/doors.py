@@ -23,22 +23,29 @@ from circuit.errors import CircuitError, QuotaExceeded, ServiceUnavailable
 from circuit.wire import StreamEvent
 
 
-def data_frame(event: StreamEvent) -> bytes:
-    """An event as a bare `data:` frame (OpenAI chat completions)."""
-    return b"data: " + event.data + b"\n\n"
+def data_frames(events: list[StreamEvent]) -> bytes:
+    """Events as bare `data:` frames (OpenAI chat completions), in one join: a stream's reads
+    are framed a read at a time, not an event at a time (a call an event, 22 a stream)."""
+    if not events:
+        return b""
+    return b"data: " + b"\n\ndata: ".join([event.data for event in events]) + b"\n\n"
 
 
-def named_frame(event: StreamEvent) -> bytes:
-    """An event as `event: <name>` + `data:` frame, as Anthropic (and OpenAI Responses) send
-    them: for an upstream's canonical frame (one data line, LF endings) the very bytes it sent."""
-    # A multi-line value: one `data:` line each, as SSE requires. No `in` test first: replace
-    # gives back the very object when there is no LF, for less than bytes' `in` costs
-    # (upstream_errors.quotes_secret says why).
-    data = event.data.replace(b"\n", b"\ndata: ")
-    name = event.event
-    if name is None:
-        return b"data: " + data + b"\n\n"
-    return b"".join((b"event: ", name, b"\ndata: ", data, b"\n\n"))  # one copy, not four
+def named_frames(events: list[StreamEvent]) -> bytes:
+    """Events as `event: <name>` + `data:` frames, as Anthropic (and OpenAI Responses) send
+    them: for an upstream's canonical frames (one data line, LF endings) the very bytes it sent."""
+    parts: list[bytes] = []
+    for event in events:
+        # A multi-line value: one `data:` line each, as SSE requires. No `in` test first:
+        # replace gives back the very object when there is no LF, for less than bytes' `in`
+        # costs (upstream_errors.quotes_secret says why).
+        data = event.data.replace(b"\n", b"\ndata: ")
+        name = event.event
+        if name is None:
+            parts += (b"data: ", data, b"\n\n")
+        else:
+            parts += (b"event: ", name, b"\ndata: ", data, b"\n\n")
+    return b"".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +55,8 @@ class Door:
     name: str  # the record's `api` column: 'chat', 'messages', 'responses', …
     error_body: Callable[[CircuitError], dict]
     error_status: Callable[[CircuitError], int]
-    #: One StreamEvent as the bytes of its SSE frame.
-    frame: Callable[[StreamEvent], bytes]
+    #: The StreamEvents of one read as the bytes of their SSE frames.
+    frames: Callable[[list[StreamEvent]], bytes]
     #: What follows the last event of a stream that ended well (b"" for none).
     end: bytes
     #: The bytes that end a stream broken after its first byte: the door's error event
@@ -75,7 +82,7 @@ def _openai_stream_error(error: CircuitError, relayed: int) -> bytes:
     return b"data: " + orjson.dumps(error.body()) + b"\n\n" + _DONE
 
 
-CHAT = Door("chat", openai_error_body, http_status, data_frame, _DONE, _openai_stream_error)
+CHAT = Door("chat", openai_error_body, http_status, data_frames, _DONE, _openai_stream_error)
 
 
 # -- Anthropic --------------------------------------------------------------------------------
@@ -124,7 +131,7 @@ def _anthropic_stream_error(error: CircuitError, relayed: int) -> bytes:
     return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
 
 
-MESSAGES = Door("messages", anthropic_error_body, anthropic_status, named_frame, b"",
+MESSAGES = Door("messages", anthropic_error_body, anthropic_status, named_frames, b"",
                 _anthropic_stream_error)
 
 
@@ -148,7 +155,7 @@ def _responses_stream_error(error: CircuitError, relayed: int) -> bytes:
 
 
 #: OpenAI's errors, named frames, no end marker.
-RESPONSES = Door("responses", openai_error_body, http_status, named_frame, b"",
+RESPONSES = Door("responses", openai_error_body, http_status, named_frames, b"",
                  _responses_stream_error)
 
 

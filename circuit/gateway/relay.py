@@ -87,10 +87,10 @@ class StreamRelay(Response):
     async def _pump(self, send: Send, outcome: StreamOutcome) -> None:
         tally = self._tally
         guard = tally.guard
-        frame = self._door.frame
+        frames = self._door.frames
         try:
             async for events in self._stream:
-                out = [frame(e) for e in events if tally.observe(e)]
+                out = tally.observe(events)
                 # Checked before relaying: a read that passes the reservation is not sent.
                 if guard is not None and guard.due() and await guard.exceeded(tally.pieces):
                     await self._fail(send, outcome, UpstreamOverrun(
@@ -98,7 +98,7 @@ class StreamRelay(Response):
                         "this request reserved; the gateway cut the stream there"))
                     return
                 if out:
-                    await send({"type": "http.response.body", "body": b"".join(out),
+                    await send({"type": "http.response.body", "body": frames(out),
                                 "more_body": True})
                     self._relayed += len(out)
                     if outcome.first_byte_at is None:

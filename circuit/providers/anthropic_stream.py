@@ -29,11 +29,12 @@ from circuit.providers.anthropic_translate import (
     openai_usage,
     usage_from_anthropic,
 )
+from circuit.providers.sse import FrameReader
 from circuit.providers.upstream_errors import upstream_error_fields
 from circuit.wire import StreamEvent, Usage
 
 
-class StreamTranslator:
+class StreamTranslator(FrameReader):
     """Turns Anthropic stream events into OpenAI chunks, one event at a time.
 
     `stopped` (also `done`) is set by `message_stop` (the stream ended well); `error` (and

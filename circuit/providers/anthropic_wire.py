@@ -29,6 +29,7 @@ import orjson
 from circuit.errors import StreamBroken, UpstreamFailed
 from circuit.providers.anthropic_stream import merge_usage
 from circuit.providers.anthropic_translate import usage_from_anthropic
+from circuit.providers.sse import FrameReader
 from circuit.providers.upstream_errors import WINDOW, quotes_secret, redact, upstream_error_fields
 from circuit.wire import Completion, StreamEvent
 
@@ -58,7 +59,7 @@ def message_text(message: dict[str, Any]) -> str:
     return "".join(pieces)
 
 
-class MessagesEvents:
+class MessagesEvents(FrameReader):
     """The Transform of a passed-through Messages stream: one StreamEvent per SSE event, its
     data and name unchanged (unless it quotes the provider's key: then that event is redacted)."""
 

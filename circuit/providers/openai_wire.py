@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 
 from circuit.errors import StreamBroken
-from circuit.providers.upstream_errors import WINDOW, quotes_secret, redact, upstream_error_fields
+from circuit.providers.sse import FrameReader, SSEEvent
+from circuit.providers.upstream_errors import WINDOW, redact, upstream_error_fields
 from circuit.wire import StreamEvent, Usage
 
 #: No single request uses more tokens than this; a larger count is an upstream's mistake.
@@ -106,7 +107,7 @@ def chunk_event(data: bytes, chunk: Any, forward_usage: bool) -> StreamEvent:
     return StreamEvent(data, None, True, "".join(pieces), outputs, usage, finish)
 
 
-class OpenAIEvents:
+class OpenAIEvents(FrameReader):
     """Reads an OpenAI stream's `data:` values into StreamEvents (see upstream_stream)."""
 
     __slots__ = ("_forward_usage", "_secret", "_ends", "done", "failed")
@@ -122,20 +123,48 @@ class OpenAIEvents:
         self.failed = False  # an error event: nothing worth reading follows
 
     def feed(self, data: bytes, name: bytes | None = None) -> list[StreamEvent]:
-        if data == _DONE:
-            self.done = True
-            return []
-        if self._ends is not None and quotes_secret(data, *self._ends):
-            data = redact(data.decode("utf-8", "replace"), self._secret).encode()
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise StreamBroken("upstream sent an event that is not JSON",
-                               code="bad_upstream_response") from None
-        event = self.event(data, chunk)
-        if event.error is not None:
-            self.failed = True
-        return [event]
+        out: list[StreamEvent] = []
+        self.feed_read([SSEEvent(data, name)], out)
+        return out
+
+    def feed_read(self, frames: list[SSEEvent], out: list[StreamEvent]) -> None:
+        """`feed` of each event of one read, into `out`, up to [DONE] or an error event (`out`
+        keeps the events before one that raises). One call a read: the calls an event were
+        most of reading a text delta."""
+        ends = self._ends
+        plain = type(self).event is OpenAIEvents.event  # a subclass reads its own shape
+        for frame in frames:
+            data = frame.data
+            if data == _DONE:
+                self.done = True
+                return
+            # quotes_secret's test, inline (it runs for every event of a keyed upstream).
+            if ends is not None and (data.partition(ends[0])[1] or data.partition(ends[1])[1]):
+                data = redact(data.decode("utf-8", "replace"), self._secret).encode()
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise StreamBroken("upstream sent an event that is not JSON",
+                                   code="bad_upstream_response") from None
+            # chunk_event's, inline for the usual chunk: one choice, a text delta, no usage.
+            if plain and type(chunk) is dict and "error" not in chunk and not chunk.get("usage"):
+                choices = chunk.get("choices")
+                if type(choices) is list and len(choices) == 1:
+                    choice = choices[0]
+                    delta = choice.get("delta") if type(choice) is dict else None
+                    if type(delta) is dict:
+                        content = delta.get("content")
+                        if type(content) is str and (len(delta) == 1 or len(delta) == 2
+                                                     and "role" in delta):
+                            out.append(StreamEvent(data, None, True, content,
+                                                   1 if content else 0, None,
+                                                   choice.get("finish_reason") or None))
+                            continue
+            event = self.event(data, chunk)
+            out.append(event)
+            if event.error is not None:
+                self.failed = True
+                return
 
     def event(self, data: bytes, chunk: Any) -> StreamEvent:
         """The StreamEvent of one parsed chunk (a subclass reads another chunk shape)."""

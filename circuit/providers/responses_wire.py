@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from circuit.errors import StreamBroken, UpstreamFailed
+from circuit.providers.sse import FrameReader
 from circuit.providers.upstream_errors import WINDOW, quotes_secret, redact, upstream_error_fields
 from circuit.wire import Completion, StreamEvent, Usage
 
@@ -131,7 +132,7 @@ class ResponsesReader:
         return ResponsesEvents(self._provider, secret)
 
 
-class ResponsesEvents:
+class ResponsesEvents(FrameReader):
     """Reads a Responses stream's events into StreamEvents (a Transform), each keeping its
     SSE name so the door frames it as it came."""
 

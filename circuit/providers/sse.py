@@ -4,11 +4,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from circuit.wire import StreamEvent
+
 
 @dataclass(slots=True)
 class SSEEvent:
     data: bytes
     event: bytes | None = None
+
+
+class FrameReader:
+    """`Transform.feed_read` made of the transform's own `feed`: each event of a read in turn,
+    up to the stream's end or its error event. A transform whose events are mostly of one shape
+    writes its own, reading that shape inline."""
+
+    __slots__ = ()
+    done: bool
+    failed: bool
+
+    def feed(self, data: bytes, name: bytes | None = None) -> list[StreamEvent]:
+        raise NotImplementedError
+
+    def feed_read(self, frames: list[SSEEvent], out: list[StreamEvent]) -> None:
+        for frame in frames:
+            out.extend(self.feed(frame.data, frame.event))
+            if self.done or self.failed:
+                return
 
 
 class SSEDecoder:

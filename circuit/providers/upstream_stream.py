@@ -83,15 +83,12 @@ class UpstreamEventStream:
         events: list[StreamEvent] = []
         transform = self._transform
         try:
-            for event in self._decoder.feed(chunk):
-                events.extend(transform.feed(event.data, event.event))
-                if transform.done:
-                    self._done = True
-                    self._response.release()
-                    break
-                if transform.failed:
-                    self._close()
-                    break
+            transform.feed_read(self._decoder.feed(chunk), events)
+            if transform.done:
+                self._done = True
+                self._response.release()
+            elif transform.failed:
+                self._close()
         except StreamBroken as exc:
             self._close()
             if not events:
