@@ -6,7 +6,7 @@
     accounting, resilience                   budgets, tokens, prices; breaker, retries, limits
     store, keys, logs, metrics               what is kept, and its read side
     config, settings_reference               the effective configuration
-    wire, errors, money, parsers             neutral types every layer shares
+    wire, errors, money, parsers, loop_sweep neutral types and tools every layer shares
 
 Read off the source with `ast`, so an import added anywhere is checked, lazy ones included.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "circuit"
 
 LAYERS = [
-    {"wire", "errors", "money", "parsers", "__version__"},
+    {"wire", "errors", "money", "parsers", "loop_sweep", "__version__"},
     {"config", "settings_reference"},
     {"store", "keys", "logs", "metrics"},
     {"accounting", "resilience"},

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 from types import TracebackType
 
+from circuit.loop_sweep import LoopSweep, Sweeps
+
 #: Seconds between two sweeps of a loop's waits (how late a deadline may fire).
 RESOLUTION = 0.05
 
@@ -29,11 +31,11 @@ class Deadline:
         self._task: asyncio.Task | None = None
         self._at = 0.0
         self._fired = False
-        self._sweep: _Sweep | None = None
+        self._sweep: LoopSweep | None = None
 
     def __enter__(self) -> Deadline:
         if self._seconds is not None:
-            sweep = _sweep_of(asyncio.get_running_loop())
+            sweep = _SWEEPS.of(asyncio.get_running_loop())
             self._task = asyncio.current_task()
             self._at = sweep.loop.time() + self._seconds
             self._sweep = sweep
@@ -46,7 +48,7 @@ class Deadline:
         if sweep is None:
             return
         self._sweep = None
-        sweep.waits.pop(self, None)
+        sweep.discard(self)
         task, self._task = self._task, None  # no reference kept past the wait
         if self._fired:
             self._fired = False
@@ -54,45 +56,10 @@ class Deadline:
             if task.uncancel() == 0 and kind is asyncio.CancelledError:
                 raise TimeoutError from None
 
-    def _expire(self) -> None:
+    def _due(self) -> None:
         self._fired = True
         self._task.cancel()
 
 
-class _Sweep:
-    """One loop's waits under a deadline, and the timer that checks them."""
-
-    __slots__ = ("loop", "waits", "_handle")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.waits: dict[Deadline, None] = {}
-        self._handle: asyncio.TimerHandle | None = None
-
-    def add(self, deadline: Deadline) -> None:
-        self.waits[deadline] = None
-        if self._handle is None:
-            self._handle = self.loop.call_later(RESOLUTION, self._run)
-
-    def _run(self) -> None:
-        self._handle = None
-        now = self.loop.time()
-        for deadline in [d for d in self.waits if d._at <= now]:
-            del self.waits[deadline]
-            deadline._expire()
-        if self.waits:
-            self._handle = self.loop.call_later(RESOLUTION, self._run)
-
-
-#: The sweep of the loop that asked last: nearly always the only loop there is. A wait on
-#: another loop starts that loop a sweep of its own; a sweep lives while it has waits (its
-#: timer holds it), and each deadline leaves the sweep it joined.
-_last: _Sweep | None = None
-
-
-def _sweep_of(loop: asyncio.AbstractEventLoop) -> _Sweep:
-    global _last
-    sweep = _last
-    if sweep is None or sweep.loop is not loop:
-        sweep = _last = _Sweep(loop)
-    return sweep
+#: The upstream waits of each loop.
+_SWEEPS = Sweeps(RESOLUTION)
