@@ -212,6 +212,18 @@ class LimitsUnavailable(CircuitError):
     code = "rate_limits_unavailable"
 
 
+class GatewayStopping(CircuitError):
+    """The server stopped past its grace period while the request waited on its upstream."""
+
+    status = 503
+    type = "server_error"
+    code = "gateway_shutdown"
+
+    def __init__(self) -> None:
+        super().__init__("The gateway stopped before the upstream answered; retry the request",
+                         headers={"retry-after": "1"})
+
+
 class TooManyConnections(CircuitError):
     """Every connection the process may hold is busy with a request in flight."""
 

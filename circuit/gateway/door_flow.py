@@ -4,19 +4,21 @@ A door (chat, messages, …) subclasses it, names its `door` (circuit.gateway.do
 `serve(request, exchange)`: auth, body, admit, dispatch, answer. Around it: the exchange that
 owns the request and its one record, the request id in the logs, and every error answered in
 the door's own shape — a typed CircuitError as it is, a client gone before its body was whole
-as a 499, and a bug as a 500 without its traceback.
+(or, watched, while the answer was awaited) as a 499, and a bug as a 500 without its traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from circuit.errors import AuthenticationFailed, CircuitError
+from circuit.errors import AuthenticationFailed, CircuitError, GatewayStopping
 from circuit.gateway.auth import ClientKey
+from circuit.gateway.client_watch import ClientWatch
 from circuit.gateway.doors import Door, worded
 from circuit.gateway.exchange import Exchange
 from circuit.gateway.messages_request import authenticate as anthropic_key
@@ -64,7 +66,9 @@ class DoorFlow:
         return identify(exchange, lambda: anthropic_key(self.gateway.keys, request.headers))
 
     async def __call__(self, request: Request) -> Response:
-        exchange = Exchange(self.gateway, request.scope.get(SCOPE_KEY) or new_request_id())
+        watch = ClientWatch(request.receive)
+        exchange = Exchange(self.gateway, request.scope.get(SCOPE_KEY) or new_request_id(),
+                            watch)
         # The door is known before anything can fail: a request refused at auth or at its
         # body is recorded under the door it came in by (`asks` may name it more closely).
         exchange.record.api = self.api or self.door.name
@@ -79,8 +83,21 @@ class DoorFlow:
             # The client left before its request was whole: nothing to answer, nothing failed.
             exchange.client_left()
             return Response(status_code=499)
+        except asyncio.CancelledError:
+            # The watch cancelled it (the client hung up while it waited), or the server is
+            # stopping past its grace period: recorded either way, and answered in the door's
+            # shape if anyone still reads (not uvicorn's plain-text 500 and a traceback).
+            asyncio.current_task().uncancel()
+            if watch.gone:
+                exchange.cut_off()
+                return Response(status_code=499)
+            error = GatewayStopping()
+            exchange.cut_off(error, self.door.error_status(error))
+            return error_response(error, self.door)
         except Exception as exc:
             log.error("request %s failed unexpectedly", exchange.record.request_id, exc_info=exc)
             error = CircuitError("The gateway failed unexpectedly; see its log.")
             exchange.refuse(error, self.door.error_status(error))
             return error_response(error, self.door)
+        finally:
+            watch.stop()

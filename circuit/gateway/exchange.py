@@ -4,13 +4,16 @@ It owns what the request was granted — tokens borrowed from the key's bucket, 
 the breaker's permit for the call that served it — and its record. Its steps are the only place
 a record is filled in, a grant settled and a counter moved:
 
-    Exchange(gateway, request_id)      in flight
-    .caller(key) / .asks(chat, targets)  who asks for what
+    Exchange(gateway, request_id, watch)  in flight
+    .caller(key) / .asks(chat, targets)  who asks for what (the body is in: the client is
+                                       watched from here, circuit.gateway.client_watch)
     await .admit(key, chat, targets)   rate limit, then budget (or the refusal is raised)
     .served_by(target, permit, api)    the target that answered, its permit, the wire it spoke
     .finish(status, usage, text)       usage and cost recorded, grants settled, permit told
     .refuse(error, status)             an error answer: grants released, permit abandoned
     .stream_ended(tally, outcome)      the relay's end-of-stream hook: .finish for a stream
+    .cut_off(error, status)            cancelled unanswered: the client left, or the server
+                                       stopped past its grace period
 
 Every grant is settled exactly once whatever happens: a Grants object and a Permit ignore a
 second settlement, so no path "owes" one.
@@ -40,6 +43,7 @@ from circuit.errors import (
     UpstreamError,
 )
 from circuit.gateway.auth import ClientKey
+from circuit.gateway.client_watch import ClientWatch
 from circuit.gateway.dispatch import DispatchTrace
 from circuit.gateway.relay import StreamOutcome
 from circuit.gateway.routing import Target
@@ -76,8 +80,10 @@ class Grants:
 class Exchange:
     """One request's owner (see the module docstring)."""
 
-    def __init__(self, gateway: Gateway, request_id: str) -> None:
+    def __init__(self, gateway: Gateway, request_id: str,
+                 watch: ClientWatch | None = None) -> None:
         self.gateway = gateway
+        self.watch = watch
         self.started = perf_counter()
         self.record = RequestRecord(request_id=request_id, timestamp=utc_now())
         self.grants: Grants | None = None
@@ -105,6 +111,8 @@ class Exchange:
         record.api, record.model, record.stream = api, model, stream
         record.provider, record.upstream_model = targets[0].provider.name, targets[0].model
         self._messages = messages
+        if self.watch is not None:
+            self.watch.start()
 
     async def admit(self, key: ClientKey, body: dict[str, Any], bound: RequestBound,
                     targets: list[Target], *, bills: bool = True) -> None:
@@ -271,6 +279,29 @@ class Exchange:
         record.error_code = "client_disconnected"
         if self.grants is not None:
             self.grants.settle(self.gateway, 0, 0)
+        self._close()
+
+    def cut_off(self, error: CircuitError | None = None, status: int = 499) -> None:
+        """The request was cancelled before its answer: its client hung up (`error` None: a
+        499), or the server stopped past its grace period (`error`, answered with `status`).
+        Once an upstream was called it is charged as a stream cut before its first event:
+        its input, counted locally (the upstream may bill it)."""
+        if self._closed:
+            return
+        self._trace_attempts()
+        record = self.record
+        if error is None:
+            record.status, record.status_code = "client_disconnected", 499
+            record.error_code = "client_disconnected"
+        else:
+            record.status, record.status_code = "failed", status
+            record.error_code, record.error_message = error.code, error.message
+        if self.grants is not None:
+            if self.trace.attempts and record.upstream_model is not None:
+                record.local_count = LocalCount(record.upstream_model, self._messages, "",
+                                                self.grants)
+            else:
+                self.grants.settle(self.gateway, 0, 0)
         self._close()
 
     def _trace_attempts(self) -> None:

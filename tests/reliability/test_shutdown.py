@@ -50,7 +50,7 @@ class Drained:
 
 
 def _in_flight_then_signal(gateway: GatewayProcess, upstream: FakeOpenAI,
-                           json_request: bool) -> Drained:
+                           json_request: bool, hang: float = 1.0) -> Drained:
     """Start the requests, wait until every one is under way, SIGTERM, and collect."""
     result = Drained()
     first_event = threading.Barrier(STREAMS + 1, timeout=15)
@@ -80,8 +80,8 @@ def _in_flight_then_signal(gateway: GatewayProcess, upstream: FakeOpenAI,
 
     threads = []
     if json_request:
-        # Consumes the one scripted behaviour: the upstream takes 1 s to begin its answer.
-        upstream.script(Behaviour(hang=1.0))
+        # Consumes the one scripted behaviour: the upstream takes `hang` s to begin its answer.
+        upstream.script(Behaviour(hang=hang))
         threads.append(threading.Thread(target=waiting, args=("drain-waiting",)))
         threads[-1].start()
         assert upstream.wait_for(lambda: upstream.calls == 1, timeout=10)
@@ -128,7 +128,8 @@ def drained(tmp_path_factory: pytest.TempPathFactory, slow_upstream: FakeOpenAI)
 
 @pytest.fixture(scope="module")
 def cut(tmp_path_factory: pytest.TempPathFactory, slow_upstream: FakeOpenAI) -> Drained:
-    """uvicorn with a 1 s grace period, SIGTERM with four ~2.4 s streams in flight."""
+    """uvicorn with a 1 s grace period, SIGTERM with four ~2.4 s streams in flight and one
+    request whose upstream takes 5 s to answer."""
     slow_upstream.reset()
     slow_upstream.default = Behaviour(chunk_delay=0.2, reply=" ".join(WORDS))
     gateway = GatewayProcess(tmp_path_factory.mktemp("sigterm-cut"), runner="uvicorn",
@@ -136,7 +137,7 @@ def cut(tmp_path_factory: pytest.TempPathFactory, slow_upstream: FakeOpenAI) -> 
                              OPENAI_BASE_URL=slow_upstream.base_url,
                              OPENAI_API_KEY="sk-up").wait_ready()
     try:
-        return _in_flight_then_signal(gateway, slow_upstream, json_request=False)
+        return _in_flight_then_signal(gateway, slow_upstream, json_request=True, hang=5.0)
     finally:
         gateway.kill()
 
@@ -187,8 +188,10 @@ def test_circuit_serve_exits_0_after_draining_on_sigterm(drained):
 
 def test_streams_cut_after_the_grace_period_are_each_recorded_once_as_gateway_shutdown(cut):
     assert duplicated_ids(cut.rows) == {}
-    assert {row["request_id"] for row in cut.rows} == set(_streams(cut))
+    assert {row["request_id"] for row in cut.rows} == {*_streams(cut), "drain-waiting"}
     for row in cut.rows:
+        if row["request_id"] == "drain-waiting":
+            continue
         assert (row["status"], row["status_code"], row["error_code"]) == (
             "failed", 200, "gateway_shutdown")
         assert row["partial_text"], "what the client received is kept"
@@ -203,3 +206,23 @@ def test_streams_cut_after_the_grace_period_end_with_an_error_event_and_done(cut
         error = orjson.loads(events[-2])
         assert is_openai_error(error) and error["error"]["code"] == "gateway_shutdown"
 
+
+
+def test_a_request_still_waiting_for_its_upstream_after_the_grace_period_gets_a_503(cut):
+    # uvicorn cancels it: it is answered in the door's shape, retryable, not with a plain 500.
+    assert "drain-waiting" not in cut.errors, cut.errors.get("drain-waiting")
+    assert cut.statuses["drain-waiting"] == 503
+    error = orjson.loads(cut.bodies["drain-waiting"])
+    assert is_openai_error(error) and error["error"]["code"] == "gateway_shutdown"
+
+
+def test_a_request_still_waiting_for_its_upstream_after_the_grace_period_is_recorded(cut):
+    row, = [row for row in cut.rows if row["request_id"] == "drain-waiting"]
+    assert (row["status"], row["status_code"], row["error_code"]) == (
+        "failed", 503, "gateway_shutdown")
+    assert row["attempts"] == 1
+    assert row["tokens_input"], "charged its input: the upstream had it"
+
+
+def test_a_gateway_cut_at_its_grace_period_logs_no_traceback(cut):
+    assert TRACEBACK not in cut.stderr
