@@ -27,7 +27,7 @@ def test_a_quick_request_is_never_watched():
         client = Client()
         for _ in range(100):
             watch = ClientWatch(client.receive)
-            watch.start()
+            watch.start(cancel=True)
             await asyncio.sleep(0)
             watch.stop()
         await asyncio.sleep(WATCH_AFTER * 3)
@@ -42,7 +42,7 @@ def test_a_hang_up_during_a_long_wait_cancels_the_request():
         watch = ClientWatch(client.receive)
 
         async def request() -> None:
-            watch.start()
+            watch.start(cancel=True)
             await asyncio.sleep(30)  # the upstream thinks
 
         task = asyncio.create_task(request())
@@ -60,7 +60,7 @@ def test_a_message_that_is_not_a_hang_up_leaves_the_request_waiting():
     async def main() -> tuple[bool, int]:
         client = Client()
         watch = ClientWatch(client.receive)
-        watch.start()
+        watch.start(cancel=True)
         await asyncio.sleep(WATCH_AFTER * 2.5)
         await client.messages.put({"type": "http.request", "body": b"", "more_body": False})
         await asyncio.sleep(0.05)
@@ -77,7 +77,7 @@ def test_stopping_a_watched_request_ends_its_watcher():
         watch = ClientWatch(client.receive)
 
         async def request() -> None:
-            watch.start()
+            watch.start(cancel=True)
             await asyncio.sleep(WATCH_AFTER * 2.5)
             watch.stop()  # the answer came: nothing may cancel the request now
             await client.messages.put({"type": "http.disconnect"})
@@ -88,3 +88,22 @@ def test_stopping_a_watched_request_ends_its_watcher():
         return watch.gone, task.cancelled()
 
     assert asyncio.run(main()) == (False, False)
+
+
+def test_a_hang_up_marks_a_request_that_is_not_to_be_cancelled_gone_and_lets_it_run():
+    async def main() -> tuple[bool, bool]:
+        client = Client()
+        watch = ClientWatch(client.receive)
+
+        async def request() -> bool:
+            watch.start(cancel=False)
+            await asyncio.sleep(WATCH_AFTER * 2.5)
+            await client.messages.put({"type": "http.disconnect"})
+            await asyncio.sleep(0.05)
+            watch.stop()
+            return watch.gone
+
+        task = asyncio.create_task(request())
+        return await task, task.cancelled()
+
+    assert asyncio.run(main()) == (True, False)

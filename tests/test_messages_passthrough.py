@@ -41,7 +41,8 @@ def gateway(tmp_path_factory, fake_anthropic) -> Iterator[GatewayServer]:
 
 def client(gateway: GatewayServer, key: str = CLIENT_KEY, **options) -> anthropic.Anthropic:
     options.setdefault("max_retries", 0)
-    return anthropic.Anthropic(base_url=gateway.url, api_key=key, timeout=15, **options)
+    options.setdefault("timeout", 15)
+    return anthropic.Anthropic(base_url=gateway.url, api_key=key, **options)
 
 
 def test_create_returns_the_upstreams_message(gateway, upstream):
@@ -315,3 +316,29 @@ def test_an_odd_query_string_is_dropped_not_forwarded(gateway, upstream):
         "x-api-key": CLIENT_KEY}, json={"model": MODEL, "max_tokens": 16, "messages": HELLO})
     assert answer.status_code == 200
     assert upstream.last.query == ""
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_sdk_client_that_times_out_on_a_slow_upstream_is_recorded_as_gone(gateway, upstream,
+                                                                            stream):
+    # The SDK gives up at 0.4 s; the upstream would answer at 1.5 s, inside the gateway's 2 s
+    # first-byte timeout: only a watch on the client can tell what happened.
+    upstream.script(Behaviour(hang=1.5))
+    request_id = f"sdk-gone-{stream}"
+    with pytest.raises(anthropic.APITimeoutError):
+        client(gateway, timeout=0.4).messages.create(
+            model=MODEL, max_tokens=64, messages=HELLO, stream=stream,
+            extra_headers={"x-request-id": request_id})
+    row = gateway.record(request_id)
+    assert (row["api"], row["status"], row["status_code"], row["error_code"]) == (
+        "messages", "client_disconnected", 499, "client_disconnected")
+    assert row["attempts"] == 1
+    if stream:
+        # Cut before its first event (the upstream stops when its connection drops): its
+        # input is charged, counted locally.
+        assert (row["usage_source"], row["tokens_output"]) == ("local", 0)
+    else:
+        # An upstream may finish and bill a JSON answer nobody reads: it runs to its end and
+        # is charged what it reports.
+        assert row["usage_source"] == "provider" and row["tokens_output"] > 0
+    assert row["tokens_input"] > 0

@@ -8,8 +8,11 @@ request only stamps itself in its loop's table when its body is in, and one swee
 `WATCH_AFTER` seconds while the table holds anything, gives a watcher to each request that has
 waited that long. A quick request has left the table before a sweep finds it.
 
-A watcher that sees `http.disconnect` marks the watch `gone` and cancels the request's task;
-the door's flow records the request as the client's (circuit.gateway.door_flow).
+A watcher that sees `http.disconnect` marks the watch `gone`, and for a stream cancels the
+request's task (circuit.gateway.door_flow records it): a stream's upstream stops generating
+when its connection drops. A JSON request's upstream may not, and would bill the whole answer
+all the same, so it runs to its end and is charged what it reports; its record says the client
+was gone either way.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ WATCH_AFTER = 0.25
 class ClientWatch:
     """One request's watch: `start` once its body is in, `stop` once its answer is ready."""
 
-    __slots__ = ("_receive", "_task", "_at", "_sweep", "_watcher", "gone")
+    __slots__ = ("_receive", "_task", "_at", "_sweep", "_watcher", "_cancel", "gone")
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
@@ -36,13 +39,16 @@ class ClientWatch:
         self._at = 0.0  # when the sweep is to give it a watcher
         self._sweep: LoopSweep | None = None
         self._watcher: asyncio.Task | None = None
-        #: The client hung up while the request waited (its task was cancelled for it).
+        self._cancel = False
+        #: The client hung up while the request waited.
         self.gone = False
 
-    def start(self) -> None:
-        """Watch from now on (nothing else may read `receive` until `stop`)."""
+    def start(self, cancel: bool) -> None:
+        """Watch from now on (nothing else may read `receive` until `stop`); `cancel`: cancel
+        the request's task when the client hangs up."""
         if self._sweep is not None:
             return
+        self._cancel = cancel
         sweep = _SWEEPS.of(asyncio.get_running_loop())
         self._task = asyncio.current_task()
         self._at = sweep.loop.time() + WATCH_AFTER
@@ -72,7 +78,8 @@ class ClientWatch:
         task = self._task
         if task is not None:
             self.gone = True
-            task.cancel()
+            if self._cancel:
+                task.cancel()
 
 
 #: The requests of each loop waiting unwatched.

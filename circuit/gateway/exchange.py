@@ -112,7 +112,7 @@ class Exchange:
         record.provider, record.upstream_model = targets[0].provider.name, targets[0].model
         self._messages = messages
         if self.watch is not None:
-            self.watch.start()
+            self.watch.start(cancel=stream)
 
     async def admit(self, key: ClientKey, body: dict[str, Any], bound: RequestBound,
                     targets: list[Target], *, bills: bool = True) -> None:
@@ -282,10 +282,10 @@ class Exchange:
         self._close()
 
     def cut_off(self, error: CircuitError | None = None, status: int = 499) -> None:
-        """The request was cancelled before its answer: its client hung up (`error` None: a
-        499), or the server stopped past its grace period (`error`, answered with `status`).
-        Once an upstream was called it is charged as a stream cut before its first event:
-        its input, counted locally (the upstream may bill it)."""
+        """The request was cancelled before its answer: a stream's client hung up (`error`
+        None: a 499), or the server stopped past its grace period (`error`, answered with
+        `status`). Once an upstream was called it is charged as a stream cut before its first
+        event: its input, counted locally (the upstream may bill it)."""
         if self._closed:
             return
         self._trace_attempts()
@@ -314,12 +314,18 @@ class Exchange:
             return
         self._closed = True
         gateway = self.gateway
-        self.record.latency_ms = round((perf_counter() - self.started) * 1000, 3)
+        record = self.record
+        if self.watch is not None and self.watch.gone:
+            # The client hung up while its answer was awaited: it received nothing, whatever
+            # the upstream did (charged as it answered; the attempts say how that went).
+            record.status, record.status_code = "client_disconnected", 499
+            record.error_code = record.error_code or "client_disconnected"
+        record.latency_ms = round((perf_counter() - self.started) * 1000, 3)
         gateway.in_flight -= 1
         if self._streaming:
             self._streaming = False
             gateway.open_streams -= 1
-        gateway.writer.submit(self.record)
+        gateway.writer.submit(record)
 
 
 def _not_priced(model: str, limit_micros: int) -> ModelNotPriced:
