@@ -84,7 +84,7 @@ class DoorFlow:
             exchange.client_left()
             return Response(status_code=499)
         except asyncio.CancelledError:
-            # The watch cancelled it (the client hung up while it waited), or the server is
+            # The watch cancelled it (a stream's client hung up while it waited), or the server is
             # stopping past its grace period: recorded either way, and answered in the door's
             # shape if anyone still reads (not uvicorn's plain-text 500 and a traceback).
             asyncio.current_task().uncancel()
