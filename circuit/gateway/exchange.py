@@ -285,7 +285,8 @@ class Exchange:
         """The request was cancelled before its answer: a stream's client hung up (`error`
         None: a 499), or the server stopped past its grace period (`error`, answered with
         `status`). Once an upstream was called it is charged as a stream cut before its first
-        event: its input, counted locally (the upstream may bill it)."""
+        event, its input counted locally (the upstream may bill it); a JSON request cut at
+        shutdown with a budget is charged what it reserved."""
         if self._closed:
             return
         self._trace_attempts()
@@ -296,12 +297,19 @@ class Exchange:
         else:
             record.status, record.status_code = "failed", status
             record.error_code, record.error_message = error.code, error.message
-        if self.grants is not None:
-            if self.trace.attempts and record.upstream_model is not None:
-                record.local_count = LocalCount(record.upstream_model, self._messages, "",
-                                                self.grants)
+        grants = self.grants
+        if grants is not None:
+            reservation = grants.reservation
+            if not self.trace.attempts or record.upstream_model is None:
+                grants.settle(self.gateway, 0, 0)
+            elif error is not None and not record.stream and reservation is not None:
+                # A JSON answer cut at shutdown may still be finished, and billed, upstream:
+                # what it reserved is kept, so the day's ceiling holds whatever it cost.
+                record.cost_micros = reservation.amount
+                grants.settle(self.gateway, grants.borrowed_tokens, reservation.amount)
             else:
-                self.grants.settle(self.gateway, 0, 0)
+                record.local_count = LocalCount(record.upstream_model, self._messages, "",
+                                                grants)
         self._close()
 
     def _trace_attempts(self) -> None:
