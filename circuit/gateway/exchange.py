@@ -285,8 +285,8 @@ class Exchange:
         """The request was cancelled before its answer: a stream's client hung up (`error`
         None: a 499), or the server stopped past its grace period (`error`, answered with
         `status`). Once an upstream was called it is charged as a stream cut before its first
-        event, its input counted locally (the upstream may bill it); a JSON request cut at
-        shutdown with a budget is charged what it reserved."""
+        event, its input counted locally (the upstream may bill it); a JSON request with a
+        budget is charged what it reserved."""
         if self._closed:
             return
         self._trace_attempts()
@@ -302,9 +302,9 @@ class Exchange:
             reservation = grants.reservation
             if not self.trace.attempts or record.upstream_model is None:
                 grants.settle(self.gateway, 0, 0)
-            elif error is not None and not record.stream and reservation is not None:
-                # A JSON answer cut at shutdown may still be finished, and billed, upstream:
-                # what it reserved is kept, so the day's ceiling holds whatever it cost.
+            elif not record.stream and reservation is not None:
+                # A JSON answer cut (only the server cuts one) may still be finished, and
+                # billed, upstream: what it reserved is kept, so the ceiling holds.
                 record.cost_micros = reservation.amount
                 grants.settle(self.gateway, grants.borrowed_tokens, reservation.amount)
             else:
