@@ -56,6 +56,21 @@ def test_chat_only_upstream_failure_is_an_openai_shaped_error(door, upstream, re
     assert door.record(request_id)["status"] == "failed"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("chat_param, param", [
+    ("max_completion_tokens", "max_output_tokens"), ("max_tokens", "max_output_tokens"),
+    ("messages[1].content", "input"), ("tools[0].function.name", "tools[0].function.name"),
+    ("response_format", "text.format"), ("logit_bias", None)])
+def test_a_chat_upstreams_400_names_the_field_as_the_responses_client_sent_it(
+        door, upstream, chat_param, param, stream):
+    upstream.script(Behaviour(status=400, error_param=chat_param))
+    with pytest.raises(openai.BadRequestError) as raised:
+        door.client().responses.create(model="local-llama", input="Hi", max_output_tokens=20,
+                                       stream=stream)
+    assert raised.value.body.get("param") == param
+    assert raised.value.param == param
+
+
 def test_chat_only_upstream_reasoning_reaches_the_sdk_as_a_reasoning_item(door, upstream,
                                                                            request_id):
     upstream.script(Behaviour(reasoning="Weigh the greeting first"))

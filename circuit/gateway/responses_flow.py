@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from circuit.accounting.bound import responses_bound
-from circuit.errors import InvalidRequest, UpstreamFailed
+from circuit.errors import InvalidRequest, UpstreamFailed, UpstreamRejected
 from circuit.gateway.chat_request import read_body
 from circuit.gateway.door_flow import DoorFlow
 from circuit.gateway.doors import RESPONSES
@@ -32,7 +32,7 @@ from circuit.gateway.relay import StreamRelay
 from circuit.gateway.responses import UpstreamAnswer
 from circuit.gateway.responses_request import ResponsesRequest, parse_responses_request
 from circuit.gateway.routing import Target, able_targets
-from circuit.providers.responses_chat import chat_request, translated_body
+from circuit.providers.responses_chat import chat_request, responses_param, translated_body
 from circuit.providers.responses_chat_stream import ResponsesWriter, TranslatedStream
 from circuit.providers.responses_wire import ResponsesReader
 from circuit.wire import Call, Completion, EventStream, Passthrough
@@ -110,10 +110,15 @@ class _Translation:
         call = Call(self._chat, self._raw, target.model, ask.stream, self._request_id,
                     translated=True)
         provider = target.provider
-        if ask.stream:
-            return TranslatedStream(await provider.open_stream(call),
-                                    ResponsesWriter(ask.body, target.model))
-        answer = await provider.complete(call)
+        try:
+            if ask.stream:
+                return TranslatedStream(await provider.open_stream(call),
+                                        ResponsesWriter(ask.body, target.model))
+            answer = await provider.complete(call)
+        except UpstreamRejected as error:
+            # The field at fault, as the client named it: it sent Responses, not chat.
+            error.param = responses_param(error.param)
+            raise
         try:
             body = translated_body(answer.body, ask.body, answer.usage)
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):

@@ -40,6 +40,34 @@ def reject(message: str, param: str | None = None) -> InvalidRequest:
     return InvalidRequest(message, code="unsupported_parameter", param=param)
 
 
+#: A chat request's top-level fields, as the Responses request they came from names them
+#: (`messages` holds `instructions` and `input` both: `input`, the likelier).
+_PARAMS = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens",
+           "messages": "input", "response_format": "text.format",
+           "reasoning_effort": "reasoning.effort", "tools": "tools",
+           "tool_choice": "tool_choice", "parallel_tool_calls": "parallel_tool_calls",
+           "temperature": "temperature", "top_p": "top_p", "model": "model",
+           "stream": "stream"}
+
+
+def responses_param(param: str | None) -> str | None:
+    """The Responses field a chat upstream's error `param` is about, for a client that never
+    sent chat (`max_completion_tokens` is its `max_output_tokens`); None for a field it has no
+    name for. `tools[2].function.name` keeps its tool's index; a message's index is dropped
+    (instructions and items do not map one to one)."""
+    if not param:
+        return None
+    head, rest = param, ""
+    for at, char in enumerate(param):
+        if char in ".[":
+            head, rest = param[:at], param[at:]
+            break
+    named = _PARAMS.get(head)
+    if named is None:
+        return None
+    return named + rest if head == "tools" else named
+
+
 # ---------------------------------------------------------------------- request
 
 
