@@ -24,9 +24,16 @@ def micros_rounded(dollars: float) -> int:
     return round(dollars * MICROS_PER_USD)
 
 
+#: Past this an amount is named by its bound, not its digits: a hostile `n: 1e300` made a
+#: budget refusal quote a 300-digit sum.
+_BEYOND = 10**12 * MICROS_PER_USD
+
+
 def usd_text(amount: int) -> str:
     """An amount for people: cents from a dollar up ($5.00), else every micro-dollar that
     matters ($0.002, $0.000011): a refusal must never read "$0.00 remains" for $0.000011."""
+    if abs(amount) >= _BEYOND:
+        return ("-" if amount < 0 else "") + "over $1,000,000,000,000"
     if abs(amount) >= MICROS_PER_USD or amount == 0:
         return f"${usd(amount):,.2f}"
     digits = f"{abs(usd(amount)):.6f}".rstrip("0")

@@ -75,6 +75,18 @@ def test_n_sent_as_a_string_is_reserved_as_a_lax_upstream_reads_it(gateway, upst
     assert _spent(gateway) <= LIMIT_MICROS
 
 
+def test_an_absurd_n_is_refused_with_a_message_of_a_sane_length(gateway, upstream):
+    secret = _key(gateway)
+    body = {"model": "gpt-4o-mini", "messages": HELLO, "n": 1e300, "max_tokens": 20}
+    answer = httpx.post(gateway.url + "/v1/chat/completions", json=body,
+                        headers={"Authorization": f"Bearer {secret}"}, timeout=10)
+    assert answer.status_code == 429
+    error = answer.json()["error"]
+    assert error["code"] == "quota_exceeded" and "over $1,000,000,000,000" in error["message"]
+    assert len(error["message"]) < 400
+    assert upstream.calls == 0
+
+
 def test_the_larger_output_knob_is_reserved(gateway, upstream):
     # vLLM honours max_completion_tokens where Circuit once reserved max_tokens.
     upstream.default = Behaviour(reply=LONG_REPLY)

@@ -345,3 +345,8 @@ def test_a_catalog_model_without_a_known_cap_gets_the_generous_default(full_tabl
 ])
 def test_amounts_for_people_keep_every_micro_dollar_below_a_dollar(micros, shown):
     assert usd_text(micros) == shown
+
+
+@pytest.mark.parametrize("micros", [10**18, 10**300, -(10**300)])
+def test_an_amount_past_a_trillion_dollars_is_named_by_that_bound_not_its_digits(micros):
+    assert usd_text(micros).endswith("over $1,000,000,000,000")
