@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import PROVIDER_KEY
 from tests.fakes.openai_upstream import Behaviour
-from tests.support.gateway_server import CLIENT_KEY
+from tests.support.gateway_server import CLIENT_KEY, GatewayServer
 
 HELLO = [{"role": "user", "content": "Hello from the test"}]
 
@@ -274,6 +274,31 @@ def test_stream_error_before_the_first_byte_gets_an_http_status(openai_gateway, 
                                       "stream": True}, request_id)
     assert response.status_code == 502
     assert response.headers["content-type"].startswith("application/json")
+
+
+def test_a_json_request_whose_client_hung_up_is_not_retried_nor_answered(tmp_path, upstream,
+                                                                       request_id):
+    # Three attempts allowed, each timing out at 0.6 s: the client leaves at 0.3 s, and no
+    # attempt after the first is made for it (each could be billed).
+    upstream.default = Behaviour(hang=2.0)
+    server = GatewayServer(tmp_path, PROVIDER="openai", OPENAI_BASE_URL=upstream.base_url,
+                           OPENAI_API_KEY=PROVIDER_KEY, CIRCUIT_FIRST_BYTE_TIMEOUT=0.6,
+                           CIRCUIT_RETRY_MAX_ATTEMPTS=3, CIRCUIT_RETRY_BACKOFF_INITIAL=0.05,
+                           CIRCUIT_BREAKER_CONSECUTIVE_FAILURES=10_000).start()
+    try:
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(server.url + "/v1/chat/completions",
+                       json={"model": "gpt-4o-mini", "messages": HELLO},
+                       headers={"Authorization": f"Bearer {CLIENT_KEY}",
+                                "x-request-id": request_id}, timeout=0.3)
+        row = server.record(request_id)
+    finally:
+        server.stop()
+    assert (row["status"], row["status_code"], row["error_code"]) == (
+        "client_disconnected", 499, "client_disconnected")
+    assert row["attempts"] == 1 and upstream.calls == 1
+    assert orjson.loads(row["attempt_errors"])[0]["error"] == "upstream_timeout"
+    assert row["ttfb_ms"] is None, "nothing reached the client"
 
 
 @pytest.mark.parametrize("stream", [False, True])

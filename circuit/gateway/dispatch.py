@@ -1,8 +1,8 @@
 """Dispatcher: a call tried on each target in turn — breaker, retries with backoff, fallback.
 
 For each target: skip it when its breaker is open; otherwise call, and retry a retryable failure
-with backoff until the target's attempts or the request's deadline run out; then fall back to the
-next target. A failure the client caused (an upstream 400, 404, …) ends it at once. If no target
+with backoff until the target's attempts or the request's deadline run out, or its client hangs
+up; then fall back to the next target. A failure the client caused (an upstream 400, 404, …) ends it at once. If no target
 could even be tried (every breaker open), the answer is the structured 503; otherwise the last
 failure's. Every attempt, and why it failed, is written to the trace for the request record.
 """
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from circuit.errors import CircuitError, ServiceUnavailable, UpstreamError, UpstreamRejected
+from circuit.gateway.client_watch import ClientWatch
 from circuit.gateway.routing import Target
 from circuit.resilience.breaker import CircuitBreaker, Permit
 from circuit.resilience.retry import RetryPolicy, parse_retry_after
@@ -26,10 +27,16 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class DispatchTrace:
-    """What happened on the way to an answer: attempts made, and each failure."""
+    """What happened on the way to an answer: attempts made, and each failure; and the
+    request's client watch, which ends the retries and fallbacks of a request nobody awaits."""
 
     attempts: int = 0
     failures: list[dict] = field(default_factory=list)
+    watch: ClientWatch | None = None
+
+    def abandoned(self) -> bool:
+        """The client hung up: no further attempt is made for it (each could be billed)."""
+        return self.watch is not None and self.watch.gone
 
     def failed(self, target: Target, code: str, status: int | None) -> None:
         self.failures.append({"provider": target.provider.name, "model": target.model,
@@ -56,7 +63,7 @@ class Dispatcher:
         for target in targets:
             breaker = self._breakers[target.provider.name]
             policy = self._policies[target.provider.name]
-            if self._clock() - started > policy.deadline:
+            if self._clock() - started > policy.deadline or trace.abandoned():
                 break
             for number in range(1, policy.max_attempts + 1):
                 permit = await breaker.claim()
@@ -75,7 +82,8 @@ class Dispatcher:
                     last_error = error
                     if isinstance(error, UpstreamRejected) and not error.retryable:
                         raise  # the client's own error: no other target will like it more
-                    if not error.retryable or number == policy.max_attempts:
+                    if not error.retryable or number == policy.max_attempts or \
+                            trace.abandoned():
                         break
                     delay = policy.delay(number, parse_retry_after(error.headers.get(
                         "retry-after")), self._rand)

@@ -88,7 +88,7 @@ class Exchange:
         self.record = RequestRecord(request_id=request_id, timestamp=utc_now())
         self.grants: Grants | None = None
         self.permit: Permit | None = None
-        self.trace = DispatchTrace()
+        self.trace = DispatchTrace(watch=watch)
         self.bound: RequestBound | None = None
         self._messages: Any = None
         #: What the serving target may bill at most (usage past these is an anomaly).
@@ -327,7 +327,7 @@ class Exchange:
             # The client hung up while its answer was awaited: it received nothing, whatever
             # the upstream did (charged as it answered; the attempts say how that went).
             record.status, record.status_code = "client_disconnected", 499
-            record.error_code = record.error_code or "client_disconnected"
+            record.error_code, record.ttfb_ms = "client_disconnected", None
         record.latency_ms = round((perf_counter() - self.started) * 1000, 3)
         gateway.in_flight -= 1
         if self._streaming:

@@ -173,6 +173,12 @@ class Gateway:
                   for name, provider in self.router.providers.items()]
         steps += [("the pruner", self.pruner.stop),
                   ("the record writer", lambda: asyncio.to_thread(self.writer.stop)),
+                  # The writer's local counts (streams the shutdown cut, answers without
+                  # usage) settled their reservations as it drained, after the control loop
+                  # had returned the leases: what they released goes back too, or it would be
+                  # held until the day ends.
+                  ("the leases settled last", lambda: asyncio.wait_for(
+                      self.ledger.return_all(), CONTROL_STOP_TIMEOUT)),
                   ("the store", lambda: asyncio.to_thread(self.store.close))]
         for what, step in steps:
             try:

@@ -10,6 +10,7 @@ becomes of streams that outlast it.
 from __future__ import annotations
 
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -46,6 +47,7 @@ class Drained:
     exit_status: int | None = None
     seconds_to_exit: float = 0.0
     rows: list[dict] = field(default_factory=list)
+    granted_micros: int = 0  # the budget ledger's leases still out, once the gateway exited
     stderr: str = ""
 
 
@@ -102,6 +104,9 @@ def _in_flight_then_signal(gateway: GatewayProcess, upstream: FakeOpenAI,
     result.exit_status = gateway.wait(45)
     result.seconds_to_exit = time.monotonic() - started
     result.rows = gateway.rows()
+    with sqlite3.connect(gateway.db_path) as db:
+        result.granted_micros = db.execute(
+            "SELECT COALESCE(SUM(granted_micros), 0) FROM budget_ledger").fetchone()[0]
     result.stderr = gateway.stderr()
     return result
 
@@ -227,3 +232,9 @@ def test_a_request_still_waiting_for_its_upstream_after_the_grace_period_is_reco
 
 def test_a_gateway_cut_at_its_grace_period_logs_no_traceback(cut):
     assert TRACEBACK not in cut.stderr
+
+
+def test_a_shutdown_past_its_grace_period_leaves_no_budget_held(cut):
+    # The cut streams are settled by the writer's local counts as it drains, after the leases
+    # went back: what they did not spend must go back too, not stay held for the day.
+    assert cut.granted_micros == sum(row["cost_micros"] or 0 for row in cut.rows)
