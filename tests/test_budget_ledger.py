@@ -101,6 +101,52 @@ def test_requests_waiting_for_a_lease_all_go_on_together_once_it_arrives(store):
     assert max(reserved_at) - first <= 3, (leased_at, first, max(reserved_at))
 
 
+class CountedLeases(SlowLeases):
+    """SlowLeases that count the database's lease calls."""
+
+    def __init__(self, store) -> None:
+        super().__init__(store)
+        self.calls = 0
+
+    def lease_budget(self, *args):
+        self.calls += 1
+        return super().lease_budget(*args)
+
+
+def test_requests_queued_behind_a_lease_are_leased_for_in_that_one_call(store):
+    leases = CountedLeases(store)
+
+    async def scenario() -> int:
+        ledger = BudgetLedger(leases)
+        # Each request reserves more than a twentieth of the limit: one lease each, before.
+        burst = [asyncio.create_task(ledger.reserve("k", 1_000_000, 30_000)) for _ in range(30)]
+        for _ in range(5):  # every request is queued behind the first one's lease
+            await asyncio.sleep(0)
+        leases.release.set()
+        held = await asyncio.gather(*burst)
+        assert all(r is not None for r in held)
+        return leases.calls
+
+    assert asyncio.run(scenario()) <= 2
+
+
+def test_a_burst_past_the_limit_is_still_refused_past_it(store):
+    leases = CountedLeases(store)
+
+    async def scenario() -> tuple[int, int]:
+        ledger = BudgetLedger(leases)
+        burst = [asyncio.create_task(ledger.reserve("k", 1_000_000, 300_000)) for _ in range(5)]
+        for _ in range(5):
+            await asyncio.sleep(0)
+        leases.release.set()
+        results = await asyncio.gather(*burst, return_exceptions=True)
+        return (sum(1 for r in results if isinstance(r, QuotaExceeded)),
+                await asyncio.to_thread(store.granted_budget, "k", utc_day()))
+
+    refused, granted = asyncio.run(scenario())
+    assert refused == 2 and granted <= 1_000_000
+
+
 def test_a_lease_the_database_does_not_answer_in_time_is_503_and_given_back_later(store):
     slow = SlowLeases(store)
 
