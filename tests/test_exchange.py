@@ -205,7 +205,7 @@ def test_a_stream_that_ends_well_settles_once(tmp_path):
 
 def test_a_stream_cut_by_its_upstream_settles_once_and_counts_a_failure(tmp_path):
     async def run(gateway):
-        broken = StreamBroken("mock stream broke: ServerDisconnectedError")
+        broken = StreamBroken("mock stream broke: the upstream closed the connection")
         gateway.router.default = Scripted([[_chunk("Hel")], broken])
         status, sent = await _call(gateway, {**BODY, "stream": True})
         assert status == 200 and b"upstream_stream_broken" in sent[-1]

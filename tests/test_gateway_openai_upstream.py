@@ -210,6 +210,8 @@ def test_stream_dropped_midway_ends_with_an_error_event_and_records_the_partial_
     assert response.status_code == 200
     error = orjson.loads(events[-2])["error"]
     assert set(error) == {"message", "type", "code"}
+    # In words, not the HTTP client's class names.
+    assert "Error" not in error["message"] and "stream broke: the " in error["message"]
     assert events[-1] == "[DONE]", "a clean end of stream, no hang"
     row = openai_gateway.record(request_id)
     assert row["status"] == "failed" and row["error_code"] == "upstream_stream_broken"
