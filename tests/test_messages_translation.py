@@ -343,6 +343,8 @@ def test_a_thinking_budget_asks_for_a_reasoning_effort(thinking, effort):
     ({"type": "enabled", "budget_tokens": 1023}, "greater than or equal to 1024"),
     ({"type": "bogus"}, "'bogus'"),
     ("enabled", "should be an object"),
+    ({"type": "enabled", "budget_tokens": 2048}, "`max_tokens` must be greater"),
+    ({"type": "enabled", "budget_tokens": 4096}, "`max_tokens` must be greater"),
 ])
 def test_a_thinking_anthropic_would_refuse_is_an_anthropic_400(gateway, upstream, thinking,
                                                                named):
@@ -371,7 +373,7 @@ def test_reasoning_content_comes_back_as_a_thinking_block_before_the_text(gatewa
 def test_streamed_reasoning_is_a_thinking_block_with_thinking_deltas(gateway, upstream):
     upstream.script(Behaviour(reasoning=THOUGHT))
     with sdk(gateway).messages.stream(
-            model=MODEL, max_tokens=2048, messages=HELLO,
+            model=MODEL, max_tokens=16_000, messages=HELLO,
             thinking={"type": "enabled", "budget_tokens": 12_000}) as stream:
         events = [(event.type, getattr(event, "index", None),
                    getattr(getattr(event, "delta", None), "type", None)) for event in stream
@@ -415,12 +417,12 @@ def test_reasoning_past_the_reservation_is_cut(tmp_path, fake_openai):
     try:
         with httpx.stream("POST", server.url + "/v1/messages", timeout=15,
                           headers={"x-api-key": CLIENT_KEY},
-                          json={"model": MODEL, "max_tokens": 20, "messages": HELLO,
+                          json={"model": MODEL, "max_tokens": 1025, "messages": HELLO,
                                 "stream": True, "thinking": {"type": "enabled",
                                                              "budget_tokens": 1024}}) as response:
             raw = b"".join(response.iter_raw())
         assert raw.rsplit(b"\n\n", 2)[-2].startswith(b"event: error\n")
-        assert raw.count(b'"thinking_delta"') <= 20 + 32, "cut at the bound"
+        assert raw.count(b'"thinking_delta"') <= 1025 + 32, "cut at the bound"
         row = server.record(response.headers["x-request-id"])
         assert (row["status"], row["error_code"]) == ("failed", "upstream_overrun")
     finally:

@@ -154,9 +154,10 @@ def _assistant_turn(content: Any, where: str) -> dict[str, Any]:
     return turn
 
 
-def reasoning_effort(thinking: Any) -> str | None:
+def reasoning_effort(thinking: Any, max_tokens: Any = None) -> str | None:
     """The chat `reasoning_effort` for a Messages request's `thinking` (None: send none, as
-    for `disabled`, absent, or `adaptive`, which leaves the effort to the model)."""
+    for `disabled`, absent, or `adaptive`, which leaves the effort to the model); a budget
+    not below `max_tokens` is refused, as Anthropic refuses it."""
     # Refused as Anthropic refuses them, rather than quietly sent without thinking.
     if thinking is None:
         return None
@@ -174,6 +175,8 @@ def reasoning_effort(thinking: Any) -> str | None:
     if budget < LEAST_THINKING_BUDGET:
         raise _reject("thinking.enabled.budget_tokens: Input should be greater than or equal "
                       f"to {LEAST_THINKING_BUDGET}")
+    if type(max_tokens) is int and budget >= max_tokens:
+        raise _reject("`max_tokens` must be greater than `thinking.budget_tokens`")
     return next((effort for least, effort in EFFORTS if budget >= least), "low")
 
 
@@ -235,7 +238,7 @@ def _to_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
         if isinstance(body.get("metadata"), dict) else None
     if isinstance(user, str):
         out["user"] = user
-    effort = reasoning_effort(body.get("thinking"))
+    effort = reasoning_effort(body.get("thinking"), body.get("max_tokens"))
     if effort is not None:
         out["reasoning_effort"] = effort
     _tools(body, out)
