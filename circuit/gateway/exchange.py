@@ -291,10 +291,7 @@ class Exchange:
             return
         self._trace_attempts()
         record = self.record
-        if error is None:
-            record.status, record.status_code = "client_disconnected", 499
-            record.error_code = "client_disconnected"
-        else:
+        if error is not None:  # a hang-up (None) is written as every one is, by _close
             record.status, record.status_code = "failed", status
             record.error_code, record.error_message = error.code, error.message
         grants = self.grants
