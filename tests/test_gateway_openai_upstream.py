@@ -314,3 +314,36 @@ def test_a_client_gone_while_the_upstream_is_slow_is_recorded_as_client_disconne
                             "x-request-id": request_id}, timeout=0.3)
     row = openai_gateway.record(request_id)
     assert (row["status"], row["status_code"]) == ("client_disconnected", 499)
+
+
+def test_under_plain_uvicorn_a_hang_up_is_noticed_without_the_protocols_hang_up(
+        tmp_path, upstream, request_id):
+    # `uvicorn circuit.main:app` serves the app with uvicorn's own protocol, which puts no
+    # HangUp in the scope: the relay and the client watch await `receive` instead.
+    server = GatewayServer(tmp_path, protocol="httptools", PROVIDER="openai",
+                           OPENAI_BASE_URL=upstream.base_url,
+                           OPENAI_API_KEY=PROVIDER_KEY).start()
+    try:
+        upstream.script(Behaviour(chunk_delay=0.1, reply=" ".join(["word"] * 40)))
+        with httpx.stream("POST", server.url + "/v1/chat/completions",
+                          json={"model": "gpt-4o-mini", "messages": HELLO, "stream": True},
+                          headers={"Authorization": f"Bearer {CLIENT_KEY}",
+                                   "x-request-id": request_id}) as response:
+            received = 0
+            for line in response.iter_lines():
+                received += line.startswith("data: ")
+                if received == 4:
+                    break
+        assert upstream.wait_for(lambda: upstream.connections_closed_by_client == 1, timeout=3)
+        streamed = server.record(request_id)
+        upstream.script(Behaviour(hang=3))
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(server.url + "/v1/chat/completions",
+                       json={"model": "gpt-4o-mini", "messages": HELLO, "stream": True},
+                       headers={"Authorization": f"Bearer {CLIENT_KEY}",
+                                "x-request-id": request_id + "-slow"}, timeout=0.3)
+        waited = server.record(request_id + "-slow")
+    finally:
+        server.stop()
+    assert (streamed["status"], streamed["partial_text"][:4]) == ("client_disconnected", "word")
+    assert (waited["status"], waited["status_code"]) == ("client_disconnected", 499)

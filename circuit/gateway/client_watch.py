@@ -8,8 +8,10 @@ request only stamps itself in its loop's table when its body is in, and one swee
 `WATCH_AFTER` seconds while the table holds anything, gives a watcher to each request that has
 waited that long. A quick request has left the table before a sweep finds it.
 
-A watcher that sees `http.disconnect` marks the watch `gone`, and for a stream cancels the
-request's task (circuit.gateway.door_flow records it): a stream's upstream stops generating
+Under Circuit's HTTP protocol no watcher is needed: the request's HangUp
+(circuit.gateway.hang_up) tells of the hang-up at once, so a watch only registers with it.
+
+A hang-up marks the watch `gone`, and for a stream cancels the request's task (circuit.gateway.door_flow records it): a stream's upstream stops generating
 when its connection drops. A JSON request's upstream may not, and would bill the whole answer
 all the same, so it runs to its end and is charged what it reports; its record says the client
 was gone either way.
@@ -21,6 +23,7 @@ import asyncio
 
 from starlette.types import Receive
 
+from circuit.gateway.hang_up import HangUp
 from circuit.loop_sweep import LoopSweep, Sweeps
 
 #: Seconds a request waits before it is watched (and between sweeps): a client gone is noticed
@@ -31,10 +34,12 @@ WATCH_AFTER = 0.25
 class ClientWatch:
     """One request's watch: `start` once its body is in, `stop` once its answer is ready."""
 
-    __slots__ = ("_receive", "_task", "_at", "_sweep", "_watcher", "_cancel", "gone")
+    __slots__ = ("_receive", "_hang_up", "_task", "_at", "_sweep", "_watcher", "_cancel",
+                 "gone")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, hang_up: HangUp | None = None) -> None:
         self._receive = receive
+        self._hang_up = hang_up
         self._task: asyncio.Task | None = None
         self._at = 0.0  # when the sweep is to give it a watcher
         self._sweep: LoopSweep | None = None
@@ -46,23 +51,29 @@ class ClientWatch:
     def start(self, cancel: bool) -> None:
         """Watch from now on (nothing else may read `receive` until `stop`); `cancel`: cancel
         the request's task when the client hangs up."""
-        if self._sweep is not None:
+        if self._task is not None:
             return
         self._cancel = cancel
-        sweep = _SWEEPS.of(asyncio.get_running_loop())
         self._task = asyncio.current_task()
+        if self._hang_up is not None:
+            self._hang_up.on(self._hung_up)
+            return
+        sweep = _SWEEPS.of(asyncio.get_running_loop())
         self._at = sweep.loop.time() + WATCH_AFTER
         self._sweep = sweep
         sweep.add(self)
 
     def stop(self) -> None:
         """Stop watching (the answer is about to go out, or the request is over)."""
-        sweep = self._sweep
-        if sweep is None:
+        if self._task is None:
             return
+        self._task = None
+        if self._hang_up is not None:
+            self._hang_up.off(self._hung_up)
+            return
+        sweep = self._sweep
         self._sweep = None
         sweep.discard(self)
-        self._task = None
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
@@ -75,6 +86,9 @@ class ClientWatch:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 break
+        self._hung_up()
+
+    def _hung_up(self) -> None:
         task = self._task
         if task is not None:
             self.gone = True

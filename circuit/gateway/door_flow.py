@@ -21,6 +21,7 @@ from circuit.gateway.auth import ClientKey
 from circuit.gateway.client_watch import ClientWatch
 from circuit.gateway.doors import Door, worded
 from circuit.gateway.exchange import Exchange
+from circuit.gateway.hang_up import hang_up_of
 from circuit.gateway.messages_request import authenticate as anthropic_key
 from circuit.gateway.request_id import SCOPE_KEY, new_request_id
 from circuit.gateway.responses import error_response
@@ -66,7 +67,7 @@ class DoorFlow:
         return identify(exchange, lambda: anthropic_key(self.gateway.keys, request.headers))
 
     async def __call__(self, request: Request) -> Response:
-        watch = ClientWatch(request.receive)
+        watch = ClientWatch(request.receive, hang_up_of(request.scope))
         exchange = Exchange(self.gateway, request.scope.get(SCOPE_KEY) or new_request_id(),
                             watch)
         # The door is known before anything can fail: a request refused at auth or at its

@@ -28,6 +28,8 @@ from circuit.errors import (
     TooManyConnections,
 )
 from circuit.gateway.connections import guard_for
+from circuit.gateway.hang_up import SCOPE_KEY as HANG_UP
+from circuit.gateway.hang_up import HangUp
 from circuit.gateway.request_id import new_request_id
 from circuit.gateway.responses import closing_error_bytes
 
@@ -78,7 +80,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         self._guard.busy(self)
+        cycle = self.cycle
         super().connection_lost(exc)
+        if cycle is not None and not cycle.response_complete:
+            hang_up = cycle.scope.get(HANG_UP)
+            if hang_up is not None:
+                hang_up.fire()
 
     def evict(self) -> None:
         self._cancel_timer()
@@ -138,6 +145,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_count = 0
+        # The request learns of a hang-up without a task awaiting `receive` for it.
+        self.scope[HANG_UP] = HangUp()  # type: ignore[literal-required]
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1

@@ -2,8 +2,10 @@
 
 Each network read from upstream becomes one write to the client; accounting only looks at the
 events on their way through. The door (circuit.gateway.doors) says how an event is framed, what
-ends a stream and what error event ends a broken one. A watcher notices a client that leaves, even while the upstream is
-silent, and cancels the relay so the upstream call is dropped at once.
+ends a stream and what error event ends a broken one. A client that leaves, even while the
+upstream is silent, cancels the relay, so the upstream call is dropped at once: the request's
+HangUp tells of it (circuit.gateway.hang_up), or, where the server gives none, a task awaiting
+`receive`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from circuit.accounting.stream_tally import StreamTally
 from circuit.errors import CircuitError, StreamBroken, UpstreamError, UpstreamOverrun
 from circuit.gateway.doors import CHAT, Door
+from circuit.gateway.hang_up import hang_up_of
 from circuit.providers.upstream_errors import upstream_error_fields
 from circuit.wire import EventStream
 
@@ -54,17 +57,27 @@ class StreamRelay(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome = StreamOutcome()
-        client_gone = asyncio.Event()
-        watcher = asyncio.create_task(_watch_disconnect(receive, client_gone,
-                                                        asyncio.current_task()))
+        relay = asyncio.current_task()
+        gone: list[bool] = []  # the client hung up (and the relay was cancelled for it)
+        hang_up = hang_up_of(scope)
+        watcher = None
+
+        def hung_up() -> None:
+            gone.append(True)
+            relay.cancel()
+
+        if hang_up is not None:
+            hang_up.on(hung_up)
+        else:
+            watcher = asyncio.create_task(_watch_disconnect(receive, hung_up))
         started = False
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             started = True
             await self._pump(send, outcome)
         except asyncio.CancelledError:
-            asyncio.current_task().uncancel()
-            if client_gone.is_set():
+            relay.uncancel()
+            if gone:
                 outcome.status = "client_disconnected"
             else:
                 # The server is stopping past its grace period: end the stream as any other
@@ -77,7 +90,10 @@ class StreamRelay(Response):
         except OSError:
             outcome.status = "client_disconnected"
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
+            else:
+                hang_up.off(hung_up)
             # Settle before awaiting anything: a late cancellation must not skip the record.
             self._settle(self._tally, outcome)
             # The connection is being dropped either way.
@@ -126,12 +142,10 @@ class StreamRelay(Response):
             outcome.first_byte_at = perf_counter()
 
 
-async def _watch_disconnect(receive: Receive, client_gone: asyncio.Event,
-                            relay: asyncio.Task | None) -> None:
+async def _watch_disconnect(receive: Receive, hung_up: Callable[[], None]) -> None:
+    """Where the server gives no HangUp: await `receive` until the client hangs up."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            client_gone.set()
-            if relay is not None:
-                relay.cancel()
+            hung_up()
             return

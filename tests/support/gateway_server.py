@@ -23,7 +23,9 @@ CLIENT_KEY = "sk-test-client-key-0123456789"
 class GatewayServer:
     """A running gateway with its own database; `records()` reads what it wrote."""
 
-    def __init__(self, tmp: Path, **env: Any) -> None:
+    def __init__(self, tmp: Path, *, protocol: Any = BoundedHttpToolsProtocol, **env: Any) -> None:
+        """`protocol`: uvicorn's `http` (\"httptools\": plain uvicorn, as the README's
+        `uvicorn circuit.main:app` runs the app)."""
         self.db_path = tmp / "circuit.db"
         environ = {"CIRCUIT_DB_PATH": str(self.db_path), "CIRCUIT_API_KEYS": CLIENT_KEY,
                    "CIRCUIT_LOG_LEVEL": "warning",
@@ -37,7 +39,7 @@ class GatewayServer:
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(self.app, log_level="warning", access_log=False,
-                                loop="uvloop", http=BoundedHttpToolsProtocol, lifespan="on",
+                                loop="uvloop", http=protocol, lifespan="on",
                                 timeout_graceful_shutdown=5)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run,
