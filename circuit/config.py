@@ -154,6 +154,12 @@ class Settings:
                         parse_integer(0))
     workers: int = setting(1, "CIRCUIT_WORKERS", "Worker processes for `circuit serve`.",
                            parse_integer(1))
+    shutdown_grace: float = setting(
+        30.0, "CIRCUIT_SHUTDOWN_GRACE",
+        "Seconds `circuit serve` lets requests and streams in flight finish after SIGTERM; "
+        "then a stream ends with a `gateway_shutdown` error event and a request still waiting "
+        "on its upstream gets a 503. Keep it below your orchestrator's kill timeout.",
+        parse_number(0.0))
     max_body_bytes: int = setting(10 * 1024 * 1024, "CIRCUIT_MAX_BODY_BYTES",
                                   "Largest request body accepted; larger gets 413.", parse_integer(1))
     header_timeout: float = setting(10.0, "CIRCUIT_HEADER_TIMEOUT",

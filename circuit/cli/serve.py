@@ -39,7 +39,7 @@ def uvicorn_config(settings: Settings, *, reload: bool):
     return uvicorn.Config(
         "circuit.main:app", loop="uvloop", http=BoundedHttpToolsProtocol, access_log=False,
         log_config=uvicorn_log_config("warning", settings.log_format), log_level="warning",
-        timeout_graceful_shutdown=30, workers=settings.workers, reload=reload)
+        timeout_graceful_shutdown=settings.shutdown_grace, workers=settings.workers, reload=reload)
 
 
 def serve(

@@ -174,11 +174,10 @@ def clean_environment(**settings: Any) -> dict[str, str]:
 
 
 class GatewayProcess:
-    """`circuit serve` (or `python -m uvicorn circuit.main:app`) in a process of its own, on a
-    free port, with its own database and its stderr in a file."""
+    """`circuit serve` in a process of its own, on a free port, with its own database and its
+    stderr in a file."""
 
-    def __init__(self, folder: Path, *, runner: str = "serve",
-                 graceful_seconds: int | None = None, serve_args: tuple[str, ...] = (),
+    def __init__(self, folder: Path, *, serve_args: tuple[str, ...] = (),
                  prefix: Iterable[str] = (),
                  **settings: Any) -> None:
         self.folder = folder
@@ -190,15 +189,7 @@ class GatewayProcess:
         self.stdout_path = folder / "gateway.stdout"
         env = clean_environment(**{"CIRCUIT_DB_PATH": self.db_path, "CIRCUIT_API_KEYS": CLIENT_KEY,
                                    "CIRCUIT_LOG_LEVEL": "warning", **settings})
-        if runner == "serve":
-            command = [str(BIN / "circuit"), "serve", "--port", str(self.port), *serve_args]
-        else:  # uvicorn directly: the one way to choose the graceful-shutdown timeout
-            command = [sys.executable, "-m", "uvicorn", "circuit.main:app", "--port",
-                       str(self.port), "--loop", "uvloop",
-                       "--http", "circuit.gateway.http_protocol:BoundedHttpToolsProtocol",
-                       "--no-access-log", "--log-level", "warning"]
-            if graceful_seconds is not None:
-                command += ["--timeout-graceful-shutdown", str(graceful_seconds)]
+        command = [str(BIN / "circuit"), "serve", "--port", str(self.port), *serve_args]
         command = [*prefix, *command]  # e.g. prlimit, to run under other limits
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(command, env=env, cwd=folder, stdout=out, stderr=err,

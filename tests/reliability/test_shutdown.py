@@ -2,9 +2,9 @@
 
 `circuit serve` runs as a real process in front of a slow-streaming fake upstream. Several
 streams and one request still waiting for its upstream are in flight when SIGTERM arrives; the
-gateway must stop taking connections, let them finish (its grace period is 30 s), drain the
-record writer, and exit. A second gateway, run by uvicorn with a 1 s grace period, shows what
-becomes of streams that outlast it.
+gateway must stop taking connections, let them finish (its grace period is 30 s by default),
+drain the record writer, and exit. A second gateway, with a 1 s grace period
+(CIRCUIT_SHUTDOWN_GRACE), shows what becomes of streams that outlast it.
 """
 
 from __future__ import annotations
@@ -133,12 +133,12 @@ def drained(tmp_path_factory: pytest.TempPathFactory, slow_upstream: FakeOpenAI)
 
 @pytest.fixture(scope="module")
 def cut(tmp_path_factory: pytest.TempPathFactory, slow_upstream: FakeOpenAI) -> Drained:
-    """uvicorn with a 1 s grace period, SIGTERM with four ~2.4 s streams in flight and one
-    request whose upstream takes 5 s to answer."""
+    """`circuit serve` with a 1 s grace period (CIRCUIT_SHUTDOWN_GRACE), SIGTERM with four
+    ~2.4 s streams in flight and one request whose upstream takes 5 s to answer."""
     slow_upstream.reset()
     slow_upstream.default = Behaviour(chunk_delay=0.2, reply=" ".join(WORDS))
-    gateway = GatewayProcess(tmp_path_factory.mktemp("sigterm-cut"), runner="uvicorn",
-                             graceful_seconds=1, PROVIDER="openai",
+    gateway = GatewayProcess(tmp_path_factory.mktemp("sigterm-cut"),
+                             CIRCUIT_SHUTDOWN_GRACE=1, PROVIDER="openai",
                              OPENAI_BASE_URL=slow_upstream.base_url,
                              OPENAI_API_KEY="sk-up", CIRCUIT_DAILY_USD_LIMIT=100).wait_ready()
     try:
