@@ -30,7 +30,13 @@ from circuit.errors import StreamBroken, UpstreamFailed
 from circuit.providers.anthropic_stream import merge_usage
 from circuit.providers.anthropic_translate import usage_from_anthropic
 from circuit.providers.sse import FrameReader, SSEEvent
-from circuit.providers.upstream_errors import WINDOW, quotes_secret, redact, upstream_error_fields
+from circuit.providers.upstream_errors import (
+    WINDOW,
+    quotes_secret,
+    redact,
+    safe_error_event,
+    upstream_error_fields,
+)
 from circuit.wire import Completion, StreamEvent
 
 _PING = b"ping"
@@ -161,6 +167,7 @@ class MessagesEvents(FrameReader):
         elif kind == "message_stop":
             self._stop(out)
         elif kind == "error":
+            out.data = safe_error_event(out.data, event, self._secret)
             fields = upstream_error_fields(event.get("error"), self._secret)
             self.error = {k: v for k, v in fields.items() if v is not None}
             self.failed = True

@@ -14,7 +14,7 @@ import orjson
 
 from circuit.errors import StreamBroken, UpstreamFailed
 from circuit.providers.openai_wire import OpenAIEvents, usage_from_openai
-from circuit.providers.upstream_errors import upstream_error_fields
+from circuit.providers.upstream_errors import safe_error_event, upstream_error_fields
 from circuit.wire import Completion, StreamEvent, Transform, Usage
 
 #: An answer up to this size without usage in its tail is parsed whole to find it.
@@ -114,7 +114,8 @@ class CompletionsEvents(OpenAIEvents):
             raise StreamBroken("upstream sent an event that is not a JSON object",
                                code="bad_upstream_response")
         if "error" in chunk:
-            return StreamEvent(data, error=upstream_error_fields(chunk["error"], None))
+            return StreamEvent(safe_error_event(data, chunk, self._secret),
+                               error=upstream_error_fields(chunk["error"], self._secret))
         usage = usage_from_openai(chunk.get("usage")) if chunk.get("usage") else None
         choices = chunk.get("choices")
         if not choices:

@@ -9,7 +9,12 @@ import orjson
 
 from circuit.errors import StreamBroken
 from circuit.providers.sse import FrameReader, SSEEvent
-from circuit.providers.upstream_errors import WINDOW, redact, upstream_error_fields
+from circuit.providers.upstream_errors import (
+    WINDOW,
+    redact,
+    safe_error_event,
+    upstream_error_fields,
+)
 from circuit.wire import StreamEvent, Usage
 
 #: No single request uses more tokens than this; a larger count is an upstream's mistake.
@@ -71,13 +76,16 @@ def output_text(message: dict) -> str:
     return "".join(output_parts(message))
 
 
-def chunk_event(data: bytes, chunk: Any, forward_usage: bool) -> StreamEvent:
-    """The StreamEvent of one parsed `chat.completion.chunk` (`data` is what is relayed)."""
+def chunk_event(data: bytes, chunk: Any, forward_usage: bool,
+                secret: str | None = None) -> StreamEvent:
+    """The StreamEvent of one parsed `chat.completion.chunk` (`data` is what is relayed; an
+    error event is redacted of `secret` as decoded)."""
     if not isinstance(chunk, dict):
         raise StreamBroken("upstream sent an event that is not a JSON object",
                            code="bad_upstream_response")
     if "error" in chunk:
-        return StreamEvent(data, error=upstream_error_fields(chunk["error"], None))
+        return StreamEvent(safe_error_event(data, chunk, secret),
+                           error=upstream_error_fields(chunk["error"], secret))
     choices = chunk.get("choices")
     usage = usage_from_openai(chunk.get("usage")) if chunk.get("usage") else None
     if not choices:
@@ -168,7 +176,7 @@ class OpenAIEvents(FrameReader):
 
     def event(self, data: bytes, chunk: Any) -> StreamEvent:
         """The StreamEvent of one parsed chunk (a subclass reads another chunk shape)."""
-        return chunk_event(data, chunk, self._forward_usage)
+        return chunk_event(data, chunk, self._forward_usage, self._secret)
 
 
 def wants_usage(body: dict[str, Any]) -> bool:

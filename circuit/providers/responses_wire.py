@@ -17,7 +17,13 @@ import orjson
 
 from circuit.errors import StreamBroken, UpstreamFailed
 from circuit.providers.sse import FrameReader, SSEEvent
-from circuit.providers.upstream_errors import WINDOW, quotes_secret, redact, upstream_error_fields
+from circuit.providers.upstream_errors import (
+    WINDOW,
+    quotes_secret,
+    redact,
+    safe_error_event,
+    upstream_error_fields,
+)
 from circuit.wire import Completion, StreamEvent, Usage
 
 #: No single request uses more tokens than this; a larger count is an upstream's mistake.
@@ -169,7 +175,8 @@ class ResponsesEvents(FrameReader):
             return [StreamEvent(data, name)]
         self.failed = True
         error = event.get("error") if isinstance(event.get("error"), dict) else event
-        return [StreamEvent(data, event=name, error=upstream_error_fields(error, None))]
+        return [StreamEvent(safe_error_event(data, event, self._secret), event=name,
+                            error=upstream_error_fields(error, self._secret))]
 
     def feed_read(self, frames: list[SSEEvent], out: list[StreamEvent]) -> None:
         """`feed` of each event of one read, into `out` (FrameReader's contract), a named delta
@@ -201,8 +208,9 @@ class ResponsesEvents(FrameReader):
         usage = usage_from_responses(response.get("usage"))
         if event.get("type") == "response.failed":
             self.failed = True
-            error = upstream_error_fields(response.get("error"), None)
-            return StreamEvent(data, event=name, usage=usage, finish_reason="error",
+            error = upstream_error_fields(response.get("error"), self._secret)
+            return StreamEvent(safe_error_event(data, event, self._secret), event=name,
+                               usage=usage, finish_reason="error",
                                error={**error, "code": error["code"] or "response_failed"})
         self.done = True
         return StreamEvent(data, event=name, usage=usage, finish_reason=finish_of(response))

@@ -63,6 +63,18 @@ def upstream_error_fields(error: Any, secret: str | None) -> dict[str, str | Non
     return fields
 
 
+def safe_error_event(data: bytes, event: Any, secret: str | None) -> bytes:
+    """An upstream's stream error event (`data`, parsed as `event`) fit to relay: as it came,
+    unless its decoded text quotes some of `secret` — a JSON escape (`\\u0073k-…`) hides a
+    quote from a search of the bytes as sent — then re-encoded from that text, redacted.
+    Error events are rare: this reads every string of one, not only the key's two ends."""
+    if not secret:
+        return data
+    text = orjson.dumps(event).decode()
+    clean = redact(text, secret)
+    return data if clean == text else clean.encode()
+
+
 def error_from_upstream(status: int, body: bytes, headers: Mapping[str, str],
                         provider: str, secret: str | None = None) -> UpstreamError:
     """The typed error for an upstream's non-2xx answer; `secret` (the provider's key) is

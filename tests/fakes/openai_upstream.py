@@ -147,6 +147,9 @@ class Behaviour:
     or streamed a word a chunk as ``delta.reasoning_content`` before the reply. Its words are
     completion tokens (``completion_tokens_details.reasoning_tokens``), and the output limit
     covers them first, as ``max_completion_tokens`` does."""
+    raw_event_after_chunks: tuple[int, bytes] | None = None
+    """Chat stream: after N word chunks, these bytes as one ``data:`` value, then ``[DONE]``
+    and the end: an upstream's own error event as it wrote it, JSON escapes and all."""
     error_event_after_chunks: int | None = None
     """Responses stream: after N text deltas, an ``error`` event (``error_code``,
     ``error_message``) and the end of the stream, as OpenAI does when generation fails."""
@@ -909,6 +912,11 @@ class FakeOpenAI:
                 await self._abort(request)
             if i == garbage_at:
                 await send(MALFORMED_SSE_EVENT)
+            if behaviour.raw_event_after_chunks is not None and \
+                    i == behaviour.raw_event_after_chunks[0]:
+                await send(b"data: " + behaviour.raw_event_after_chunks[1] + b"\n\n" + SSE_DONE)
+                await resp.write_eof()
+                return resp
             await send(_sse(chunk(choice({"content": word if i == 0 else " " + word}))))
         if behaviour.drop_after_chunks is not None:
             # N >= number of words: still drop before the finish chunk.

@@ -34,6 +34,7 @@ from tests.reliability.support import (
     database_bytes,
     is_openai_error,
     raw_exchange,
+    sse_data,
     wait_for_rows,
 )
 
@@ -52,6 +53,8 @@ class Secured:
     table_key: str
     secrets: dict[str, str]
     error_bodies: dict[str, str] = field(default_factory=dict)
+    #: Streams whose upstream sent an error event quoting the provider key, as received.
+    stream_bodies: dict[str, str] = field(default_factory=dict)
     request_ids: list[str] = field(default_factory=list)
 
     def leaks(self, haystack: bytes) -> list[str]:
@@ -125,6 +128,19 @@ def secured(request: pytest.FixtureRequest, own_upstream: FakeOpenAI,
         call("upstream-400-code", CONFIG_KEY)
         upstream.script(Behaviour(status=400, error_message="x" * 470 + PROVIDER_KEY))
         call("upstream-400-straddle", CONFIG_KEY)
+        # Mid-stream error events quoting the key as no byte search of what was sent finds
+        # it: every character a JSON escape, and a run from its middle alone.
+        escaped = "".join(f"\\u{ord(c):04x}" for c in PROVIDER_KEY)
+        middle = PROVIDER_KEY[len(PROVIDER_KEY) // 2 - 8:len(PROVIDER_KEY) // 2 + 8]
+        for name, quote in (("escaped", escaped), ("middle", middle)):
+            upstream.script(Behaviour(raw_event_after_chunks=(1, (
+                '{"error": {"message": "generation failed for key ' + quote + '", "type": '
+                '"server_error", "param": "' + quote + '", "code": null}}').encode())))
+            request_id = f"sec-stream-{name}"
+            result.request_ids.append(request_id)
+            result.stream_bodies[name] = httpx.post(
+                gateway.url + CHAT, json=chat_body(stream=True),
+                headers=auth(CONFIG_KEY, request_id), timeout=10).text
         models = httpx.get(gateway.url + "/v1/models", headers=auth(STRANGER_KEY), timeout=10)
         result.error_bodies["models"] = models.text
         wait_for_rows(gateway.db_path, result.request_ids, columns="request_id")
@@ -155,6 +171,23 @@ def test_no_secret_appears_in_an_error_body(secured):
     for name, body in secured.error_bodies.items():
         assert is_openai_error(orjson.loads(body)), name
         assert secured.leaks(body.encode()) == [], name
+
+
+def test_no_secret_appears_in_a_stream_whose_error_event_quotes_it_escaped_or_in_part(secured):
+    assert set(secured.stream_bodies) == {"escaped", "middle"}
+    for name, body in secured.stream_bodies.items():
+        events = sse_data(body)
+        assert events[-1] == "[DONE]", name
+        # As a client reads it: JSON decoded, so an escaped quote of the key is the key.
+        decoded = b"".join(orjson.dumps(orjson.loads(e)) for e in events[:-1])
+        assert b'"error"' in decoded, name
+        assert secured.leaks(decoded) == [], name
+    rows = wait_for_rows(secured.gateway.db_path, ["sec-stream-escaped", "sec-stream-middle"],
+                         columns="request_id, status, error_message")
+    for request_id in ("sec-stream-escaped", "sec-stream-middle"):
+        (row,) = rows[request_id]
+        assert row["status"] == "failed" and "generation failed" in row["error_message"]
+        assert secured.leaks(row["error_message"].encode()) == [], request_id
 
 
 def test_no_secret_appears_in_metrics(secured):
