@@ -213,7 +213,8 @@ class AnthropicProvider:
         try:
             async with asyncio.timeout(self._timeouts.first_byte):
                 for _ in range(20):  # pages; far more models than Anthropic has
-                    async with self._session.get(self._models_url, params=params) as response:
+                    async with self._session.get(self._models_url, params=params,
+                                                 allow_redirects=False) as response:
                         if response.status != 200:
                             raise error_from_anthropic(
                                 response.status, await read_at_most(response, ERROR_BODY_LIMIT),

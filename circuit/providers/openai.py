@@ -128,7 +128,7 @@ class OpenAIProvider:
         assert self._session is not None, "provider not started"
         try:
             async with asyncio.timeout(self._timeouts.first_byte), \
-                    self._session.get(self._models_url) as response:
+                    self._session.get(self._models_url, allow_redirects=False) as response:
                 if response.status != 200:
                     raise error_from_upstream(response.status, await read_at_most(
                         response, ERROR_BODY_LIMIT), response.headers, self.name, self._api_key)

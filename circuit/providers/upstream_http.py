@@ -35,14 +35,34 @@ def open_session(headers: Mapping[str, str], connect_timeout: float,
                                  auto_decompress=True)
 
 
+def broken_words(exc: BaseException) -> str:
+    """How a connection to an upstream failed, in words. Never aiohttp's own text: it quotes
+    the raw bytes of an answer it could not parse (headers that may echo the key) and names
+    the upstream's URL."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the upstream closed the connection"
+    if isinstance(exc, ConnectionResetError | aiohttp.ClientConnectionResetError):
+        return "the connection was reset"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the answer's body was cut off"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "its answer was not valid HTTP"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror  # the OS's reason ("Connection refused"), nothing of the peer's
+    return "the connection failed"
+
+
 def client_error(provider: str, exc: aiohttp.ClientError) -> UpstreamError:
-    """A connection failure as the typed error a client may see: the provider's name and the
-    OS's reason, never aiohttp's own text (which names its SSL context and the address)."""
+    """A connection failure as the typed error a client may see: the provider's name and what
+    failed, in words (broken_words)."""
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamUnreachable(f"{provider} is unreachable: {exc.strerror or exc}")
+        return UpstreamUnreachable(f"{provider} is unreachable: {broken_words(exc)}")
     if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
-        return UpstreamUnreachable(f"{provider} closed the connection: {exc}")
-    return UpstreamFailed(f"{provider} request failed: {exc}")
+        return UpstreamUnreachable(f"{provider} closed the connection: {broken_words(exc)}")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return UpstreamFailed(f"{provider} sent an answer that is not valid HTTP",
+                              code="bad_upstream_response")
+    return UpstreamFailed(f"{provider} request failed: {broken_words(exc)}")
 
 
 async def post(session: aiohttp.ClientSession | None, url: str, payload: bytes, provider: str,
@@ -55,7 +75,10 @@ async def post(session: aiohttp.ClientSession | None, url: str, payload: bytes, 
     a passthrough door forwards (GET and DELETE without a body)."""
     assert session is not None, "provider not started"
     try:
-        response = await session.request(method, url, data=payload or None, headers=headers)
+        # A redirect is not followed: it would send the request (and, to the same host, the
+        # key) wherever the upstream points; it is answered as the upstream's error instead.
+        response = await session.request(method, url, data=payload or None, headers=headers,
+                                         allow_redirects=False)
     except aiohttp.ClientError as exc:
         raise client_error(provider, exc) from None
     if response.status >= 300:
@@ -147,4 +170,4 @@ async def post_for_body(session: aiohttp.ClientSession | None, url: str, payload
     except TimeoutError:
         raise UpstreamTimeout(f"{provider} did not answer within {first_byte:g}s") from None
     except aiohttp.ClientError as exc:
-        raise UpstreamFailed(f"{provider} broke off its answer: {exc}") from None
+        raise UpstreamFailed(f"{provider} broke off its answer: {broken_words(exc)}") from None

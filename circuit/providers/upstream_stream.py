@@ -18,7 +18,7 @@ from circuit.errors import StreamBroken, UpstreamError, UpstreamFailed, Upstream
 from circuit.providers.base import Timeouts
 from circuit.providers.deadline import Deadline
 from circuit.providers.sse import SSEDecoder
-from circuit.providers.upstream_http import ErrorMapper, event_too_large, post
+from circuit.providers.upstream_http import ErrorMapper, broken_words, event_too_large, post
 from circuit.wire import StreamEvent, Transform
 
 
@@ -74,7 +74,7 @@ class UpstreamEventStream:
                                   "mid-stream", code="upstream_idle_timeout") from None
         except (aiohttp.ClientError, ConnectionError) as exc:
             self._close()
-            raise StreamBroken(f"{self._provider} stream broke: {_broken(exc)}") from None
+            raise StreamBroken(f"{self._provider} stream broke: {broken_words(exc)}") from None
         if not chunk:
             self._close()
             # A clean end without the stream's end marker: the upstream gave up mid-answer.
@@ -111,17 +111,6 @@ class UpstreamEventStream:
     async def aclose(self) -> None:
         if not self._done:
             self._close()
-
-
-def _broken(exc: BaseException) -> str:
-    """How a stream's connection broke, in words (not the HTTP client's class names)."""
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the upstream closed the connection"
-    if isinstance(exc, ConnectionResetError | aiohttp.ClientConnectionResetError):
-        return "the connection was reset"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "the answer's body was cut off"
-    return "the connection failed"
 
 
 async def open_event_stream(session: aiohttp.ClientSession | None, url: str, payload: bytes,
