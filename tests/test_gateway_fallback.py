@@ -9,10 +9,12 @@ import openai
 import orjson
 import pytest
 
-from circuit.errors import UpstreamFailed
+from circuit.errors import UpstreamError, UpstreamFailed
 from circuit.gateway.dispatch import Dispatcher, DispatchTrace
 from circuit.gateway.routing import Target
+from circuit.providers.anthropic import error_from_anthropic
 from circuit.providers.openai import OpenAIProvider
+from circuit.providers.upstream_errors import error_from_upstream
 from circuit.resilience.breaker import CircuitBreaker
 from circuit.resilience.retry import RetryPolicy
 from circuit.wire import Call
@@ -236,6 +238,56 @@ def test_retries_honour_retry_after_on_429(upstream):
     clock = _Clock()
     _dispatch(upstream, RetryPolicy(max_attempts=2, backoff_initial=1.0), clock)
     assert clock.slept == [5.0]
+
+
+def test_retries_honour_retry_after_on_a_503(upstream):
+    upstream.script(Behaviour(status=503, retry_after="5"))
+    clock = _Clock()
+    _dispatch(upstream, RetryPolicy(max_attempts=2, backoff_initial=1.0), clock)
+    assert clock.slept == [5.0]
+
+
+@pytest.mark.parametrize("status", [429, 503, 529])
+@pytest.mark.parametrize("sent, passed", [("2.5", "3"), ("abc", None), ("-1", None),
+                                          ("nan", None), ("inf", None), ("7", "7")])
+def test_an_upstream_retry_after_is_passed_on_in_whole_seconds_or_not_at_all(status, sent,
+                                                                             passed):
+    for error in (error_from_upstream(status, b"{}", {"retry-after": sent}, "openai"),
+                  error_from_anthropic(status, b"{}", {"retry-after": sent}, "anthropic")):
+        assert error.headers.get("retry-after") == passed, type(error).__name__
+
+
+def test_a_client_gone_during_a_retry_after_wait_gets_no_second_call(upstream):
+    upstream.default = Behaviour(status=429, retry_after="5")
+    clock = _Clock()
+    gone = DispatchTrace()
+
+    async def run():
+        provider = OpenAIProvider("openai", upstream.base_url, "sk-x")
+        await provider.start()
+
+        async def sleep(seconds: float) -> None:
+            await clock.sleep(seconds)
+            gone.watch = _Gone()  # the client hung up while the gateway waited
+
+        try:
+            dispatcher = Dispatcher({"openai": CircuitBreaker("openai")},
+                                    {"openai": RetryPolicy(max_attempts=3)},
+                                    sleep=sleep, clock=clock, rand=lambda: 1.0)
+            call = Call({"model": "m", "messages": HELLO}, orjson.dumps(
+                {"model": "m", "messages": HELLO}), "m", False, "r")
+            with pytest.raises(UpstreamError):
+                await dispatcher.call([Target(provider, "m")],
+                                      lambda t: t.provider.complete(call), gone, 0.0)
+        finally:
+            await provider.aclose()
+
+    asyncio.run(run())
+    assert upstream.calls == 1 and gone.attempts == 1 and clock.slept == [5.0]
+
+
+class _Gone:
+    gone = True
 
 
 def test_no_retry_starts_past_the_deadline(upstream):

@@ -90,6 +90,8 @@ class Dispatcher:
                     if self._clock() + delay - started > policy.deadline:
                         break
                     await self._sleep(delay)
+                    if trace.abandoned():
+                        break  # the client hung up during the wait: no call made for nobody
                     continue
                 except BaseException:
                     permit.abandoned()

@@ -42,6 +42,7 @@ from circuit.providers.upstream_http import (
     read_bounded,
 )
 from circuit.providers.upstream_stream import UpstreamEventStream, open_event_stream
+from circuit.resilience.retry import retry_after_passed
 from circuit.wire import Call, Completion, EventStream, Passthrough, WireReader
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -67,8 +68,7 @@ def error_from_anthropic(status: int, body: bytes, headers: Mapping[str, str],
                                code="upstream_auth_failed")
         error.retryable = False
         return error
-    retry_after = headers.get("retry-after")
-    passed = {"retry-after": retry_after} if retry_after else {}
+    passed = retry_after_passed(headers.get("retry-after"))
     if status == 529 or kind == "overloaded_error":
         return UpstreamFailed(f"{provider} is overloaded ({status})",
                               code="upstream_overloaded", headers=passed)

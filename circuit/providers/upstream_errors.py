@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from circuit.errors import UpstreamError, UpstreamFailed, UpstreamRejected
+from circuit.resilience.retry import retry_after_passed
 
 #: Upstream statuses whose meaning the client can act on, passed through as they are.
 _PASSED_THROUGH = {400, 404, 409, 413, 422, 429}
@@ -87,17 +88,17 @@ def error_from_upstream(status: int, body: bytes, headers: Mapping[str, str],
                                code="upstream_auth_failed")
         error.retryable = False
         return error
+    # Waited by before a retry, and passed on: a 5xx's too (a 503's says when to come back).
+    passed = retry_after_passed(headers.get("retry-after"))
     if status in _PASSED_THROUGH:
-        passed = {}
-        if status == 429 and headers.get("retry-after"):
-            passed["retry-after"] = headers["retry-after"]
         return UpstreamRejected(
             status, message or f"{provider} rejected the request ({status})",
             type=type_ or ("rate_limit_error" if status == 429 else "invalid_request_error"),
-            code=code, headers=passed, param=fields["param"])
+            code=code, headers=passed if status == 429 else None, param=fields["param"])
     return UpstreamFailed(f"{provider} failed with status {status}"
                           + (f": {message}" if message else ""),
-                          code="upstream_server_error" if status >= 500 else "upstream_error")
+                          code="upstream_server_error" if status >= 500 else "upstream_error",
+                          headers=passed if status >= 500 else None)
 
 
 def _describe(body: bytes, secret: str | None) -> dict[str, str | None]:

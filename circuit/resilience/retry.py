@@ -7,6 +7,7 @@ An upstream's `Retry-After` is honoured when the deadline leaves room for it.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,3 +39,12 @@ def parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+def retry_after_passed(value: str | None) -> dict[str, str]:
+    """The Retry-After an upstream sent, as the header to pass on and to wait by: whole
+    seconds, or none when it is not a number of seconds (`abc` is not sent on as it came)."""
+    seconds = parse_retry_after(value)
+    if seconds is None or not math.isfinite(seconds):
+        return {}
+    return {"retry-after": str(math.ceil(seconds))}
