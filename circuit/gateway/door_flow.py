@@ -81,6 +81,12 @@ class DoorFlow:
             exchange.refuse(error, self.door.error_status(error))
             return error_response(error, self.door)
         except ClientDisconnect:
+            hang_up = hang_up_of(request.scope)
+            if hang_up is not None and hang_up.answered is not None:
+                # The protocol ended the request itself (its body was too slow) and answered.
+                error = hang_up.answered
+                exchange.refuse(error, self.door.error_status(error))
+                return Response(status_code=error.status)
             # The client left before its request was whole: nothing to answer, nothing failed.
             exchange.client_left()
             return Response(status_code=499)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from circuit.errors import CircuitError
+
 #: The scope key of a request's HangUp.
 SCOPE_KEY = "circuit.hang_up"
 
@@ -20,11 +22,14 @@ SCOPE_KEY = "circuit.hang_up"
 class HangUp:
     """Calls each callback given to `on` once, when the client hangs up (at once, if it has)."""
 
-    __slots__ = ("_callbacks", "happened")
+    __slots__ = ("_callbacks", "happened", "answered")
 
     def __init__(self) -> None:
         self._callbacks: list[Callable[[], Any]] = []
         self.happened = False
+        #: What the protocol answered itself before ending the request (a body that did not
+        #: arrive in time): the request is recorded as that, not as a client that left.
+        self.answered: CircuitError | None = None
 
     def on(self, callback: Callable[[], Any]) -> None:
         if self.happened:

@@ -7,9 +7,11 @@ uvicorn bounds none of these; `circuit serve` runs this protocol instead:
   its first byte on a kept-alive connection), a body within `body_timeout` of its head, plus a
   second per 64 KiB received; an idle kept-alive connection closes after `keepalive_timeout`.
 - Count: at most `max_connections` per worker; see `circuit.gateway.connections`.
-- Refusals are in OpenAI's error shape (JSON), as every other answer of the gateway, unreadable
-  HTTP included; the connection is then half-closed and what the client still sends is
-  dropped for a moment, so the client reads the answer instead of a reset.
+- Refusals are in the error shape (JSON) of the door the request came to, as every other
+  answer of the gateway, unreadable HTTP included; the connection is then half-closed and what
+  the client still sends is dropped for a moment, so the client reads the answer instead of a
+  reset. A request whose body was too slow is told so through its HangUp, so it is recorded
+  as the 408 answered, not as a client that left.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from circuit.errors import (
     TooManyConnections,
 )
 from circuit.gateway.connections import guard_for
+from circuit.gateway.doors import CHAT, MESSAGES, Door
 from circuit.gateway.hang_up import SCOPE_KEY as HANG_UP
 from circuit.gateway.hang_up import HangUp
 from circuit.gateway.request_id import new_request_id
@@ -224,16 +227,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if left > 0:
             self._arm(left, self._body_overdue)  # the body kept coming: it earned more time
             return
+        error = RequestTimeout(f"The request body did not arrive within {allowed:.0f}s")
         cycle = self.cycle
         if cycle is not None:
-            # The app waits on the body: it sees the client gone, and writes nothing more.
+            # The app waits on the body: it sees the client gone, and writes nothing more; it
+            # records the request as the 408 answered here.
+            hang_up = cycle.scope.get(HANG_UP)
+            if hang_up is not None and not cycle.response_started:
+                hang_up.answered = error
             cycle.disconnected = True
             cycle.message_event.set()
             if cycle.response_started:
                 self.transport.close()
                 return
-        self._answer_and_close(RequestTimeout(
-            f"The request body did not arrive within {allowed:.0f}s"))
+        self._answer_and_close(error)
 
     def _arm(self, delay: float, callback: Any) -> None:
         self._cancel_timer()
@@ -246,6 +253,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- refusing ------------------------------------------------------------------------------
 
+    def _door(self) -> Door:
+        """The door whose shape a refusal takes: Anthropic's for a path under /v1/messages or
+        a request that sent `anthropic-version` (as far as its head has come), else OpenAI's."""
+        url = getattr(self, "url", None) or b""
+        path = url.partition(b"?")[0]
+        if path == b"/v1/messages" or path.startswith(b"/v1/messages/") or any(
+                name.lower() == b"anthropic-version" for name, _ in self.headers or ()):
+            return MESSAGES
+        return CHAT
+
     def _answer_and_close(self, error: CircuitError) -> None:
         """Answer `error` and end the connection: half-close at once, close for good when the
         client hangs up or after LINGER_SECONDS."""
@@ -255,7 +272,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         transport = self.transport
         if transport.is_closing():
             return
-        transport.write(closing_error_bytes(error, new_request_id()))
+        transport.write(closing_error_bytes(error, new_request_id(), self._door()))
         try:
             transport.write_eof()
         except (NotImplementedError, OSError, RuntimeError):

@@ -55,12 +55,13 @@ def error_response(error: CircuitError, door: Door = CHAT) -> Response:
     return json_response(door.error_body(error), door.error_status(error), error.headers)
 
 
-def closing_error_bytes(error: CircuitError, request_id: str) -> bytes:
-    """The same answer as raw HTTP/1.1 bytes ending the connection, for what the server's
-    protocol refuses before any app sees a request (unreadable or oversized heads, timeouts,
-    the connection limit)."""
-    body = orjson.dumps(error.body())
-    head = [f"HTTP/1.1 {error.status} {http.HTTPStatus(error.status).phrase}",
+def closing_error_bytes(error: CircuitError, request_id: str, door: Door = CHAT) -> bytes:
+    """The same answer as raw HTTP/1.1 bytes ending the connection, in `door`'s shape, for
+    what the server's protocol refuses before any app sees a request (unreadable or oversized
+    heads, timeouts, the connection limit)."""
+    body = orjson.dumps(door.error_body(error))
+    status = door.error_status(error)
+    head = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
             "content-type: application/json", f"content-length: {len(body)}",
             "connection: close", f"x-request-id: {request_id}",
             *(f"{k}: {v}" for k, v in error.headers.items())]

@@ -102,7 +102,33 @@ def test_a_body_that_stops_coming_gets_408_and_is_closed(gateway, request_id):
         assert answer.json()["error"]["code"] == "request_timeout"
         assert reader.until_closed() == b""
     row = gateway.record(request_id)
-    assert row["status"] == "client_disconnected", "the request that never arrived is recorded"
+    assert (row["status"], row["status_code"], row["error_code"]) == (
+        "rejected", 408, "request_timeout"), "recorded as what it was answered"
+
+
+def _messages_head(length: int, extra: bytes = b"") -> bytes:
+    return (b"POST /v1/messages HTTP/1.1\r\nHost: gw\r\nx-api-key: " + CLIENT_KEY.encode()
+            + b"\r\nanthropic-version: 2023-06-01\r\nContent-Type: application/json\r\n"
+            + b"Content-Length: %d\r\n" % length + extra + b"\r\n")
+
+
+@pytest.mark.parametrize("sent, status", [
+    pytest.param(_messages_head(len(HELLO)) + HELLO[:10], 408, id="a_body_that_stops_coming"),
+    pytest.param(b"POST /v1/messages HTTP/1.1\r\nHost: gw\r\n", 408,
+                 id="a_head_that_stops_coming"),
+    pytest.param(_messages_head(0, b"".join(b"X-F-%03d: v\r\n" % i for i in range(150))), 431,
+                 id="too_many_headers"),
+    pytest.param(_messages_head(2, b"Content-Length: 3\r\n") + b"{}", 400,
+                 id="two_content_lengths"),
+])
+def test_what_the_protocol_refuses_on_the_messages_door_is_in_anthropics_shape(gateway, sent,
+                                                                             status):
+    with connect(gateway.port, timeout=WITHIN) as sock:
+        sock.sendall(sent)
+        answer = Reader(sock).answer()
+    assert answer.status == status
+    body = answer.json()
+    assert body["type"] == "error" and set(body["error"]) == {"type", "message"}, body
 
 
 def test_a_large_body_on_a_slow_link_is_not_cut_while_it_keeps_coming(gateway):
