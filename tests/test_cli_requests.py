@@ -232,3 +232,15 @@ def test_tail_sees_a_record_within_a_second(cli):
     finally:
         follower.kill()
         follower.wait()
+
+
+@pytest.mark.parametrize("command", [("requests", "tail", "--no-follow"),
+                                     ("requests", "show", "req-esc"), ("usage", "--by", "model")])
+def test_escape_sequences_from_clients_and_upstreams_are_shown_not_obeyed(cli, command):
+    # A model name is the client's to choose; a message and a partial answer the upstream's.
+    cli.seed(record("req-esc", model="gpt\x1b[2J\x1b]0;owned\x07-4o", status="failed",
+                    error_code="upstream_error", error_message="bad\x1b[31m red\r\x9b",
+                    partial_text="text\x1b[1A over"))
+    out = cli(*command).stdout
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out and "\x9b" not in out
+    assert "\\x1b[2J" in out

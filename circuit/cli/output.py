@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
@@ -171,9 +172,21 @@ def when(timestamp: str | None) -> str:
     return timestamp.replace("T", " ")[:19]
 
 
+#: Control characters but tab and newline: C0, DEL and C1.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(value: str) -> str:
+    """`value` with its control characters shown as `\\xNN`: a model name, an upstream's
+    message and a partial answer come from outside, and a terminal obeys the escape sequences
+    in what it is given (clear the screen, retitle the window, rewrite the line)."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", value)
+
+
 def text(value: object) -> str:
-    """A value for a table cell, markup escaped; None as '-'."""
-    return "-" if value is None else escape(str(value))
+    """A value for a table cell, control characters shown (printable) and markup escaped;
+    None as '-'."""
+    return "-" if value is None else escape(printable(str(value)))
 
 
 STATUS_STYLES = {"ok": "green", "failed": "red", "rejected": "yellow",
