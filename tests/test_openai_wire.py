@@ -9,6 +9,7 @@ import pytest
 from circuit.errors import StreamBroken
 from circuit.providers.openai_wire import OpenAIEvents, chunk_event, output_text, usage_from_openai
 from circuit.providers.sse import SSEEvent
+from circuit.providers.upstream_errors import redact
 
 
 def delta_text(delta: dict) -> tuple[str, int]:
@@ -119,3 +120,10 @@ def test_a_text_delta_quoting_the_key_is_relayed_redacted():
     event, = _read(OpenAIEvents(False, key), data)
     assert key[:8].encode() not in event.data and key[-8:].encode() not in event.data
     assert key[:8] not in event.text
+
+
+@pytest.mark.parametrize("quoted", [slice(5, 20), slice(0, 8), slice(11, 30), slice(None)],
+                         ids=["middle", "head", "tail", "whole"])
+def test_a_quoted_run_of_the_key_is_redacted_whole_not_a_window_at_a_time(quoted):
+    key = "sk-upSECRETkey-7f3a9c2e51d84b60aa19"
+    assert redact(f'"param": "{key[quoted]}"', key) == '"param": "[redacted]"'

@@ -25,17 +25,34 @@ WINDOW = 8
 
 def redact(text: str, secret: str | None) -> str:
     """`text` without `secret`, nor any run of WINDOW or more of its characters (an upstream
-    may quote a key's head or tail, `sk-proj-abc…wxyz1234`, or cut it anywhere)."""
+    may quote a key's head or tail, `sk-proj-abc…wxyz1234`, or cut it anywhere). A run is cut
+    whole: every place any window of the key is found is marked first, and each stretch of
+    marks becomes one `[redacted]` (cutting window by window left the run's last characters)."""
     if not secret or not text:
         return text
     text = text.replace(secret, "[redacted]")
     if len(secret) < 2 * WINDOW:
         return text
+    marked: list[tuple[int, int]] = []
     for start in range(len(secret) - WINDOW + 1):
         window = secret[start:start + WINDOW]
-        if window in text:
-            text = text.replace(window, "[redacted]")
-    return text
+        at = text.find(window)
+        while at >= 0:
+            marked.append((at, at + WINDOW))
+            at = text.find(window, at + 1)
+    if not marked:
+        return text
+    marked.sort()
+    pieces, kept_to, run_end = [], 0, -1
+    for begin, end in marked:
+        if begin > run_end:  # a new stretch: what lies before it is kept
+            if run_end >= 0:
+                pieces.append("[redacted]")
+            pieces.append(text[kept_to:begin])
+        run_end = max(run_end, end)
+        kept_to = run_end
+    pieces += ["[redacted]", text[kept_to:]]
+    return "".join(pieces)
 
 
 def quotes_secret(data: bytes, head: bytes, tail: bytes) -> bool:
