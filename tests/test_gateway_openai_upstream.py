@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import PROVIDER_KEY
 from tests.fakes.openai_upstream import Behaviour
 from tests.support.gateway_server import CLIENT_KEY, GatewayServer
+from tests.support.raw_http import chat_request, connect
 
 HELLO = [{"role": "user", "content": "Hello from the test"}]
 
@@ -347,3 +348,20 @@ def test_under_plain_uvicorn_a_hang_up_is_noticed_without_the_protocols_hang_up(
         server.stop()
     assert (streamed["status"], streamed["partial_text"][:4]) == ("client_disconnected", "word")
     assert (waited["status"], waited["status_code"]) == ("client_disconnected", 499)
+
+
+def test_a_pipelining_client_that_hangs_up_cuts_the_stream_in_flight(openai_gateway, upstream,
+                                                                     request_id):
+    # Two requests written at once on one connection, then the client leaves while the first
+    # streams: that one is told, though uvicorn itself tells only the newest request.
+    upstream.script(Behaviour(chunk_delay=0.1, reply=" ".join(["word"] * 40)))
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": HELLO, "stream": True})
+    with connect(openai_gateway.port) as sock:
+        sock.sendall(chat_request(body, extra=f"x-request-id: {request_id}\r\n".encode())
+                     + chat_request(body, extra=f"x-request-id: {request_id}-2\r\n".encode()))
+        received = b""
+        while received.count(b"data: ") < 3:
+            received += sock.recv(65536)
+    assert upstream.wait_for(lambda: upstream.connections_closed_by_client == 1, timeout=3)
+    row = openai_gateway.record(request_id)
+    assert row["status"] == "client_disconnected" and row["partial_text"].startswith("word")

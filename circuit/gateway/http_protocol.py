@@ -68,6 +68,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._refusing: CircuitError | None = None
         self._closing = False
+        #: The HangUp of each request of this connection not yet answered, oldest first.
+        self._hang_ups: list[HangUp] = []
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -83,12 +85,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         self._guard.busy(self)
-        cycle = self.cycle
         super().connection_lost(exc)
-        if cycle is not None and not cycle.response_complete:
-            hang_up = cycle.scope.get(HANG_UP)
-            if hang_up is not None:
-                hang_up.fire()
+        # Every request of the connection not yet answered: a pipelined one behind the request
+        # in flight too (uvicorn's own disconnect reaches only the newest).
+        hang_ups, self._hang_ups = self._hang_ups, []
+        for hang_up in hang_ups:
+            hang_up.fire()
 
     def evict(self) -> None:
         self._cancel_timer()
@@ -149,7 +151,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._header_count = 0
         # The request learns of a hang-up without a task awaiting `receive` for it.
-        self.scope[HANG_UP] = HangUp()  # type: ignore[literal-required]
+        hang_up = HangUp()
+        self.scope[HANG_UP] = hang_up  # type: ignore[literal-required]
+        self._hang_ups.append(hang_up)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
@@ -185,6 +189,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        if self._hang_ups:
+            del self._hang_ups[0]  # answers go out in the order their requests came
         super().on_response_complete()
         if not self.transport.is_closing() and not self.pipeline and \
                 self.cycle.response_complete:
