@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import orjson
@@ -365,3 +367,16 @@ def test_a_pipelining_client_that_hangs_up_cuts_the_stream_in_flight(openai_gate
     assert upstream.wait_for(lambda: upstream.connections_closed_by_client == 1, timeout=3)
     row = openai_gateway.record(request_id)
     assert row["status"] == "client_disconnected" and row["partial_text"].startswith("word")
+
+
+def test_a_pipelining_client_gone_while_its_first_answer_is_awaited_is_recorded_and_no_write_fails(
+        openai_gateway, upstream, request_id, caplog):
+    upstream.script(Behaviour(hang=1.0))
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": HELLO})
+    with connect(openai_gateway.port) as sock:
+        sock.sendall(chat_request(body, extra=f"x-request-id: {request_id}\r\n".encode())
+                     + chat_request(body, extra=f"x-request-id: {request_id}-2\r\n".encode()))
+        time.sleep(0.2)  # the first request waits on its upstream; then the client leaves
+    row = openai_gateway.record(request_id)
+    assert (row["status"], row["status_code"]) == ("client_disconnected", 499)
+    assert not [r for r in caplog.records if r.exc_info], "its answer's write raised"

@@ -68,8 +68,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._refusing: CircuitError | None = None
         self._closing = False
-        #: The HangUp of each request of this connection not yet answered, oldest first.
-        self._hang_ups: list[HangUp] = []
+        #: Each request of this connection not yet answered, oldest first: its HangUp, and its
+        #: cycle once its head is in.
+        self._unanswered: list[list[Any]] = []
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -86,10 +87,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_timer()
         self._guard.busy(self)
         super().connection_lost(exc)
-        # Every request of the connection not yet answered: a pipelined one behind the request
-        # in flight too (uvicorn's own disconnect reaches only the newest).
-        hang_ups, self._hang_ups = self._hang_ups, []
-        for hang_up in hang_ups:
+        # Every request of the connection not yet answered, the one in flight ahead of a
+        # pipelined one too: uvicorn's own disconnect reaches only the newest, and a write of
+        # an older one then raised on the closed transport instead of being dropped.
+        unanswered, self._unanswered = self._unanswered, []
+        for hang_up, cycle in unanswered:
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
             hang_up.fire()
 
     def evict(self) -> None:
@@ -153,7 +158,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # The request learns of a hang-up without a task awaiting `receive` for it.
         hang_up = HangUp()
         self.scope[HANG_UP] = hang_up  # type: ignore[literal-required]
-        self._hang_ups.append(hang_up)
+        self._unanswered.append([hang_up, None])
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
@@ -177,6 +182,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._body_bytes = 0
         self._body_started = self.loop.time()
         super().on_headers_complete()
+        cycle = self.cycle
+        if self._unanswered and cycle is not None and cycle.scope is self.scope:
+            self._unanswered[-1][1] = cycle
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -189,8 +197,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        if self._hang_ups:
-            del self._hang_ups[0]  # answers go out in the order their requests came
+        if self._unanswered:
+            del self._unanswered[0]  # answers go out in the order their requests came
         super().on_response_complete()
         if not self.transport.is_closing() and not self.pipeline and \
                 self.cycle.response_complete:
