@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import openai
@@ -10,7 +11,9 @@ import orjson
 import pytest
 
 from circuit.errors import UpstreamError, UpstreamFailed
+from circuit.gateway.client_watch import ClientWatch
 from circuit.gateway.dispatch import Dispatcher, DispatchTrace
+from circuit.gateway.hang_up import HangUp
 from circuit.gateway.routing import Target
 from circuit.providers.anthropic import error_from_anthropic
 from circuit.providers.openai import OpenAIProvider
@@ -257,37 +260,42 @@ def test_an_upstream_retry_after_is_passed_on_in_whole_seconds_or_not_at_all(sta
         assert error.headers.get("retry-after") == passed, type(error).__name__
 
 
-def test_a_client_gone_during_a_retry_after_wait_gets_no_second_call(upstream):
-    upstream.default = Behaviour(status=429, retry_after="5")
-    clock = _Clock()
-    gone = DispatchTrace()
+def test_a_client_gone_during_a_retry_after_wait_ends_the_wait_and_gets_no_second_call(
+        upstream):
+    upstream.default = Behaviour(status=429, retry_after="30")
+    hang_up = HangUp()
+    asked: list[float] = []
 
-    async def run():
+    async def forever(seconds: float) -> None:
+        asked.append(seconds)
+        await asyncio.Event().wait()  # only the hang-up can end this wait
+
+    async def run() -> None:
         provider = OpenAIProvider("openai", upstream.base_url, "sk-x")
         await provider.start()
-
-        async def sleep(seconds: float) -> None:
-            await clock.sleep(seconds)
-            gone.watch = _Gone()  # the client hung up while the gateway waited
-
+        watch = ClientWatch(_no_receive, hang_up)
+        watch.start(cancel=False)
         try:
             dispatcher = Dispatcher({"openai": CircuitBreaker("openai")},
-                                    {"openai": RetryPolicy(max_attempts=3)},
-                                    sleep=sleep, clock=clock, rand=lambda: 1.0)
+                                    {"openai": RetryPolicy(max_attempts=3)}, sleep=forever)
             call = Call({"model": "m", "messages": HELLO}, orjson.dumps(
                 {"model": "m", "messages": HELLO}), "m", False, "r")
+            asyncio.get_running_loop().call_later(0.2, hang_up.fire)
             with pytest.raises(UpstreamError):
-                await dispatcher.call([Target(provider, "m")],
-                                      lambda t: t.provider.complete(call), gone, 0.0)
+                await asyncio.wait_for(dispatcher.call(
+                    [Target(provider, "m")], lambda t: t.provider.complete(call),
+                    DispatchTrace(watch=watch), time.perf_counter()), 20)
         finally:
+            watch.stop()
             await provider.aclose()
 
     asyncio.run(run())
-    assert upstream.calls == 1 and gone.attempts == 1 and clock.slept == [5.0]
+    assert upstream.calls == 1 and asked == [30.0]
 
 
-class _Gone:
-    gone = True
+async def _no_receive() -> dict:
+    await asyncio.Event().wait()
+    return {}
 
 
 def test_no_retry_starts_past_the_deadline(upstream):

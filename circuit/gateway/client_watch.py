@@ -20,6 +20,7 @@ was gone either way.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from starlette.types import Receive
 
@@ -35,7 +36,7 @@ class ClientWatch:
     """One request's watch: `start` once its body is in, `stop` once its answer is ready."""
 
     __slots__ = ("_receive", "_hang_up", "_task", "_at", "_sweep", "_watcher", "_cancel",
-                 "gone")
+                 "_wake", "gone")
 
     def __init__(self, receive: Receive, hang_up: HangUp | None = None) -> None:
         self._receive = receive
@@ -45,6 +46,7 @@ class ClientWatch:
         self._sweep: LoopSweep | None = None
         self._watcher: asyncio.Task | None = None
         self._cancel = False
+        self._wake: asyncio.Future | None = None  # a pause to end at the hang-up
         #: The client hung up while the request waited.
         self.gone = False
 
@@ -88,10 +90,31 @@ class ClientWatch:
                 break
         self._hung_up()
 
+    async def pause(self, wait: Awaitable[None]) -> None:
+        """Await `wait` (a retry's backoff), or stop at once when the client hangs up: the
+        request's record and its grants are not held for a wait nobody awaits."""
+        if self._task is None:  # not watching: nothing can cut it short
+            await wait
+            return
+        if self.gone:
+            if asyncio.iscoroutine(wait):
+                wait.close()
+            return
+        self._wake = asyncio.get_running_loop().create_future()
+        waiting = asyncio.ensure_future(wait)
+        try:
+            await asyncio.wait((waiting, self._wake), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+            self._wake.cancel()
+            self._wake = None
+
     def _hung_up(self) -> None:
         task = self._task
         if task is not None:
             self.gone = True
+            if self._wake is not None and not self._wake.done():
+                self._wake.set_result(None)
             if self._cancel:
                 task.cancel()
 

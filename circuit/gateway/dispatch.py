@@ -38,6 +38,13 @@ class DispatchTrace:
         """The client hung up: no further attempt is made for it (each could be billed)."""
         return self.watch is not None and self.watch.gone
 
+    async def pause(self, wait: Awaitable[None]) -> None:
+        """Await a backoff `wait`, cut short when the client hangs up meanwhile."""
+        if self.watch is None:
+            await wait
+        else:
+            await self.watch.pause(wait)
+
     def failed(self, target: Target, code: str, status: int | None) -> None:
         self.failures.append({"provider": target.provider.name, "model": target.model,
                               "error": code, "status": status})
@@ -89,7 +96,7 @@ class Dispatcher:
                         "retry-after")), self._rand)
                     if self._clock() + delay - started > policy.deadline:
                         break
-                    await self._sleep(delay)
+                    await trace.pause(self._sleep(delay))
                     if trace.abandoned():
                         break  # the client hung up during the wait: no call made for nobody
                     continue

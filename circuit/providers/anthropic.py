@@ -32,7 +32,7 @@ from circuit.errors import (
 from circuit.providers.anthropic_stream import StreamTranslator, stream_error_body
 from circuit.providers.anthropic_translate import completion_from_anthropic, to_anthropic
 from circuit.providers.base import SizeLimits, Timeouts
-from circuit.providers.upstream_errors import upstream_error_fields
+from circuit.providers.upstream_errors import redirected, upstream_error_fields
 from circuit.providers.upstream_http import (
     ERROR_BODY_LIMIT,
     client_error,
@@ -68,6 +68,8 @@ def error_from_anthropic(status: int, body: bytes, headers: Mapping[str, str],
                                code="upstream_auth_failed")
         error.retryable = False
         return error
+    if status < 400:
+        return redirected(provider, status)
     passed = retry_after_passed(headers.get("retry-after"))
     if status == 529 or kind == "overloaded_error":
         return UpstreamFailed(f"{provider} is overloaded ({status})",

@@ -105,6 +105,8 @@ def error_from_upstream(status: int, body: bytes, headers: Mapping[str, str],
                                code="upstream_auth_failed")
         error.retryable = False
         return error
+    if status < 400:
+        return redirected(provider, status)
     # Waited by before a retry, and passed on: a 5xx's too (a 503's says when to come back).
     passed = retry_after_passed(headers.get("retry-after"))
     if status in _PASSED_THROUGH:
@@ -116,6 +118,15 @@ def error_from_upstream(status: int, body: bytes, headers: Mapping[str, str],
                           + (f": {message}" if message else ""),
                           code="upstream_server_error" if status >= 500 else "upstream_error",
                           headers=passed if status >= 500 else None)
+
+
+def redirected(provider: str, status: int) -> UpstreamError:
+    """An upstream's redirect (never followed, see upstream_http.post): its configuration is
+    wrong, and asking again gets the same answer, so it is not retried."""
+    error = UpstreamFailed(f"{provider} answered with a redirect ({status}), which the gateway "
+                           "does not follow; check its base_url")
+    error.retryable = False
+    return error
 
 
 def _describe(body: bytes, secret: str | None) -> dict[str, str | None]:
