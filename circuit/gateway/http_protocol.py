@@ -114,7 +114,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 piece_end = end if stop < 0 else stop
                 self._head_bytes += piece_end - start
                 if self._head_bytes > MAX_HEAD_BYTES:
-                    self._answer_and_close(RequestHeadersTooLarge("Request headers are too large"))
+                    self._answer_and_close(RequestHeadersTooLarge("Request headers are too large"),
+                                           data[start:piece_end])
                     return
                 self._tail = (self._tail + data[max(start, end - 3):end])[-3:] if stop < 0 \
                     else b""
@@ -267,26 +268,32 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- refusing ------------------------------------------------------------------------------
 
-    def _door(self) -> Door:
+    def _door(self, unparsed: bytes = b"") -> Door:
         """The door whose shape a refusal takes: Anthropic's for a path under /v1/messages or
-        a request that sent `anthropic-version` (as far as its head has come), else OpenAI's."""
+        a request that sent `anthropic-version`, else OpenAI's. What the parser has read is
+        asked first, then the `unparsed` bytes of the head (a head refused for its size in
+        the read that brought it was never parsed)."""
         url = getattr(self, "url", None) or b""
+        if not url and unparsed:
+            request_line = unparsed.partition(b"\r\n")[0].split(b" ")
+            url = request_line[1] if len(request_line) > 1 else b""
         path = url.partition(b"?")[0]
         if path == b"/v1/messages" or path.startswith(b"/v1/messages/") or any(
-                name.lower() == b"anthropic-version" for name, _ in self.headers or ()):
+                name.lower() == b"anthropic-version" for name, _ in self.headers or ()) or \
+                b"\nanthropic-version:" in unparsed.lower():
             return MESSAGES
         return CHAT
 
-    def _answer_and_close(self, error: CircuitError) -> None:
+    def _answer_and_close(self, error: CircuitError, unparsed: bytes = b"") -> None:
         """Answer `error` and end the connection: half-close at once, close for good when the
-        client hangs up or after LINGER_SECONDS."""
+        client hangs up or after LINGER_SECONDS (`unparsed`: see _door)."""
         self._closing = True
         self._cancel_timer()
         self._guard.busy(self)
         transport = self.transport
         if transport.is_closing():
             return
-        transport.write(closing_error_bytes(error, new_request_id(), self._door()))
+        transport.write(closing_error_bytes(error, new_request_id(), self._door(unparsed)))
         try:
             transport.write_eof()
         except (NotImplementedError, OSError, RuntimeError):

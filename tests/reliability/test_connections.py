@@ -120,6 +120,8 @@ def _messages_head(length: int, extra: bytes = b"") -> bytes:
                  id="too_many_headers"),
     pytest.param(_messages_head(2, b"Content-Length: 3\r\n") + b"{}", 400,
                  id="two_content_lengths"),
+    pytest.param(_messages_head(0, b"X-Long: " + b"v" * 70_000 + b"\r\n"), 431,
+                 id="a_head_past_64_KiB_in_one_write"),
 ])
 def test_what_the_protocol_refuses_on_the_messages_door_is_in_anthropics_shape(gateway, sent,
                                                                              status):
