@@ -255,21 +255,25 @@ def test_malformed_sse_ends_with_an_error_event(openai_gateway, upstream, reques
 def test_client_that_disconnects_midstream_cancels_upstream_and_is_recorded(
         openai_gateway, upstream, request_id):
     upstream.script(Behaviour(chunk_delay=0.1, reply=" ".join(["word"] * 40)))
-    with httpx.stream("POST", openai_gateway.url + "/v1/chat/completions",
-                      json={"model": "gpt-4o-mini", "messages": HELLO, "stream": True},
-                      headers={"Authorization": f"Bearer {CLIENT_KEY}",
-                               "x-request-id": request_id}) as response:
-        received = 0
-        for line in response.iter_lines():
-            if line.startswith("data: "):
-                received += 1
-            if received == 4:
-                break
+    _read_four_events_and_leave(openai_gateway.url, request_id)
     assert upstream.wait_for(lambda: upstream.connections_closed_by_client == 1, timeout=3)
     row = openai_gateway.record(request_id)
     assert row["status"] == "client_disconnected"
     assert row["partial_text"].startswith("word")
     assert row["tokens_output"] > 0 and row["usage_source"] == "local"
+
+
+def _read_four_events_and_leave(url: str, request_id: str) -> None:
+    """Stream a chat answer, read four of its events, and hang up."""
+    with httpx.stream("POST", url + "/v1/chat/completions",
+                      json={"model": "gpt-4o-mini", "messages": HELLO, "stream": True},
+                      headers={"Authorization": f"Bearer {CLIENT_KEY}",
+                               "x-request-id": request_id}) as response:
+        received = 0
+        for line in response.iter_lines():
+            received += line.startswith("data: ")
+            if received == 4:
+                break
 
 
 def test_stream_error_before_the_first_byte_gets_an_http_status(openai_gateway, upstream,
@@ -328,15 +332,7 @@ def test_under_plain_uvicorn_a_hang_up_is_noticed_without_the_protocols_hang_up(
                            OPENAI_API_KEY=PROVIDER_KEY).start()
     try:
         upstream.script(Behaviour(chunk_delay=0.1, reply=" ".join(["word"] * 40)))
-        with httpx.stream("POST", server.url + "/v1/chat/completions",
-                          json={"model": "gpt-4o-mini", "messages": HELLO, "stream": True},
-                          headers={"Authorization": f"Bearer {CLIENT_KEY}",
-                                   "x-request-id": request_id}) as response:
-            received = 0
-            for line in response.iter_lines():
-                received += line.startswith("data: ")
-                if received == 4:
-                    break
+        _read_four_events_and_leave(server.url, request_id)
         assert upstream.wait_for(lambda: upstream.connections_closed_by_client == 1, timeout=3)
         streamed = server.record(request_id)
         upstream.script(Behaviour(hang=3))

@@ -11,10 +11,11 @@ waited that long. A quick request has left the table before a sweep finds it.
 Under Circuit's HTTP protocol no watcher is needed: the request's HangUp
 (circuit.gateway.hang_up) tells of the hang-up at once, so a watch only registers with it.
 
-A hang-up marks the watch `gone`, and for a stream cancels the request's task (circuit.gateway.door_flow records it): a stream's upstream stops generating
-when its connection drops. A JSON request's upstream may not, and would bill the whole answer
-all the same, so it runs to its end and is charged what it reports; its record says the client
-was gone either way.
+A hang-up marks the watch `gone`, and for a stream cancels the request's task
+(circuit.gateway.door_flow records it): a stream's upstream stops generating when its
+connection drops. A JSON request's upstream may not, and would bill the whole answer all the
+same, so it runs to its end and is charged what it reports; its record says the client was
+gone either way, and a retry's backoff (`pause`) ends at the hang-up.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 For each target: skip it when its breaker is open; otherwise call, and retry a retryable failure
 with backoff until the target's attempts or the request's deadline run out, or its client hangs
-up; then fall back to the next target. A failure the client caused (an upstream 400, 404, …) ends it at once. If no target
-could even be tried (every breaker open), the answer is the structured 503; otherwise the last
-failure's. Every attempt, and why it failed, is written to the trace for the request record.
+up; then fall back to the next target. A failure the client caused (an upstream 400, 404, …)
+ends it at once. If no target could even be tried (every breaker open), the answer is the
+structured 503; otherwise the last failure's. Every attempt, and why it failed, is written to the trace for the request record.
 """
 
 from __future__ import annotations

@@ -58,12 +58,13 @@ class StreamRelay(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome = StreamOutcome()
         relay = asyncio.current_task()
-        gone: list[bool] = []  # the client hung up (and the relay was cancelled for it)
+        gone = False  # the client hung up (and the relay was cancelled for it)
         hang_up = hang_up_of(scope)
         watcher = None
 
         def hung_up() -> None:
-            gone.append(True)
+            nonlocal gone
+            gone = True
             relay.cancel()
 
         if hang_up is not None:
