@@ -11,7 +11,9 @@ gateway side by side where timings are noise.
 The gateway app is built in-process (a budget, rate limits and the SQLite record writer on) and
 driven through ASGI directly, so what is counted is Circuit's own work per request — the flow,
 the exchange, accounting, the relay, the writer thread — not a server's or a client's.
-Instrumentation is switched on only around the measured requests.
+Instrumentation is switched on only around the measured requests. Each request's scope carries
+the HangUp `circuit serve`'s HTTP protocol gives it (circuit.gateway.hang_up), so the count is
+of the path `circuit serve` runs.
 
 Without `--door` the chat door is served by the in-process mock provider (no HTTP at all). With
 `--door chat|messages|responses|all` every door goes over HTTP to scripts/bench_upstream.py (the
