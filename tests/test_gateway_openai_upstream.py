@@ -376,3 +376,25 @@ def test_a_pipelining_client_gone_while_its_first_answer_is_awaited_is_recorded_
     row = openai_gateway.record(request_id)
     assert (row["status"], row["status_code"]) == ("client_disconnected", 499)
     assert not [r for r in caplog.records if r.exc_info], "its answer's write raised"
+
+
+def test_a_stream_whose_client_left_during_a_retry_wait_is_charged_nothing(tmp_path, upstream,
+                                                                           request_id):
+    # Every call so far was refused (429): no upstream was working on the request when its
+    # client left, so there is no input to pay for.
+    upstream.default = Behaviour(status=429, retry_after="5")
+    server = GatewayServer(tmp_path, PROVIDER="openai", OPENAI_BASE_URL=upstream.base_url,
+                           OPENAI_API_KEY=PROVIDER_KEY, CIRCUIT_DAILY_USD_LIMIT=10).start()
+    try:
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(server.url + "/v1/chat/completions",
+                       json={"model": "gpt-4o-mini", "messages": HELLO, "stream": True},
+                       headers={"Authorization": f"Bearer {CLIENT_KEY}",
+                                "x-request-id": request_id}, timeout=0.5)
+        row = server.record(request_id)
+    finally:
+        server.stop()
+    assert (row["status"], row["status_code"], row["attempts"]) == (
+        "client_disconnected", 499, 1)
+    assert (row["cost_micros"] or 0, row["tokens_input"]) == (0, 0)
+    assert upstream.calls == 1

@@ -38,6 +38,12 @@ class DispatchTrace:
         """The client hung up: no further attempt is made for it (each could be billed)."""
         return self.watch is not None and self.watch.gone
 
+    def calling(self) -> bool:
+        """Whether an upstream call is under way: more calls made than failed (a backoff
+        wait, or a target skipped for its open breaker, is not one)."""
+        failed = sum(1 for failure in self.failures if failure["error"] != "breaker_open")
+        return self.attempts > failed
+
     async def pause(self, wait: Awaitable[None]) -> None:
         """Await a backoff `wait`, cut short when the client hangs up meanwhile."""
         if self.watch is None:

@@ -284,9 +284,10 @@ class Exchange:
     def cut_off(self, error: CircuitError | None = None, status: int = 499) -> None:
         """The request was cancelled before its answer: a stream's client hung up (`error`
         None: a 499), or the server stopped past its grace period (`error`, answered with
-        `status`). Once an upstream was called it is charged as a stream cut before its first
+        `status`). Cut during an upstream call it is charged as a stream cut before its first
         event, its input counted locally (the upstream may bill it); a JSON request with a
-        budget is charged what it reserved."""
+        budget is charged what it reserved. Cut between calls (a retry's backoff, every call
+        so far refused) it is charged nothing: no upstream is working on it."""
         if self._closed:
             return
         self._trace_attempts()
@@ -297,7 +298,7 @@ class Exchange:
         grants = self.grants
         if grants is not None:
             reservation = grants.reservation
-            if not self.trace.attempts or record.upstream_model is None:
+            if not self.trace.calling() or record.upstream_model is None:
                 grants.settle(self.gateway, 0, 0)
             elif not record.stream and reservation is not None:
                 # A JSON answer cut (only the server cuts one) may still be finished, and
