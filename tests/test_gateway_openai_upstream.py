@@ -263,6 +263,15 @@ def test_client_that_disconnects_midstream_cancels_upstream_and_is_recorded(
     assert row["tokens_output"] > 0 and row["usage_source"] == "local"
 
 
+def _ask_and_leave(url: str, request_id: str, *, stream: bool, after: float) -> None:
+    """Ask for a chat answer and hang up `after` seconds, before it comes."""
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(url + "/v1/chat/completions",
+                   json={"model": "gpt-4o-mini", "messages": HELLO, "stream": stream},
+                   headers={"Authorization": f"Bearer {CLIENT_KEY}",
+                            "x-request-id": request_id}, timeout=after)
+
+
 def _read_four_events_and_leave(url: str, request_id: str) -> None:
     """Stream a chat answer, read four of its events, and hang up."""
     with httpx.stream("POST", url + "/v1/chat/completions",
@@ -295,11 +304,7 @@ def test_a_json_request_whose_client_hung_up_is_not_retried_nor_answered(tmp_pat
                            CIRCUIT_RETRY_MAX_ATTEMPTS=3, CIRCUIT_RETRY_BACKOFF_INITIAL=0.05,
                            CIRCUIT_BREAKER_CONSECUTIVE_FAILURES=10_000).start()
     try:
-        with pytest.raises(httpx.TimeoutException):
-            httpx.post(server.url + "/v1/chat/completions",
-                       json={"model": "gpt-4o-mini", "messages": HELLO},
-                       headers={"Authorization": f"Bearer {CLIENT_KEY}",
-                                "x-request-id": request_id}, timeout=0.3)
+        _ask_and_leave(server.url, request_id, stream=False, after=0.3)
         row = server.record(request_id)
     finally:
         server.stop()
@@ -314,11 +319,7 @@ def test_a_json_request_whose_client_hung_up_is_not_retried_nor_answered(tmp_pat
 def test_a_client_gone_while_the_upstream_is_slow_is_recorded_as_client_disconnected(
         openai_gateway, upstream, request_id, stream):
     upstream.script(Behaviour(hang=3))
-    with pytest.raises(httpx.TimeoutException):
-        httpx.post(openai_gateway.url + "/v1/chat/completions",
-                   json={"model": "gpt-4o-mini", "messages": HELLO, "stream": stream},
-                   headers={"Authorization": f"Bearer {CLIENT_KEY}",
-                            "x-request-id": request_id}, timeout=0.3)
+    _ask_and_leave(openai_gateway.url, request_id, stream=stream, after=0.3)
     row = openai_gateway.record(request_id)
     assert (row["status"], row["status_code"]) == ("client_disconnected", 499)
 
@@ -336,11 +337,7 @@ def test_under_plain_uvicorn_a_hang_up_is_noticed_without_the_protocols_hang_up(
         assert upstream.wait_for(lambda: upstream.connections_closed_by_client == 1, timeout=3)
         streamed = server.record(request_id)
         upstream.script(Behaviour(hang=3))
-        with pytest.raises(httpx.TimeoutException):
-            httpx.post(server.url + "/v1/chat/completions",
-                       json={"model": "gpt-4o-mini", "messages": HELLO, "stream": True},
-                       headers={"Authorization": f"Bearer {CLIENT_KEY}",
-                                "x-request-id": request_id + "-slow"}, timeout=0.3)
+        _ask_and_leave(server.url, request_id + "-slow", stream=True, after=0.3)
         waited = server.record(request_id + "-slow")
     finally:
         server.stop()
@@ -386,11 +383,7 @@ def test_a_stream_whose_client_left_during_a_retry_wait_is_charged_nothing(tmp_p
     server = GatewayServer(tmp_path, PROVIDER="openai", OPENAI_BASE_URL=upstream.base_url,
                            OPENAI_API_KEY=PROVIDER_KEY, CIRCUIT_DAILY_USD_LIMIT=10).start()
     try:
-        with pytest.raises(httpx.TimeoutException):
-            httpx.post(server.url + "/v1/chat/completions",
-                       json={"model": "gpt-4o-mini", "messages": HELLO, "stream": True},
-                       headers={"Authorization": f"Bearer {CLIENT_KEY}",
-                                "x-request-id": request_id}, timeout=0.5)
+        _ask_and_leave(server.url, request_id, stream=True, after=0.5)
         row = server.record(request_id)
     finally:
         server.stop()
