@@ -56,7 +56,10 @@ class Replica:
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "circuit.main:app", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--log-level", "warning", "--no-access-log"],
+                 "--port", str(self.port), "--log-level", "warning", "--no-access-log",
+                 # Longer than any stall of a loaded machine: a kept-alive connection closed
+                 # by the server as the client reuses it is a ReadError no gateway can prevent.
+                 "--timeout-keep-alive", "60"],
                 env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
