@@ -7,10 +7,13 @@ gateway side by side where timings are noise.
     .venv/bin/python scripts/bench_instructions.py --door messages  a door through a fake upstream
     .venv/bin/python scripts/bench_instructions.py --door all       chat, messages, responses
     .venv/bin/python scripts/bench_instructions.py --door chat --bare   the floor: bench_bare.py
+    .venv/bin/python scripts/bench_instructions.py --door all --concurrency 64 --requests 640
+                                                                   64 at a time, as the bench
 
-The gateway app is built in-process (a budget, rate limits and the SQLite record writer on) and
-driven through ASGI directly, so what is counted is Circuit's own work per request — the flow,
-the exchange, accounting, the relay, the writer thread — not a server's or a client's.
+The gateway app is built in-process (a budget, rate limits and the SQLite record writer on),
+started through its ASGI lifespan as a server starts it, and driven through ASGI directly, so
+what is counted is Circuit's own work per request — the flow, the exchange, accounting, the
+relay, the writer thread — not a server's or a client's.
 Instrumentation is switched on only around the measured requests. Each request's scope carries
 the HangUp `circuit serve`'s HTTP protocol gives it (circuit.gateway.hang_up), so the count is
 of the path `circuit serve` runs.
@@ -27,6 +30,10 @@ for every tree measured.
 With `--bare` the app counted is scripts/bench_bare.py's relay (the floor scripts/bench reports
 Circuit against) on the same fake upstream: what Circuit's count is over it is Circuit's own work.
 Streams are of 20 text deltas: 22 events for chat, 26 for Messages, 28 for Responses.
+With `--concurrency N` the requests go N at a time (gathered), as scripts/bench's load sends
+64: what only many requests in flight cost — the garbage collector above all, whose work
+follows how many objects are alive at once — shows only there. One at a time, each request
+is awaited in place (a task and a gather around each would add turns of the loop).
 """
 
 from __future__ import annotations
@@ -99,34 +106,44 @@ async def _one(app, raw: bytes, path: str) -> bytes:
     return b"".join(answer)
 
 
-async def _child(requests: int, stream: bool, door: str, http: bool, bare: bool) -> None:
+async def _child(requests: int, stream: bool, door: str, http: bool, bare: bool,
+                 concurrency: int) -> None:
     from circuit.config import load_settings
     from circuit.gateway.app import create_app
 
     upstream = await _serve_upstream() if http else None
-    if bare:
-        await _count_bare(upstream, requests, stream, door)
-        return
     folder = Path(tempfile.mkdtemp(prefix="circuit-ir-"))
-    environ = {
-        "CIRCUIT_DB_PATH": str(folder / "circuit.db"), "CIRCUIT_API_KEYS": KEY,
-        "CIRCUIT_LOG_LEVEL": "warning", "CIRCUIT_DEFAULT_RPM": "1000000",
-        "CIRCUIT_DEFAULT_TPM": "100000000", "CIRCUIT_DAILY_USD_LIMIT": "1000"}
-    if upstream is not None:
-        # As scripts/bench's gateway: OpenAI at the fake upstream, claude-* to it as Anthropic.
-        environ.update({"PROVIDER": "openai", "OPENAI_BASE_URL": upstream,
-                        "OPENAI_API_KEY": "sk-bench-upstream",
-                        "BENCH_ANTHROPIC_KEY": "sk-ant-bench-upstream"})
-        (folder / "circuit.toml").write_text(
-            f'[providers.anthropic]\nkind = "anthropic"\nbase_url = "{upstream}"\n'
-            'api_key_env = "BENCH_ANTHROPIC_KEY"\n'
-            f'[routes]\n"{CLAUDE}" = ["anthropic:{CLAUDE}"]\n')
-    settings = load_settings(environ=environ, cwd=folder)
-    app = create_app(settings)
-    gateway = app.state.gateway
+    if bare:
+        import bench_bare
+
+        app = bench_bare.BareRelay(upstream, "sk-bench-upstream")
+    else:
+        environ = {
+            "CIRCUIT_DB_PATH": str(folder / "circuit.db"), "CIRCUIT_API_KEYS": KEY,
+            "CIRCUIT_LOG_LEVEL": "warning", "CIRCUIT_DEFAULT_RPM": "1000000",
+            "CIRCUIT_DEFAULT_TPM": "100000000", "CIRCUIT_DAILY_USD_LIMIT": "1000"}
+        if upstream is not None:
+            # As scripts/bench's gateway: OpenAI at the fake upstream, claude-* to it as
+            # Anthropic.
+            environ.update({"PROVIDER": "openai", "OPENAI_BASE_URL": upstream,
+                            "OPENAI_API_KEY": "sk-bench-upstream",
+                            "BENCH_ANTHROPIC_KEY": "sk-ant-bench-upstream"})
+            (folder / "circuit.toml").write_text(
+                f'[providers.anthropic]\nkind = "anthropic"\nbase_url = "{upstream}"\n'
+                'api_key_env = "BENCH_ANTHROPIC_KEY"\n'
+                f'[routes]\n"{CLAUDE}" = ["anthropic:{CLAUDE}"]\n')
+        app = create_app(load_settings(environ=environ, cwd=folder))
     path, body = DOORS[door]
     raw = body + (b', "stream": true}' if stream else b"}")
-    await gateway.start()
+    # Started and stopped through its lifespan, as a server runs it (what startup settles, such
+    # as the heap, is settled here too).
+    lifespan: asyncio.Queue[dict] = asyncio.Queue()
+    answers: asyncio.Queue[dict] = asyncio.Queue()
+    running = asyncio.create_task(app({"type": "lifespan", "state": {}}, lifespan.get,
+                                      answers.put))
+    await lifespan.put({"type": "lifespan.startup"})
+    started = await answers.get()
+    assert started["type"] == "lifespan.startup.complete", started
     try:
         for _ in range(100):  # warm: leases taken, memos filled, code paths compiled
             answer = await _one(app, raw, path)
@@ -137,47 +154,22 @@ async def _child(requests: int, stream: bool, door: str, http: bool, bare: bool)
         sys.setswitchinterval(60)
         print("READY", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
-        for _ in range(requests):
-            await _one(app, raw, path)
-        while gateway.writer.pending:  # noqa: ASYNC110 - polls a count; the writer counts too
+        if concurrency == 1:  # awaited in place: a task and a gather each would add loop turns
+            for _ in range(requests):
+                await _one(app, raw, path)
+        else:
+            for _ in range(requests // concurrency):
+                await asyncio.gather(*(_one(app, raw, path) for _ in range(concurrency)))
+        writer = getattr(getattr(getattr(app, "state", None), "gateway", None), "writer", None)
+        while writer is not None and writer.pending:  # noqa: ASYNC110 - the writer counts
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)
         print("DONE", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
     finally:
-        await gateway.stop()
+        await lifespan.put({"type": "lifespan.shutdown"})
+        await running
         shutil.rmtree(folder, ignore_errors=True)
-
-
-async def _count_bare(upstream: str, requests: int, stream: bool, door: str) -> None:
-    """As _child, with scripts/bench_bare.py's relay as the app."""
-    import bench_bare
-
-    app = bench_bare.BareRelay(upstream, "sk-bench-upstream")
-    done: asyncio.Queue[dict] = asyncio.Queue()
-    started = asyncio.create_task(app(
-        {"type": "lifespan"}, done.get, _noted))
-    await done.put({"type": "lifespan.startup"})
-    while app.session is None:  # noqa: ASYNC110 - the lifespan opens it on this loop
-        await asyncio.sleep(0)
-    path, body = DOORS[door]
-    raw = body + (b', "stream": true}' if stream else b"}")
-    for _ in range(100):
-        answer = await _one(app, raw, path)
-        assert answer.startswith(b"200 "), answer[:300]
-    sys.setswitchinterval(60)
-    print("READY", flush=True)
-    await asyncio.to_thread(sys.stdin.readline)
-    for _ in range(requests):
-        await _one(app, raw, path)
-    print("DONE", flush=True)
-    await asyncio.to_thread(sys.stdin.readline)
-    await done.put({"type": "lifespan.shutdown"})
-    await started
-
-
-async def _noted(message: dict) -> None:
-    """The lifespan's answers: nothing to do with them."""
 
 
 async def _serve_upstream() -> str:
@@ -193,7 +185,8 @@ async def _serve_upstream() -> str:
 
 
 def measure(tree: Path, requests: int, stream: bool, door: str = "chat",
-            http: bool = False, bare: bool = False) -> tuple[int, int]:
+            http: bool = False, bare: bool = False,
+            concurrency: int = 1) -> tuple[int, int]:
     """Instructions callgrind counted for `requests` requests: all threads, and the event
     loop's thread alone (the writer thread's batches, and so its count, follow timing)."""
     out = Path(tempfile.mkdtemp(prefix="circuit-cg-")) / "callgrind.out"
@@ -201,6 +194,7 @@ def measure(tree: Path, requests: int, stream: bool, door: str = "chat",
     command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
                f"--callgrind-out-file={out}", sys.executable, __file__, "--child",
                "--requests", str(requests), "--door", door,
+               "--concurrency", str(concurrency),
                *(["--http"] if http else []), *(["--bare"] if bare else []),
                *(["--stream"] if stream else [])]
     child = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -237,6 +231,8 @@ def main() -> None:
     parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parents[1],
                         help="the checkout whose circuit/ is measured (default: this one)")
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="requests at a time (scripts/bench's load runs 64)")
     parser.add_argument("--stream", action="store_true",
                         help="count only streams (default: JSON, then streams)")
     parser.add_argument("--door", choices=(*DOORS, "all"),
@@ -249,22 +245,24 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         asyncio.run(_child(args.requests, args.stream, args.door or "chat", args.http,
-                           args.bare))
+                           args.bare, args.concurrency))
         return
     if args.bare and args.door is None:
         parser.error("--bare relays over HTTP: give --door")
+    if args.concurrency < 1 or args.requests % args.concurrency:
+        parser.error("--requests must be a multiple of --concurrency")
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed (apt install valgrind)")
     doors = [None] if args.door is None else list(DOORS) if args.door == "all" else [args.door]
     for door in doors:
         for stream in (True,) if args.stream else (False, True):
             total, loop = measure(args.tree, args.requests, stream, door or "chat",
-                                  door is not None, args.bare)
+                                  door is not None, args.bare, args.concurrency)
             label = f"{'bare ' if args.bare else ''}{door or 'mock'} " \
                     f"{'stream' if stream else 'json'}"
             print(f"{label:16}  {total / args.requests:>12,.0f} instructions per request, "
                   f"{loop / args.requests:>10,.0f} on the loop's thread ({args.requests} "
-                  f"requests, {args.tree})", flush=True)
+                  f"requests, {args.concurrency} at a time, {args.tree})", flush=True)
 
 
 if __name__ == "__main__":
