@@ -17,6 +17,7 @@ from circuit.errors import AuthenticationFailed, CircuitError
 from circuit.gateway.anthropic_models import anthropic_models
 from circuit.gateway.connections import lifespan_state
 from circuit.gateway.flow import ChatFlow
+from circuit.gateway.heap import settle_heap
 from circuit.gateway.messages_count import CountTokensFlow
 from circuit.gateway.messages_flow import MessagesFlow
 from circuit.gateway.openai_routes import add_openai_routes
@@ -158,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
         await gateway.start()
+        settle_heap()
         try:
             # The HTTP protocol (circuit.gateway.http_protocol) reads its limits from here.
             yield lifespan_state(settings)
