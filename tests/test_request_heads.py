@@ -153,6 +153,65 @@ def test_more_than_100_headers_get_431(gateway):
     assert answer.json()["error"]["code"] == "request_header_fields_too_large"
 
 
+#: chat_head's own headers: Host, Authorization, Content-Type and the framing one.
+OWN_HEADERS = 4
+SMALL = long_prompt(10)
+
+
+def _fillers(count: int) -> bytes:
+    return b"".join(b"X-H%d: v\r\n" % i for i in range(count))
+
+
+@pytest.mark.parametrize("parts", [1, 40], ids=["one_write", "forty_writes"])
+def test_exactly_100_headers_are_answered(gateway, parts):
+    answer = exchange(gateway.port, chat_request(SMALL, extra=_fillers(100 - OWN_HEADERS)),
+                      parts=parts)
+    assert_answered(answer.status, answer.body)
+
+
+@pytest.mark.parametrize("parts", [1, 40], ids=["one_write", "forty_writes"])
+def test_the_101st_header_gets_431(gateway, parts):
+    answer = exchange(gateway.port, chat_request(SMALL, extra=_fillers(101 - OWN_HEADERS)),
+                      parts=parts)
+    assert answer.status == 431
+    assert answer.json()["error"] == {"message": "More than 100 request headers",
+                                      "type": "invalid_request_error",
+                                      "code": "request_header_fields_too_large"}
+
+
+def test_too_many_headers_pipelined_behind_a_chunked_request_get_431(gateway):
+    # In one write: the pipelined head is parsed with the chunked body before it, so it is
+    # counted after its parse, not before.
+    with connect(gateway.port) as sock:
+        sock.sendall(chat_head(None) + chunked(SMALL)
+                     + chat_request(SMALL, extra=_fillers(150)))
+        reader = Reader(sock)
+        first, second = reader.answer(), reader.answer()
+    assert_answered(first.status, first.body)
+    assert second.status == 431
+    assert second.json()["error"]["code"] == "request_header_fields_too_large"
+
+
+@pytest.mark.parametrize("refused, status", [
+    pytest.param(chat_request(SMALL, extra=_fillers(150)), 431, id="too_many_headers"),
+    pytest.param(chat_head(2, extra=b"X-Big: " + b"a" * (65 * 1024) + b"\r\n") + b"{}", 431,
+                 id="a_head_over_64_KiB"),
+    pytest.param(b"POST /v1/chat/completions HTTP/1.1\r\nBad Header\r\n\r\n", 400,
+                 id="an_unreadable_head"),
+])
+def test_a_refused_request_behind_pipelined_ones_is_answered_after_them(gateway, refused,
+                                                                       status):
+    with connect(gateway.port) as sock:
+        sock.sendall(chat_request(long_prompt(100_000)) + chat_request(SMALL) + refused)
+        reader = Reader(sock)
+        answers = [reader.answer() for _ in range(3)]
+        assert reader.until_closed() == b""
+    for answer in answers[:2]:
+        assert_answered(answer.status, answer.body)
+    assert answers[2].status == status
+    assert answers[2].headers["connection"] == "close"
+
+
 def test_a_request_the_parser_cannot_read_gets_400_in_openai_shape(gateway):
     answer = exchange(gateway.port, b"GET / HTTP/1.1\r\nHost: gw\r\nBad Header\r\n\r\n")
     assert answer.status == 400

@@ -2,7 +2,9 @@
 
 uvicorn bounds none of these; `circuit serve` runs this protocol instead:
 - Heads: past 64 KiB of request line and headers (only those bytes: a body in the same read
-  is not counted), or past 100 headers, the answer is 431 and the connection closes.
+  is not counted), or past 100 headers, the answer is 431 and the connection closes. Both are
+  counted in the bytes before the parser sees them (the headers as the head's lines), so a
+  refused head costs a scan, not a Python call per header.
 - Time: a head must be complete within `header_timeout` of the connection's opening (or of
   its first byte on a kept-alive connection), a body within `body_timeout` of its head, plus a
   second per 64 KiB received; an idle kept-alive connection closes after `keepalive_timeout`.
@@ -10,7 +12,7 @@ uvicorn bounds none of these; `circuit serve` runs this protocol instead:
 - Refusals are in the error shape (JSON) of the door the request came to, as every other
   answer of the gateway, unreadable HTTP included; the connection is then half-closed and what
   the client still sends is dropped for a moment, so the client reads the answer instead of a
-  reset. A request whose body was too slow is told so through its HangUp, so it is recorded
+  reset. A refusal behind pipelined requests goes out after their answers, in order. A request whose body was too slow is told so through its HangUp, so it is recorded
   as the 408 answered, not as a client that left.
 """
 
@@ -38,6 +40,9 @@ from circuit.gateway.responses import closing_error_bytes
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 100
+#: A head's lines: the request line, the headers, the empty line that ends it. (Empty lines a
+#: client sends before its request line count too: a stricter bound, never a looser one.)
+_MAX_HEAD_LINES = MAX_HEADERS + 2
 #: A body may take one second more for every this many bytes it has delivered.
 BODY_BYTES_PER_EXTRA_SECOND = 64 * 1024
 #: Seconds a refused connection is kept half-closed for the client to read its answer.
@@ -59,14 +64,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # end split across reads is found), or in a body of `_body_left` bytes (None: chunked).
         self._in_head = True
         self._head_bytes = 0
+        self._head_lines = 0
         self._tail = b""
         self._body_left: int | None = 0
         self._body_started = 0.0
         self._body_bytes = 0
-        self._header_count = 0
         self._messages_done = 0
         self._timer: asyncio.TimerHandle | None = None
         self._refusing: CircuitError | None = None
+        #: A refusal waiting for the answers of the requests pipelined before it.
+        self._refusal: bytes | None = None
         self._closing = False
         #: Each request of this connection not yet answered, oldest first: its HangUp, and its
         #: cycle once its head is in.
@@ -113,9 +120,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 stop = self._head_end(data, start)
                 piece_end = end if stop < 0 else stop
                 self._head_bytes += piece_end - start
-                if self._head_bytes > MAX_HEAD_BYTES:
-                    self._answer_and_close(RequestHeadersTooLarge("Request headers are too large"),
-                                           data[start:piece_end])
+                self._head_lines += data.count(b"\n", start, piece_end)
+                if self._head_bytes > MAX_HEAD_BYTES or self._head_lines > _MAX_HEAD_LINES:
+                    self._answer_and_close(RequestHeadersTooLarge(
+                        "Request headers are too large" if self._head_bytes > MAX_HEAD_BYTES
+                        else f"More than {MAX_HEADERS} request headers"), data[start:piece_end])
                     return
                 self._tail = (self._tail + data[max(start, end - 3):end])[-3:] if stop < 0 \
                     else b""
@@ -132,7 +141,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self._feed(data, start, piece_end)
                 if self._in_head and self._messages_done != done:
                     last = data.rfind(_HEAD_END, start, end)
-                    self._head_bytes = end - (start if last < 0 else last + 4)
+                    begun = start if last < 0 else last + 4
+                    self._head_bytes = end - begun
+                    self._head_lines = data.count(b"\n", begun, end)
                     self._tail = data[-3:]
             start = piece_end
         self._arm_for_state()
@@ -155,20 +166,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._header_count = 0
         # The request learns of a hang-up without a task awaiting `receive` for it.
         hang_up = HangUp()
         self.scope[HANG_UP] = hang_up  # type: ignore[literal-required]
         self._unanswered.append([hang_up, None])
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > MAX_HEADERS:
+    def on_headers_complete(self) -> None:
+        if len(self.headers) > MAX_HEADERS:
+            # A head the lines' count did not see whole: one fed with a chunked body before it,
+            # in the same read (so bounded by the read).
             self._refusing = RequestHeadersTooLarge(f"More than {MAX_HEADERS} request headers")
             raise TooManyHeaders  # the parser stops; send_400_response answers
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
         self._in_head = False
         self._cancel_timer()
         self._guard.busy(self)
@@ -192,7 +200,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        self._in_head, self._head_bytes, self._tail = True, 0, b""
+        self._in_head, self._head_bytes, self._head_lines, self._tail = True, 0, 0, b""
         self._messages_done += 1
         self._cancel_timer()
         super().on_message_complete()
@@ -201,6 +209,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._unanswered:
             del self._unanswered[0]  # answers go out in the order their requests came
         super().on_response_complete()
+        if self._refusal is not None:
+            if not self._answers_owed():
+                answer, self._refusal = self._refusal, None
+                self._refuse(answer)
+            return
         if not self.transport.is_closing() and not self.pipeline and \
                 self.cycle.response_complete:
             self._guard.waiting(self)
@@ -286,14 +299,30 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _answer_and_close(self, error: CircuitError, unparsed: bytes = b"") -> None:
         """Answer `error` and end the connection: half-close at once, close for good when the
-        client hangs up or after LINGER_SECONDS (`unparsed`: see _door)."""
+        client hangs up or after LINGER_SECONDS (`unparsed`: see _door). A request refused
+        behind pipelined ones still being answered waits for their answers: HTTP answers in
+        the order requests came, and a half-closed connection could carry none of theirs."""
         self._closing = True
         self._cancel_timer()
         self._guard.busy(self)
+        if self.transport.is_closing():
+            return
+        answer = closing_error_bytes(error, new_request_id(), self._door(unparsed))
+        if self._in_head and self._answers_owed():
+            self._refusal = answer  # written by on_response_complete, after the last of them
+            return
+        self._refuse(answer)
+
+    def _answers_owed(self) -> bool:
+        """Whether a request before the one being read is still unanswered."""
+        return any(cycle is not None and not cycle.response_complete
+                   for _, cycle in self._unanswered)
+
+    def _refuse(self, answer: bytes) -> None:
         transport = self.transport
         if transport.is_closing():
             return
-        transport.write(closing_error_bytes(error, new_request_id(), self._door(unparsed)))
+        transport.write(answer)
         try:
             transport.write_eof()
         except (NotImplementedError, OSError, RuntimeError):
