@@ -216,7 +216,8 @@ class Gateway:
     MESSAGES_MODEL), and its own SQLite file."""
 
     def __init__(self, workdir: Path, upstream_url: str, key: str, *, workers: int = 1,
-                 core: int | None = None, extra_env: dict[str, str] | None = None) -> None:
+                 core: int | None = None, extra_env: dict[str, str] | None = None,
+                 wrapper: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         env = {
             "PROVIDER": "openai", "OPENAI_BASE_URL": upstream_url,
@@ -239,7 +240,7 @@ class Gateway:
         circuit = Path(sys.executable).parent / "circuit"
         cmd = [str(circuit)] if circuit.exists() else \
             [sys.executable, "-c", "from circuit.cli.app import main; main()"]
-        self._start(workdir, [*cmd, "serve"], env, workers, core)
+        self._start(workdir, [*wrapper, *cmd, "serve"], env, workers, core)
 
     def _start(self, workdir: Path, cmd: list[str], env: dict[str, str], workers: int,
                core: int | None) -> None:
@@ -334,11 +335,12 @@ class BareRelay(Gateway):
     """scripts/bench_bare.py, the relay with nothing between its parts, on the mock: the floor.
     It keeps no records (`sent` is counted, never checked)."""
 
-    def __init__(self, workdir: Path, upstream_root: str, *, core: int | None = None) -> None:
+    def __init__(self, workdir: Path, upstream_root: str, *, core: int | None = None,
+                 wrapper: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         cmd = [sys.executable, str(HERE / "bench_bare.py"), "--port", str(self.port),
                "--upstream", upstream_root]
-        self._start(workdir, cmd, {}, 1, core)
+        self._start(workdir, [*wrapper, *cmd], {}, 1, core)
 
 
 def run_load(url: str, *, concurrency: int, duration: float, warmup: float, stream: bool,
