@@ -179,6 +179,18 @@ def test_the_101st_header_gets_431(gateway, parts):
                                       "code": "request_header_fields_too_large"}
 
 
+def test_an_anthropic_client_past_100_headers_gets_its_431_in_anthropics_shape(gateway):
+    # Its anthropic-version comes after the 100th header, in the same read: the head is
+    # refused before it is parsed, and the refusal's shape is read from its bytes. (Sent in
+    # pieces, the head is refused at the piece that passes 100 headers: a version header in
+    # a later piece is never seen, and the answer is OpenAI's.)
+    extra = _fillers(120) + b"anthropic-version: 2023-06-01\r\n"
+    answer = exchange(gateway.port, chat_request(SMALL, extra=extra))
+    assert answer.status == 431
+    body = answer.json()
+    assert body["type"] == "error" and set(body["error"]) == {"type", "message"}, body
+
+
 def test_too_many_headers_pipelined_behind_a_chunked_request_get_431(gateway):
     # In one write: the pipelined head is parsed with the chunked body before it, so it is
     # counted after its parse, not before.
