@@ -214,16 +214,23 @@ def measure(tree: Path, requests: int, stream: bool, door: str = "chat",
     finally:
         if child.poll() is None:
             child.kill()
-    total = main = 0
+    counted = callgrind_totals(out)
+    shutil.rmtree(out.parent, ignore_errors=True)
+    return counted
+
+
+def callgrind_totals(out: Path) -> tuple[int, int]:
+    """What callgrind wrote to `out` (a file per thread, --separate-threads=yes): the
+    instructions of every thread, and of thread 1, the event loop's."""
+    total = loop = 0
     for path in out.parent.glob(out.name + "*"):
         # "totals:" sums the cost lines; "summary:" stays 0 when instrumentation was toggled.
         match = re.search(r"^totals: (\d+)", path.read_text(errors="replace"), re.MULTILINE)
         count = int(match.group(1)) if match else 0
         total += count
-        if path.name.endswith("-01"):  # thread 1, the event loop's
-            main += count
-    shutil.rmtree(out.parent, ignore_errors=True)
-    return total, main
+        if path.name.endswith("-01"):
+            loop += count
+    return total, loop
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ are not quite those of a timed run; the rest is what a timed run does.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_procs as procs  # noqa: E402
+from bench_instructions import callgrind_totals  # noqa: E402
 
 KEY = "sk-bench-server-instructions-0123"
 #: Each door: its path, and the model it asks for (None: the load's default).
@@ -70,13 +70,7 @@ def measure(target: str, door: str, stream: bool, requests: int, concurrency: in
         mock.stop()
     if result["errors_total"]:
         raise SystemExit(f"{result['errors_total']} requests failed: {result['error_kinds']}")
-    total = loop = 0
-    for part in out.parent.glob(out.name + "*"):
-        match = re.search(r"^totals: (\d+)", part.read_text(errors="replace"), re.MULTILINE)
-        count = int(match.group(1)) if match else 0
-        total += count
-        if part.name.endswith("-01"):  # thread 1, the event loop's
-            loop += count
+    total, loop = callgrind_totals(out)
     return total // result["completed_total"], loop // result["completed_total"]
 
 
