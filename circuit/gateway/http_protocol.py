@@ -12,8 +12,9 @@ uvicorn bounds none of these; `circuit serve` runs this protocol instead:
 - Refusals are in the error shape (JSON) of the door the request came to, as every other
   answer of the gateway, unreadable HTTP included; the connection is then half-closed and what
   the client still sends is dropped for a moment, so the client reads the answer instead of a
-  reset. A refusal behind pipelined requests goes out after their answers, in order. A request whose body was too slow is told so through its HangUp, so it is recorded
-  as the 408 answered, not as a client that left.
+  reset. A refusal behind pipelined requests goes out after their answers, in order. A
+  request whose body was too slow is told so through its HangUp, so it is recorded as the 408
+  answered, not as a client that left.
 """
 
 from __future__ import annotations
