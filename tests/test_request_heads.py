@@ -204,6 +204,37 @@ def test_too_many_headers_pipelined_behind_a_chunked_request_get_431(gateway):
     assert second.json()["error"]["code"] == "request_header_fields_too_large"
 
 
+def test_a_body_of_many_lines_behind_a_chunked_request_is_not_counted_as_headers(gateway):
+    # Pretty-printed JSON of 160-odd lines, in the read that brought the chunked request.
+    pretty = orjson.dumps({"model": "gpt-4o-mini", "max_tokens": 5, "messages": [
+        {"role": "user", "content": f"line {i}"} for i in range(40)]},
+        option=orjson.OPT_INDENT_2)
+    assert pretty.count(b"\n") > 150
+    with connect(gateway.port) as sock:
+        sock.sendall(chat_head(None) + chunked(SMALL) + chat_request(pretty))
+        time.sleep(0.1)
+        sock.sendall(chat_request(SMALL, extra=_fillers(100 - OWN_HEADERS)))
+        reader = Reader(sock)
+        answers = [reader.answer() for _ in range(3)]
+    for answer in answers:
+        assert_answered(answer.status, answer.body)
+
+
+def test_a_head_over_64_kib_behind_a_chunked_request_and_a_body_split_across_reads_gets_431(
+        gateway):
+    body = long_prompt(30_000)
+    second = chat_request(body)
+    with connect(gateway.port) as sock:
+        sock.sendall(chat_head(None) + chunked(SMALL) + second[:-100])
+        time.sleep(0.1)
+        sock.sendall(second[-100:] + chat_head(2, extra=b"X-Big: " + b"a" * (78 * 1024)
+                                               + b"\r\n") + b"{}")
+        reader = Reader(sock)
+        answers = [reader.answer() for _ in range(3)]
+    assert [a.status for a in answers] == [200, 200, 431]
+    assert answers[2].json()["error"]["message"] == "Request headers are too large"
+
+
 @pytest.mark.parametrize("refused, status", [
     pytest.param(chat_request(SMALL, extra=_fillers(150)), 431, id="too_many_headers"),
     pytest.param(chat_head(2, extra=b"X-Big: " + b"a" * (65 * 1024) + b"\r\n") + b"{}", 431,

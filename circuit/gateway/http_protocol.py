@@ -36,14 +36,16 @@ from circuit.gateway.connections import guard_for
 from circuit.gateway.doors import CHAT, MESSAGES, Door
 from circuit.gateway.hang_up import SCOPE_KEY as HANG_UP
 from circuit.gateway.hang_up import HangUp
-from circuit.gateway.request_id import new_request_id
+from circuit.gateway.request_id import assign_request_id, new_request_id
 from circuit.gateway.responses import closing_error_bytes
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 100
-#: A head's lines: the request line, the headers, the empty line that ends it. (Empty lines a
-#: client sends before its request line count too: a stricter bound, never a looser one.)
-_MAX_HEAD_LINES = MAX_HEADERS + 2
+#: A head's lines before it is parsed: the request line, the headers, the empty line that ends
+#: it, and two empty lines a client may send before its request line (a CRLF after a body, as
+#: some do). The exact count is checked once the head is parsed (on_headers_complete): this
+#: one keeps a flood of header lines from the parser.
+_MAX_HEAD_LINES = MAX_HEADERS + 4
 #: A body may take one second more for every this many bytes it has delivered.
 BODY_BYTES_PER_EXTRA_SECOND = 64 * 1024
 #: Seconds a refused connection is kept half-closed for the client to read its answer.
@@ -135,17 +137,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self._body_left -= piece_end - start
                 self._feed(data, start, piece_end)
             else:
-                # A chunked body: its end is the parser's to find. Should a pipelined request
-                # begin in the same read, its head is at most what follows the last CRLFCRLF.
+                # A chunked body: its end is the parser's to find, so the rest of the read is
+                # fed with it, and requests pipelined behind it in this read are parsed too.
+                # Where the last of them stands is worked out from the parser's state: in a
+                # body of known length, what is left of it; in a head, that head's part in
+                # this read goes uncounted (its headers are counted once it is parsed, in
+                # on_headers_complete; the bytes are bounded by the read).
                 piece_end = end
                 done = self._messages_done
                 self._feed(data, start, piece_end)
-                if self._in_head and self._messages_done != done:
-                    last = data.rfind(_HEAD_END, start, end)
-                    begun = start if last < 0 else last + 4
-                    self._head_bytes = end - begun
-                    self._head_lines = data.count(b"\n", begun, end)
-                    self._tail = data[-3:]
+                if self._messages_done != done:
+                    if self._in_head:
+                        self._head_bytes = self._head_lines = 0
+                        self._tail = data[-3:]
+                    elif self._body_left is not None:
+                        self._body_left -= self._body_bytes
             start = piece_end
         self._arm_for_state()
 
@@ -174,8 +180,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         if len(self.headers) > MAX_HEADERS:
-            # A head the lines' count did not see whole: one fed with a chunked body before it,
-            # in the same read (so bounded by the read).
+            # Past the exact bound (the lines' count allows a little more, and does not see a
+            # head fed with a chunked body before it in the same read whole).
             self._refusing = RequestHeadersTooLarge(f"More than {MAX_HEADERS} request headers")
             raise TooManyHeaders  # the parser stops; send_400_response answers
         self._in_head = False
@@ -256,20 +262,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if left > 0:
             self._arm(left, self._body_overdue)  # the body kept coming: it earned more time
             return
-        error = RequestTimeout(f"The request body did not arrive within {allowed:.0f}s")
-        cycle = self.cycle
-        if cycle is not None:
-            # The app waits on the body: it sees the client gone, and writes nothing more; it
-            # records the request as the 408 answered here.
-            hang_up = cycle.scope.get(HANG_UP)
-            if hang_up is not None and not cycle.response_started:
-                hang_up.answered = error
-            cycle.disconnected = True
-            cycle.message_event.set()
-            if cycle.response_started:
-                self.transport.close()
-                return
-        self._answer_and_close(error)
+        self._answer_and_close(RequestTimeout(
+            f"The request body did not arrive within {allowed:.0f}s"))
 
     def _arm(self, delay: float, callback: Any) -> None:
         self._cancel_timer()
@@ -308,15 +302,33 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._guard.busy(self)
         if self.transport.is_closing():
             return
-        answer = closing_error_bytes(error, new_request_id(), self._door(unparsed))
-        if self._in_head and self._answers_owed():
+        cycle = None if self._in_head else self.cycle
+        request_id = None
+        if cycle is not None and not cycle.response_complete:
+            # Refused in its body (too slow, unreadable): the app, waiting on the body, sees
+            # the client gone and writes nothing more, and records the request as the refusal
+            # answered here, under the same id.
+            hang_up = cycle.scope.get(HANG_UP)
+            if hang_up is not None and not cycle.response_started:
+                hang_up.answered = error
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if cycle.response_started:
+                self.transport.close()  # its answer is under way: no second one can follow
+                return
+            request_id = assign_request_id(cycle.scope).decode("ascii")
+        answer = closing_error_bytes(error, request_id or new_request_id(),
+                                     self._door(unparsed))
+        if self._answers_owed():
             self._refusal = answer  # written by on_response_complete, after the last of them
             return
         self._refuse(answer)
 
     def _answers_owed(self) -> bool:
-        """Whether a request before the one being read is still unanswered."""
-        return any(cycle is not None and not cycle.response_complete
+        """Whether a request before the one being read (its head, or its body) is still
+        unanswered."""
+        own = None if self._in_head else self.cycle
+        return any(cycle is not None and cycle is not own and not cycle.response_complete
                    for _, cycle in self._unanswered)
 
     def _refuse(self, answer: bytes) -> None:

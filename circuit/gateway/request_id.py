@@ -22,7 +22,11 @@ def new_request_id() -> str:
 
 
 def assign_request_id(scope: Scope) -> bytes:
-    """Put the request's id in the scope (the client's, if well-formed) and return it."""
+    """Put the request's id in the scope (the client's, if well-formed) and return it; one
+    already there (the protocol answered the request itself) is kept."""
+    assigned = scope.get(SCOPE_KEY)
+    if assigned is not None:
+        return assigned.encode("ascii")
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             if _WELL_FORMED.fullmatch(value):

@@ -25,7 +25,7 @@ from tests.conftest import PROVIDER_KEY
 from tests.fakes.openai_upstream import Behaviour
 from tests.reliability.support import GatewayProcess, chat_body
 from tests.support.gateway_server import CLIENT_KEY, GatewayServer
-from tests.support.raw_http import CHAT, Reader, chat_head, chat_request, connect
+from tests.support.raw_http import CHAT, Reader, chat_head, chat_request, chunked, connect
 
 TIMEOUT = 0.3  # seconds: the header, body and keep-alive timeouts of the gateway below
 WITHIN = 10 * TIMEOUT
@@ -104,6 +104,60 @@ def test_a_body_that_stops_coming_gets_408_and_is_closed(gateway, request_id):
     row = gateway.record(request_id)
     assert (row["status"], row["status_code"], row["error_code"]) == (
         "rejected", 408, "request_timeout"), "recorded as what it was answered"
+
+
+# -- refusals behind pipelined requests ----------------------------------------------------------
+
+#: A stream of over a megabyte from the mock: its answer is still being written while a client
+#: with a small receive buffer does not read.
+BIG_STREAM = orjson.dumps(chat_body(stream=True, n=128, messages=[
+    {"role": "user", "content": "word " * 2000}]))
+
+
+def test_a_pipelined_body_that_stops_coming_gets_its_408_after_the_answers_before_it(
+        gateway, request_id):
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(WITHIN * 10)
+        sock.connect(("127.0.0.1", gateway.port))
+        stalled = chat_head(len(HELLO), extra=f"x-request-id: {request_id}\r\n".encode())
+        sock.sendall(chat_request(BIG_STREAM) * 2 + stalled + HELLO[:-5])
+        time.sleep(3 * TIMEOUT)  # the body is overdue while the streams wait to be read
+        reader = Reader(sock)
+        answers = [reader.answer() for _ in range(3)]
+        assert reader.until_closed() == b""
+    for stream in answers[:2]:
+        assert stream.status == 200 and stream.body.rstrip().endswith(b"data: [DONE]")
+    assert answers[2].status == 408
+    assert answers[2].headers["x-request-id"] == request_id
+    row = gateway.record(request_id)
+    assert (row["status"], row["status_code"]) == ("rejected", 408)
+
+
+def test_an_unreadable_pipelined_body_gets_its_400_after_the_answer_before_it(gateway,
+                                                                            request_id):
+    bad = chat_head(None, extra=f"x-request-id: {request_id}\r\n".encode()) + b"zz\r\n{}\r\n"
+    with connect(gateway.port, timeout=WITHIN) as sock:
+        sock.sendall(chat_request(HELLO) + bad)
+        reader = Reader(sock)
+        first, second = reader.answer(), reader.answer()
+        assert reader.until_closed() == b""
+    assert first.status == 200 and first.json()["object"] == "chat.completion"
+    assert second.status == 400
+    assert second.json()["error"]["code"] == "invalid_http_request"
+    assert second.headers["x-request-id"] == request_id, "the id its record has"
+    row = gateway.record(request_id)
+    assert (row["status"], row["status_code"]) == ("rejected", 400)
+
+
+def test_requests_pipelined_behind_a_chunked_one_then_idle_are_closed_without_a_408(gateway):
+    # The rest of the read after the chunked body is parsed with it: no request is left
+    # half-read for the header timeout to answer.
+    with connect(gateway.port, timeout=WITHIN) as sock:
+        sock.sendall(chat_head(None) + chunked(HELLO) + chat_request(HELLO))
+        reader = Reader(sock)
+        assert [reader.answer().status for _ in range(2)] == [200, 200]
+        assert reader.until_closed() == b"", "closed at the keep-alive timeout, unanswered"
 
 
 def _messages_head(length: int, extra: bytes = b"") -> bytes:
