@@ -304,18 +304,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         cycle = None if self._in_head else self.cycle
         request_id = None
-        if cycle is not None and not cycle.response_complete:
+        if cycle is not None:
             # Refused in its body (too slow, unreadable): the app, waiting on the body, sees
             # the client gone and writes nothing more, and records the request as the refusal
             # answered here, under the same id.
+            if cycle.response_started:
+                # It is answered, or being answered (a 413 before the body, say): a second
+                # answer would belong to no request.
+                cycle.disconnected = True
+                cycle.message_event.set()
+                self.transport.close()
+                return
             hang_up = cycle.scope.get(HANG_UP)
-            if hang_up is not None and not cycle.response_started:
+            if hang_up is not None:
                 hang_up.answered = error
             cycle.disconnected = True
             cycle.message_event.set()
-            if cycle.response_started:
-                self.transport.close()  # its answer is under way: no second one can follow
-                return
             request_id = assign_request_id(cycle.scope).decode("ascii")
         answer = closing_error_bytes(error, request_id or new_request_id(),
                                      self._door(unparsed))

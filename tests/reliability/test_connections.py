@@ -150,6 +150,16 @@ def test_an_unreadable_pipelined_body_gets_its_400_after_the_answer_before_it(ga
     assert (row["status"], row["status_code"]) == ("rejected", 400)
 
 
+def test_a_request_answered_before_its_body_came_gets_no_second_answer_when_it_stops(gateway):
+    # Declared over the body limit: answered 413 at once; then the body stops coming.
+    head = chat_head(20_000_000)
+    with connect(gateway.port, timeout=WITHIN) as sock:
+        sock.sendall(head + b"{" * 100)
+        reader = Reader(sock)
+        assert reader.answer().status == 413
+        assert reader.until_closed() == b"", "closed, with no 408 for an answered request"
+
+
 def test_requests_pipelined_behind_a_chunked_one_then_idle_are_closed_without_a_408(gateway):
     # The rest of the read after the chunked body is parsed with it: no request is left
     # half-read for the header timeout to answer.
