@@ -235,6 +235,25 @@ def test_a_head_over_64_kib_behind_a_chunked_request_and_a_body_split_across_rea
     assert answers[2].json()["error"]["message"] == "Request headers are too large"
 
 
+def test_trailer_fields_past_100_get_431(gateway):
+    trailers = b"".join(b"X-T%d: v\r\n" % i for i in range(150))
+    body = b"%x\r\n%s\r\n0\r\n" % (len(SMALL), SMALL) + trailers + b"\r\n"
+    answer = exchange(gateway.port, chat_head(None) + body)
+    assert answer.status == 431
+    assert answer.json()["error"]["message"] == "More than 100 request headers"
+
+
+def test_a_head_over_64_kib_in_the_read_that_ends_a_chunked_body_gets_431(gateway):
+    big = chat_head(2, extra=b"X-Big: " + b"a" * (70 * 1024) + b"\r\n") + b"{}"
+    with connect(gateway.port) as sock:
+        sock.sendall(chat_head(None) + chunked(SMALL) + big)
+        reader = Reader(sock)
+        first, second = reader.answer(), reader.answer()
+    assert_answered(first.status, first.body)
+    assert second.status == 431
+    assert second.json()["error"]["message"] == "Request headers are too large"
+
+
 @pytest.mark.parametrize("refused, status", [
     pytest.param(chat_request(SMALL, extra=_fillers(150)), 431, id="too_many_headers"),
     pytest.param(chat_head(2, extra=b"X-Big: " + b"a" * (65 * 1024) + b"\r\n") + b"{}", 431,

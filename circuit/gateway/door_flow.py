@@ -67,7 +67,8 @@ class DoorFlow:
         return identify(exchange, lambda: anthropic_key(self.gateway.keys, request.headers))
 
     async def __call__(self, request: Request) -> Response:
-        watch = ClientWatch(request.receive, hang_up_of(request.scope))
+        hang_up = hang_up_of(request.scope)
+        watch = ClientWatch(request.receive, hang_up)
         exchange = Exchange(self.gateway, request.scope.get(SCOPE_KEY) or new_request_id(),
                             watch)
         # The door is known before anything can fail: a request refused at auth or at its
@@ -75,6 +76,10 @@ class DoorFlow:
         exchange.record.api = self.api or self.door.name
         current_request_id.set(exchange.record.request_id)
         try:
+            if hang_up is not None and hang_up.answered is not None:
+                # Answered by the protocol while it waited behind pipelined requests: recorded
+                # as that answer, whatever serving it would have found.
+                raise ClientDisconnect
             return await self.serve(request, exchange)
         except CircuitError as error:
             error = worded(error, self.door)

@@ -2,9 +2,10 @@
 
 uvicorn bounds none of these; `circuit serve` runs this protocol instead:
 - Heads: past 64 KiB of request line and headers (only those bytes: a body in the same read
-  is not counted), or past 100 headers, the answer is 431 and the connection closes. Both are
-  counted in the bytes before the parser sees them (the headers as the head's lines), so a
-  refused head costs a scan, not a Python call per header.
+  is not counted), or past 100 headers, the answer is 431 and the connection closes. The
+  bytes are counted as they come, before the parser sees them; the headers, and the bytes of a
+  head parsed in the read that ended a chunked body before it, as the parser reads them, as
+  are a chunked body's trailer fields (counted with its head's).
 - Time: a head must be complete within `header_timeout` of the connection's opening (or of
   its first byte on a kept-alive connection), a body within `body_timeout` of its head, plus a
   second per 64 KiB received; an idle kept-alive connection closes after `keepalive_timeout`.
@@ -41,11 +42,6 @@ from circuit.gateway.responses import closing_error_bytes
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 100
-#: A head's lines before it is parsed: the request line, the headers, the empty line that ends
-#: it, and two empty lines a client may send before its request line (a CRLF after a body, as
-#: some do). The exact count is checked once the head is parsed (on_headers_complete): this
-#: one keeps a flood of header lines from the parser.
-_MAX_HEAD_LINES = MAX_HEADERS + 4
 #: A body may take one second more for every this many bytes it has delivered.
 BODY_BYTES_PER_EXTRA_SECOND = 64 * 1024
 #: Seconds a refused connection is kept half-closed for the client to read its answer.
@@ -67,8 +63,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # end split across reads is found), or in a body of `_body_left` bytes (None: chunked).
         self._in_head = True
         self._head_bytes = 0
-        self._head_lines = 0
         self._tail = b""
+        # The head (and trailers) as the parser reads them: fields, and their bytes.
+        self._fields = 0
+        self._field_bytes = 0
+        #: The read being fed: a refusal's door is looked for in it (see _door).
+        self._read = b""
         self._body_left: int | None = 0
         self._body_started = 0.0
         self._body_bytes = 0
@@ -117,42 +117,44 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return  # a refused connection: what the client still sends is dropped
-        start, end = 0, len(data)
-        while start < end and not self._closing and not self.transport.is_closing():
-            if self._in_head:
-                stop = self._head_end(data, start)
-                piece_end = end if stop < 0 else stop
-                self._head_bytes += piece_end - start
-                self._head_lines += data.count(b"\n", start, piece_end)
-                if self._head_bytes > MAX_HEAD_BYTES or self._head_lines > _MAX_HEAD_LINES:
-                    self._answer_and_close(RequestHeadersTooLarge(
-                        "Request headers are too large" if self._head_bytes > MAX_HEAD_BYTES
-                        else f"More than {MAX_HEADERS} request headers"), data[start:piece_end])
-                    return
-                self._tail = (self._tail + data[max(start, end - 3):end])[-3:] if stop < 0 \
-                    else b""
-                self._feed(data, start, piece_end)
-            elif self._body_left is not None:
-                piece_end = min(end, start + self._body_left)
-                self._body_left -= piece_end - start
-                self._feed(data, start, piece_end)
-            else:
-                # A chunked body: its end is the parser's to find, so the rest of the read is
-                # fed with it, and requests pipelined behind it in this read are parsed too.
-                # Where the last of them stands is worked out from the parser's state: in a
-                # body of known length, what is left of it; in a head, that head's part in
-                # this read goes uncounted (its headers are counted once it is parsed, in
-                # on_headers_complete; the bytes are bounded by the read).
-                piece_end = end
-                done = self._messages_done
-                self._feed(data, start, piece_end)
-                if self._messages_done != done:
-                    if self._in_head:
-                        self._head_bytes = self._head_lines = 0
-                        self._tail = data[-3:]
-                    elif self._body_left is not None:
-                        self._body_left -= self._body_bytes
-            start = piece_end
+        self._read = data  # held only while it is fed (a refusal's door is looked for in it)
+        try:
+            start, end = 0, len(data)
+            while start < end and not self._closing and not self.transport.is_closing():
+                if self._in_head:
+                    stop = self._head_end(data, start)
+                    piece_end = end if stop < 0 else stop
+                    self._head_bytes += piece_end - start
+                    if self._head_bytes > MAX_HEAD_BYTES:
+                        self._answer_and_close(RequestHeadersTooLarge("Request headers are too large"),
+                                               data[start:piece_end])
+                        return
+                    self._tail = (self._tail + data[max(start, end - 3):end])[-3:] if stop < 0 \
+                        else b""
+                    self._feed(data, start, piece_end)
+                elif self._body_left is not None:
+                    piece_end = min(end, start + self._body_left)
+                    self._body_left -= piece_end - start
+                    self._feed(data, start, piece_end)
+                else:
+                    # A chunked body: its end is the parser's to find, so the rest of the read is
+                    # fed with it, and requests pipelined behind it in this read are parsed too
+                    # (their heads bounded as the parser reads them, in on_header). Where the last
+                    # of them stands is worked out from the parser's state: in a body of known
+                    # length, what is left of it; in a head, the count of its bytes starts at the
+                    # next read.
+                    piece_end = end
+                    done = self._messages_done
+                    self._feed(data, start, piece_end)
+                    if self._messages_done != done:
+                        if self._in_head:
+                            self._head_bytes = 0
+                            self._tail = data[-3:]
+                        elif self._body_left is not None:
+                            self._body_left -= self._body_bytes
+                start = piece_end
+        finally:
+            self._read = b""
         self._arm_for_state()
 
     def _feed(self, data: bytes, start: int, end: int) -> None:
@@ -173,17 +175,27 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._fields = self._field_bytes = 0
         # The request learns of a hang-up without a task awaiting `receive` for it.
         hang_up = HangUp()
         self.scope[HANG_UP] = hang_up  # type: ignore[literal-required]
         self._unanswered.append([hang_up, None])
 
-    def on_headers_complete(self) -> None:
-        if len(self.headers) > MAX_HEADERS:
-            # Past the exact bound (the lines' count allows a little more, and does not see a
-            # head fed with a chunked body before it in the same read whole).
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields += 1
+        self._field_bytes += len(name) + len(value)
+        if self._fields > MAX_HEADERS:
             self._refusing = RequestHeadersTooLarge(f"More than {MAX_HEADERS} request headers")
             raise TooManyHeaders  # the parser stops; send_400_response answers
+        if self._field_bytes > MAX_HEAD_BYTES:
+            self._refusing = RequestHeadersTooLarge("Request headers are too large")
+            raise TooManyHeaders
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._field_bytes + len(self.url) > MAX_HEAD_BYTES:
+            self._refusing = RequestHeadersTooLarge("Request headers are too large")
+            raise TooManyHeaders
         self._in_head = False
         self._cancel_timer()
         self._guard.busy(self)
@@ -207,7 +219,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        self._in_head, self._head_bytes, self._head_lines, self._tail = True, 0, 0, b""
+        self._in_head, self._head_bytes, self._tail = True, 0, b""
         self._messages_done += 1
         self._cancel_timer()
         super().on_message_complete()
@@ -228,7 +240,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         # uvicorn's answer is text/plain; the gateway's answers are all OpenAI-shaped JSON.
         self._answer_and_close(self._refusing or MalformedHttp(
-            "The request is not valid HTTP/1.1 (the connection is closed)"))
+            "The request is not valid HTTP/1.1 (the connection is closed)"), self._read)
 
     # -- timeouts ------------------------------------------------------------------------------
 
@@ -279,8 +291,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _door(self, unparsed: bytes = b"") -> Door:
         """The door whose shape a refusal takes: Anthropic's for a path under /v1/messages or
         a request that sent `anthropic-version`, else OpenAI's. What the parser has read is
-        asked first, then the `unparsed` bytes of the head (a head refused for its size in
-        the read that brought it was never parsed)."""
+        asked first, then the `unparsed` bytes (a head refused for its size in the read that
+        brought it, never parsed; the read the parser refused, with what it had not reached)."""
         url = getattr(self, "url", None) or b""
         if not url and unparsed:
             request_line = unparsed.partition(b"\r\n")[0].split(b" ")

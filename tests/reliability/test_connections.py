@@ -121,17 +121,40 @@ def test_a_pipelined_body_that_stops_coming_gets_its_408_after_the_answers_befor
         sock.settimeout(WITHIN * 10)
         sock.connect(("127.0.0.1", gateway.port))
         stalled = chat_head(len(HELLO), extra=f"x-request-id: {request_id}\r\n".encode())
-        sock.sendall(chat_request(BIG_STREAM) * 2 + stalled + HELLO[:-5])
-        time.sleep(3 * TIMEOUT)  # the body is overdue while the streams wait to be read
+        # Six streams, more than the kernel's buffers hold: still being written when the
+        # body is overdue.
+        sock.sendall(chat_request(BIG_STREAM) * 6 + stalled + HELLO[:-5])
+        time.sleep(3 * TIMEOUT)
         reader = Reader(sock)
-        answers = [reader.answer() for _ in range(3)]
+        answers = [reader.answer() for _ in range(7)]
         assert reader.until_closed() == b""
-    for stream in answers[:2]:
+    for stream in answers[:6]:
         assert stream.status == 200 and stream.body.rstrip().endswith(b"data: [DONE]")
-    assert answers[2].status == 408
-    assert answers[2].headers["x-request-id"] == request_id
+    assert answers[6].status == 408
+    assert answers[6].headers["x-request-id"] == request_id
     row = gateway.record(request_id)
     assert (row["status"], row["status_code"]) == ("rejected", 408)
+
+
+def test_a_pipelined_request_refused_in_its_body_is_recorded_as_refused_not_as_what_its_app_finds(
+        gateway, request_id):
+    # No key: its app, run once the streams ahead are answered, would refuse it with 401; the
+    # client was answered 408, and that is its record.
+    stalled = (f"POST {CHAT} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(HELLO)}\r\nx-request-id: {request_id}\r\n\r\n").encode()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(WITHIN * 10)
+        sock.connect(("127.0.0.1", gateway.port))
+        # Six streams, more than the kernel's buffers hold: still being written when the
+        # body is overdue.
+        sock.sendall(chat_request(BIG_STREAM) * 6 + stalled + HELLO[:-5])
+        time.sleep(3 * TIMEOUT)
+        reader = Reader(sock)
+        answers = [reader.answer() for _ in range(7)]
+    assert [a.status for a in answers] == [200] * 6 + [408]
+    row = gateway.record(request_id)
+    assert (row["status_code"], row["error_code"]) == (408, "request_timeout")
 
 
 def test_an_unreadable_pipelined_body_gets_its_400_after_the_answer_before_it(gateway,
