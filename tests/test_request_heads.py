@@ -179,16 +179,28 @@ def test_the_101st_header_gets_431(gateway, parts):
                                       "code": "request_header_fields_too_large"}
 
 
-def test_an_anthropic_client_past_100_headers_gets_its_431_in_anthropics_shape(gateway):
-    # Its anthropic-version comes after the 100th header, in the same read: the head is
-    # refused before it is parsed, and the refusal's shape is read from its bytes. (Sent in
-    # pieces, the head is refused at the piece that passes 100 headers: a version header in
-    # a later piece is never seen, and the answer is OpenAI's.)
-    extra = _fillers(120) + b"anthropic-version: 2023-06-01\r\n"
-    answer = exchange(gateway.port, chat_request(SMALL, extra=extra))
-    assert answer.status == 431
-    body = answer.json()
-    assert body["type"] == "error" and set(body["error"]) == {"type", "message"}, body
+def _messages_request() -> bytes:
+    body = orjson.dumps({"model": "claude-sonnet-4-5", "max_tokens": 5,
+                         "messages": [{"role": "user", "content": "hi"}]})
+    return (b"POST /v1/messages HTTP/1.1\r\nHost: gw\r\nx-api-key: " + CLIENT_KEY.encode()
+            + b"\r\nanthropic-version: 2023-06-01\r\nContent-Type: application/json\r\n"
+            + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+@pytest.mark.parametrize("refused", [
+    pytest.param(chat_request(SMALL, extra=_fillers(101)), id="too_many_headers"),
+    pytest.param(chat_head(2, extra=b"X-Big: " + b"a" * (70 * 1024) + b"\r\n") + b"{}",
+                 id="a_head_over_64_KiB"),
+])
+def test_a_chat_request_refused_behind_an_anthropic_one_gets_openais_shape(gateway, refused):
+    # One read holds both: the Anthropic request's anthropic-version is not the chat one's.
+    with connect(gateway.port) as sock:
+        sock.sendall(_messages_request() + refused)
+        reader = Reader(sock)
+        first, second = reader.answer(), reader.answer()
+    assert first.status == 200 and first.json()["type"] == "message"
+    assert second.status == 431
+    assert second.json()["error"]["code"] == "request_header_fields_too_large", second.json()
 
 
 def test_too_many_headers_pipelined_behind_a_chunked_request_get_431(gateway):

@@ -67,8 +67,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # The head (and trailers) as the parser reads them: fields, and their bytes.
         self._fields = 0
         self._field_bytes = 0
-        #: The read being fed: a refusal's door is looked for in it (see _door).
-        self._read = b""
         self._body_left: int | None = 0
         self._body_started = 0.0
         self._body_bytes = 0
@@ -117,44 +115,43 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return  # a refused connection: what the client still sends is dropped
-        self._read = data  # held only while it is fed (a refusal's door is looked for in it)
-        try:
-            start, end = 0, len(data)
-            while start < end and not self._closing and not self.transport.is_closing():
-                if self._in_head:
-                    stop = self._head_end(data, start)
-                    piece_end = end if stop < 0 else stop
-                    self._head_bytes += piece_end - start
-                    if self._head_bytes > MAX_HEAD_BYTES:
-                        self._answer_and_close(RequestHeadersTooLarge("Request headers are too large"),
-                                               data[start:piece_end])
-                        return
-                    self._tail = (self._tail + data[max(start, end - 3):end])[-3:] if stop < 0 \
-                        else b""
-                    self._feed(data, start, piece_end)
-                elif self._body_left is not None:
-                    piece_end = min(end, start + self._body_left)
-                    self._body_left -= piece_end - start
-                    self._feed(data, start, piece_end)
-                else:
-                    # A chunked body: its end is the parser's to find, so the rest of the read is
-                    # fed with it, and requests pipelined behind it in this read are parsed too
-                    # (their heads bounded as the parser reads them, in on_header). Where the last
-                    # of them stands is worked out from the parser's state: in a body of known
-                    # length, what is left of it; in a head, the count of its bytes starts at the
-                    # next read.
-                    piece_end = end
-                    done = self._messages_done
-                    self._feed(data, start, piece_end)
-                    if self._messages_done != done:
-                        if self._in_head:
-                            self._head_bytes = 0
-                            self._tail = data[-3:]
-                        elif self._body_left is not None:
-                            self._body_left -= self._body_bytes
-                start = piece_end
-        finally:
-            self._read = b""
+        start, end = 0, len(data)
+        while start < end and not self._closing and not self.transport.is_closing():
+            if self._in_head:
+                stop = self._head_end(data, start)
+                piece_end = end if stop < 0 else stop
+                self._head_bytes += piece_end - start
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    # Begun in this piece, the head is unparsed: what the parser holds is an
+                    # earlier request's.
+                    fresh = self._head_bytes == piece_end - start
+                    self._answer_and_close(RequestHeadersTooLarge("Request headers are too large"),
+                                           data[start:piece_end], parsed=not fresh)
+                    return
+                self._tail = (self._tail + data[max(start, end - 3):end])[-3:] if stop < 0 \
+                    else b""
+                self._feed(data, start, piece_end)
+            elif self._body_left is not None:
+                piece_end = min(end, start + self._body_left)
+                self._body_left -= piece_end - start
+                self._feed(data, start, piece_end)
+            else:
+                # A chunked body: its end is the parser's to find, so the rest of the read is
+                # fed with it, and requests pipelined behind it in this read are parsed too
+                # (their heads bounded as the parser reads them, in on_header). Where the last
+                # of them stands is worked out from the parser's state: in a body of known
+                # length, what is left of it; in a head, the count of its bytes starts at the
+                # next read.
+                piece_end = end
+                done = self._messages_done
+                self._feed(data, start, piece_end)
+                if self._messages_done != done:
+                    if self._in_head:
+                        self._head_bytes = 0
+                        self._tail = data[-3:]
+                    elif self._body_left is not None:
+                        self._body_left -= self._body_bytes
+            start = piece_end
         self._arm_for_state()
 
     def _feed(self, data: bytes, start: int, end: int) -> None:
@@ -240,7 +237,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         # uvicorn's answer is text/plain; the gateway's answers are all OpenAI-shaped JSON.
         self._answer_and_close(self._refusing or MalformedHttp(
-            "The request is not valid HTTP/1.1 (the connection is closed)"), self._read)
+            "The request is not valid HTTP/1.1 (the connection is closed)"))
 
     # -- timeouts ------------------------------------------------------------------------------
 
@@ -288,23 +285,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- refusing ------------------------------------------------------------------------------
 
-    def _door(self, unparsed: bytes = b"") -> Door:
+    def _door(self, unparsed: bytes = b"", parsed: bool = True) -> Door:
         """The door whose shape a refusal takes: Anthropic's for a path under /v1/messages or
         a request that sent `anthropic-version`, else OpenAI's. What the parser has read is
-        asked first, then the `unparsed` bytes (a head refused for its size in the read that
-        brought it, never parsed; the read the parser refused, with what it had not reached)."""
-        url = getattr(self, "url", None) or b""
+        asked first (unless nothing of the refused head was `parsed`), then the `unparsed`
+        bytes of the head (a head refused for its size in the read that brought it)."""
+        url = (getattr(self, "url", None) or b"") if parsed else b""
         if not url and unparsed:
             request_line = unparsed.partition(b"\r\n")[0].split(b" ")
             url = request_line[1] if len(request_line) > 1 else b""
         path = url.partition(b"?")[0]
         if path == b"/v1/messages" or path.startswith(b"/v1/messages/") or any(
-                name.lower() == b"anthropic-version" for name, _ in self.headers or ()) or \
+                name.lower() == b"anthropic-version"
+                for name, _ in (self.headers or () if parsed else ())) or \
                 b"\nanthropic-version:" in unparsed.lower():
             return MESSAGES
         return CHAT
 
-    def _answer_and_close(self, error: CircuitError, unparsed: bytes = b"") -> None:
+    def _answer_and_close(self, error: CircuitError, unparsed: bytes = b"",
+                          parsed: bool = True) -> None:
         """Answer `error` and end the connection: half-close at once, close for good when the
         client hangs up or after LINGER_SECONDS (`unparsed`: see _door). A request refused
         behind pipelined ones still being answered waits for their answers: HTTP answers in
@@ -334,7 +333,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             cycle.message_event.set()
             request_id = assign_request_id(cycle.scope).decode("ascii")
         answer = closing_error_bytes(error, request_id or new_request_id(),
-                                     self._door(unparsed))
+                                     self._door(unparsed, parsed))
         if self._answers_owed():
             self._refusal = answer  # written by on_response_complete, after the last of them
             return
