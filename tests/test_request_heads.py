@@ -9,6 +9,7 @@ end split across writes and pipelined requests. The gateway runs `circuit serve`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -253,6 +254,24 @@ def test_trailer_fields_past_100_get_431(gateway):
     answer = exchange(gateway.port, chat_head(None) + body)
     assert answer.status == 431
     assert answer.json()["error"]["message"] == "More than 100 request headers"
+
+
+def test_a_trailer_field_that_never_ends_gets_431(gateway):
+    with connect(gateway.port) as sock:
+        sock.sendall(chat_head(None) + b"%x\r\n%s\r\n0\r\nX-T: " % (len(SMALL), SMALL))
+        answer = None
+        with contextlib.suppress(OSError):
+            for _ in range(64):  # 4 MiB of one field, unless refused before
+                sock.sendall(b"a" * 65536)
+        answer = Reader(sock).answer()
+    assert answer.status == 431
+    assert answer.json()["error"]["code"] == "request_header_fields_too_large"
+
+
+def test_one_byte_chunks_are_taken(gateway):
+    framed = b"".join(b"1\r\n%s\r\n" % SMALL[i:i + 1] for i in range(len(SMALL)))
+    answer = exchange(gateway.port, chat_head(None) + framed + b"0\r\n\r\n")
+    assert_answered(answer.status, answer.body)
 
 
 def test_a_head_over_64_kib_in_the_read_that_ends_a_chunked_body_gets_431(gateway):

@@ -42,6 +42,9 @@ from circuit.gateway.responses import closing_error_bytes
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 100
+#: A chunked body's framing (sizes, line ends) may be this many bytes per byte of body, and
+#: its trailers, besides, MAX_HEAD_BYTES: one-byte chunks take five.
+FRAMING_PER_BODY_BYTE = 8
 #: A body may take one second more for every this many bytes it has delivered.
 BODY_BYTES_PER_EXTRA_SECOND = 64 * 1024
 #: Seconds a refused connection is kept half-closed for the client to read its answer.
@@ -70,6 +73,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._body_left: int | None = 0
         self._body_started = 0.0
         self._body_bytes = 0
+        self._chunked_bytes = 0  # what a chunked body's reads brought, framing included
         self._messages_done = 0
         self._timer: asyncio.TimerHandle | None = None
         self._refusing: CircuitError | None = None
@@ -144,7 +148,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 # next read.
                 piece_end = end
                 done = self._messages_done
+                self._chunked_bytes += piece_end - start
                 self._feed(data, start, piece_end)
+                if self._messages_done == done and self._body_left is None and \
+                        self._chunked_bytes - self._body_bytes > \
+                        MAX_HEAD_BYTES + FRAMING_PER_BODY_BYTE * self._body_bytes:
+                    # Not body: chunk sizes, their extensions, trailer fields. A field the
+                    # parser is still reading (one that never ends) is in no count of fields.
+                    self._answer_and_close(RequestHeadersTooLarge(
+                        "Request trailers or chunk framing are too large"))
+                    return
                 if self._messages_done != done:
                     if self._in_head:
                         self._head_bytes = 0
@@ -204,7 +217,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 length = None
                 break
         self._body_left = length
-        self._body_bytes = 0
+        self._body_bytes = self._chunked_bytes = 0
         self._body_started = self.loop.time()
         super().on_headers_complete()
         cycle = self.cycle
