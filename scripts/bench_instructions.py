@@ -160,7 +160,7 @@ async def _child(requests: int, stream: bool, door: str, http: bool, bare: bool,
         else:
             for _ in range(requests // concurrency):
                 await asyncio.gather(*(_one(app, raw, path) for _ in range(concurrency)))
-        writer = getattr(getattr(getattr(app, "state", None), "gateway", None), "writer", None)
+        writer = None if bare else app.state.gateway.writer
         while writer is not None and writer.pending:  # noqa: ASYNC110 - the writer counts
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)

@@ -3,9 +3,10 @@
 uvicorn bounds none of these; `circuit serve` runs this protocol instead:
 - Heads: past 64 KiB of request line and headers (only those bytes: a body in the same read
   is not counted), or past 100 headers, the answer is 431 and the connection closes. The
-  bytes are counted as they come, before the parser sees them; the headers, and the bytes of a
-  head parsed in the read that ended a chunked body before it, as the parser reads them, as
-  are a chunked body's trailer fields (counted with its head's).
+  head's bytes are counted as they arrive, before the parser sees them. The header fields are
+  counted as the parser reads them, with their bytes too (which bounds a head parsed in the
+  same read as a chunked body before it), and a chunked body's trailer fields count with its
+  head's; its framing and trailers may take 64 KiB plus 8 bytes per byte of body.
 - Time: a head must be complete within `header_timeout` of the connection's opening (or of
   its first byte on a kept-alive connection), a body within `body_timeout` of its head, plus a
   second per 64 KiB received; an idle kept-alive connection closes after `keepalive_timeout`.
@@ -332,18 +333,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             # Refused in its body (too slow, unreadable): the app, waiting on the body, sees
             # the client gone and writes nothing more, and records the request as the refusal
             # answered here, under the same id.
+            cycle.disconnected = True
+            cycle.message_event.set()
             if cycle.response_started:
                 # It is answered, or being answered (a 413 before the body, say): a second
                 # answer would belong to no request.
-                cycle.disconnected = True
-                cycle.message_event.set()
                 self.transport.close()
                 return
             hang_up = cycle.scope.get(HANG_UP)
             if hang_up is not None:
                 hang_up.answered = error
-            cycle.disconnected = True
-            cycle.message_event.set()
             request_id = assign_request_id(cycle.scope).decode("ascii")
         answer = closing_error_bytes(error, request_id or new_request_id(),
                                      self._door(unparsed, parsed))
